@@ -1,0 +1,97 @@
+// Builds the CustomResourceDefinitions from schemas/: namespaced, status subresource, printer
+// columns and the `sensorlet` category, with every $ref inlined (structural schemas allow none).
+import { API_GROUP, inlineRefs, loadSchema, walkSchema, type JsonSchema, type Kind, KINDS } from './schemas.js';
+
+interface KindNames {
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  columns: { name: string; type: string; jsonPath: string; priority?: number }[];
+}
+
+const READY_NODES = '.status.nodes[*].conditions[?(@.type=="Ready")].status';
+
+export const KIND_NAMES: Record<Kind, KindNames> = {
+  Sensor: {
+    plural: 'sensors',
+    singular: 'sensor',
+    shortNames: ['sn'],
+    columns: [
+      { name: 'Interval', type: 'string', jsonPath: '.spec.interval' },
+      { name: 'Unit', type: 'string', jsonPath: '.spec.unit' },
+      { name: 'Ready', type: 'string', jsonPath: READY_NODES },
+      { name: 'Last', type: 'string', jsonPath: '.status.nodes[*].lastReading.value', priority: 1 },
+    ],
+  },
+  Sink: {
+    plural: 'sinks',
+    singular: 'sink',
+    shortNames: ['sk'],
+    columns: [
+      { name: 'URL', type: 'string', jsonPath: '.spec.mqtt.url' },
+      { name: 'Ready', type: 'string', jsonPath: READY_NODES },
+      { name: 'Queued', type: 'integer', jsonPath: '.status.nodes[*].queued' },
+    ],
+  },
+  Certificate: {
+    plural: 'certificates',
+    singular: 'certificate',
+    shortNames: ['slcert'],
+    columns: [
+      { name: 'Tenant', type: 'string', jsonPath: '.status.nodes[0].tenant' },
+      { name: 'Ready', type: 'string', jsonPath: READY_NODES },
+      { name: 'Expires', type: 'string', jsonPath: '.status.nodes[0].notAfter' },
+    ],
+  },
+};
+
+/** The openAPIV3Schema of a kind: JSON Schema keywords Kubernetes does not accept are removed. */
+export function crdSchema(kind: Kind): JsonSchema {
+  const schema = inlineRefs(loadSchema(kind));
+  delete schema.$schema;
+  delete schema.title;
+  delete schema.$comment;
+  const properties = schema.properties as JsonSchema;
+  // Kubernetes validates metadata itself and rejects a schema that constrains it beyond its type.
+  properties.metadata = { type: 'object' };
+  walkSchema(schema, (node) => delete node.$comment);
+  return schema;
+}
+
+export function buildCrd(kind: Kind): JsonSchema {
+  const names = KIND_NAMES[kind];
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${names.plural}.${API_GROUP}` },
+    spec: {
+      group: API_GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind,
+        listKind: `${kind}List`,
+        plural: names.plural,
+        singular: names.singular,
+        shortNames: names.shortNames,
+        categories: ['sensorlet'],
+      },
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            ...names.columns,
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: { openAPIV3Schema: crdSchema(kind) },
+        },
+      ],
+    },
+  };
+}
+
+export function buildAllCrds(): JsonSchema[] {
+  return KINDS.map(buildCrd);
+}

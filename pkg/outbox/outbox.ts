@@ -1,0 +1,59 @@
+// The outbox contract: one durable, bounded FIFO per sink connection between the router and the
+// transport. Readings leave it only when the far end acknowledged them.
+import type { Reading } from '../api/reading.js';
+
+export type WhenFull = 'dropOldest' | 'dropNewest' | 'block';
+
+export interface OutboxOptions {
+  /** Sealing rule: a chunk is sealed at maxReadings readings or maxDelayMs after its first one. */
+  maxReadings: number;
+  maxDelayMs: number;
+  maxBytes: number;
+  maxAgeMs: number;
+  whenFull: WhenFull;
+}
+
+export interface OutboxBatch {
+  /** Monotonic per outbox; acks are applied in this order. */
+  id: number;
+  readings: Reading[];
+}
+
+export interface AppendResult {
+  accepted: number;
+  /** Readings dropped by this append, by reason (dropNewest, dropOldest, maxAge). */
+  dropped: Partial<Record<DropReason, number>>;
+  /** True while the outbox is full; with `block` the caller must pause its producers. */
+  full: boolean;
+}
+
+export type DropReason = 'dropOldest' | 'dropNewest' | 'maxAge' | 'corrupt';
+
+export interface OutboxStats {
+  readings: number;
+  bytes: number;
+  chunks: number;
+  /** Time of the oldest queued reading (ms since epoch), undefined when empty. */
+  oldestTime?: number;
+  dropped: Record<DropReason, number>;
+  corruptChunks: number;
+  full: boolean;
+}
+
+export interface Outbox {
+  /** Opens and recovers from the store; after it resolves, next() hands out the backlog first. */
+  open(): Promise<void>;
+  append(readings: Reading[]): AppendResult;
+  /** The oldest batch not yet handed out; waits until one is sealed; undefined once closed. */
+  next(): Promise<OutboxBatch | undefined>;
+  /** The far end acknowledged the batch. Acks of later batches wait for earlier ones (FIFO). */
+  ack(batch: OutboxBatch): Promise<void>;
+  /** Delivery failed: everything handed out and not acknowledged is handed out again, oldest first. */
+  rewind(): void;
+  /** Seals the open chunk now (used on shutdown and before an update drains). */
+  flush(): Promise<void>;
+  stats(): OutboxStats;
+  /** Called whenever `full` flips, so `block` can pause and resume producers. */
+  onFullChange(listener: (full: boolean) => void): void;
+  close(): Promise<void>;
+}

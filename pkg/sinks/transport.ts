@@ -1,0 +1,48 @@
+// The sink transport contract. A transport owns one connection (one tenant identity) and delivers
+// batches handed out by the outbox; it resolves only when the far end acknowledged every reading,
+// because the outbox deletes exactly what a resolved send() covered.
+import type { FieldError, SinkSpec } from '../api/resource.js';
+import type { Reading } from '../api/reading.js';
+import type { Logger } from '../observability/logger.js';
+import type { SecureContextOptions } from 'node:tls';
+
+/** The identity of one connection: from a Certificate's SAN, or anonymous for plain transports. */
+export interface ConnectionIdentity {
+  /** Tenant and device as named by the certificate; undefined for an anonymous connection. */
+  tenant?: string;
+  device: string;
+  /** Client certificate, key, CA: what node:tls needs for mutual TLS. */
+  tls?: SecureContextOptions & { privateKeyEngine?: string; privateKeyIdentifier?: string };
+  /** The Certificate resource that gave this identity, for messages. */
+  certificate?: string;
+}
+
+export interface ConnectionState {
+  connected: boolean;
+  /** CamelCase reason when not connected: ConnectionRefused, TlsHandshakeFailed, NotAuthorized... */
+  reason?: string;
+  message?: string;
+}
+
+export interface TransportContext {
+  sink: { namespace: string; name: string };
+  spec: SinkSpec;
+  identity: ConnectionIdentity;
+  logger: Logger;
+  onState(state: ConnectionState): void;
+}
+
+export interface Transport {
+  /** Connects in the background and reconnects by itself with capped backoff. */
+  start(): void;
+  /** Delivers the readings in order; resolves once all were acknowledged, rejects otherwise. */
+  send(readings: Reading[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface TransportFactory<Config = unknown> {
+  /** The key in Sink.spec that selects this transport (`mqtt`, `stdout`, `coap`). */
+  name: string;
+  validate?(config: Config, path: string, spec: SinkSpec): FieldError[];
+  create(config: Config, context: TransportContext): Transport;
+}

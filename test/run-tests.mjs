@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// Runs every compiled test file with Node's test runner. Node 20 takes no globs, so the files are
+// listed here. `node test/run-tests.mjs unit|integration [filter]` narrows the set.
+import { readdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'dist');
+const [scope = 'all', filter = ''] = process.argv.slice(2);
+
+function findTests(dir) {
+  return readdirSync(dir).flatMap((entry) => {
+    const full = path.join(dir, entry);
+    if (statSync(full).isDirectory()) return findTests(full);
+    return entry.endsWith('.test.js') ? [full] : [];
+  });
+}
+
+const files = findTests(root)
+  .filter((file) => {
+    const integration = file.includes(`${path.sep}test${path.sep}`) && !file.includes(`${path.sep}pkg${path.sep}`);
+    if (scope === 'unit') return !integration;
+    if (scope === 'integration') return integration;
+    return true;
+  })
+  .filter((file) => file.includes(filter))
+  .sort();
+
+if (files.length === 0) {
+  console.error(`no test files found under ${root} for scope=${scope} filter=${filter}`);
+  process.exit(1);
+}
+const concurrency = process.env.TEST_CONCURRENCY ?? '2';
+const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
