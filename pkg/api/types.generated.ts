@@ -53,6 +53,209 @@ export interface Sensor {
         step?: number;
         samplesPerRead?: number;
       };
+      /**
+       * A device on a serial port (RS-232/485, USB CDC). Several Sensors may name the same port; they share it.
+       */
+      serial?: {
+        /**
+         * Device path, e.g. /dev/ttyUSB0.
+         */
+        port: string;
+        baudRate?: number;
+        dataBits?: 5 | 6 | 7 | 8;
+        parity?: 'none' | 'even' | 'odd' | 'mark' | 'space';
+        stopBits?: 1 | 1.5 | 2;
+        /**
+         * stream: the device pushes frames; request: write `request` each interval and await the reply within spec.timeout.
+         */
+        mode?: 'stream' | 'request';
+        /**
+         * What to write in request mode: exactly one of text, hex.
+         */
+        request?: {
+          /**
+           * Sent as UTF-8, e.g. "READ\r\n".
+           */
+          text?: string;
+          /**
+           * Raw bytes, e.g. 010300000002C40B.
+           */
+          hex?: string;
+        };
+        /**
+         * How frames are cut from the byte stream: text (pattern) or binary.
+         */
+        frame: {
+          /**
+           * Text frames end with this string.
+           */
+          delimiter?: string;
+          /**
+           * Regex with named groups: `value`, or several names for one reading with `values`.
+           */
+          pattern?: string;
+          /**
+           * Longer frames are discarded and counted as bad, so memory stays bounded.
+           */
+          maxLength?: number;
+          /**
+           * A binary frame: start bytes, fixed size or a length field, optional checksum at the end, typed fields.
+           */
+          binary?: {
+            /**
+             * Sync bytes in hex, e.g. AA55.
+             */
+            start?: string;
+            /**
+             * Fixed frame size in bytes, start and checksum included.
+             */
+            size?: number;
+            /**
+             * Frame size = field value + adjust.
+             */
+            lengthField?: {
+              byteOffset: number;
+              type?: 'uint8' | 'uint16be' | 'uint16le';
+              /**
+               * Added to the field to give the whole frame size.
+               */
+              adjust?: number;
+            };
+            /**
+             * Checksum in the last bytes of the frame, computed over [from, checksum).
+             */
+            checksum?: {
+              type: 'crc16-modbus' | 'xor8' | 'sum8';
+              /**
+               * First byte covered.
+               */
+              from?: number;
+            };
+            /**
+             * @minItems 1
+             */
+            fields: [
+              {
+                /**
+                 * `value` alone gives value; otherwise values[name].
+                 */
+                name: string;
+                byteOffset: number;
+                type:
+                  | 'int8'
+                  | 'uint8'
+                  | 'int16be'
+                  | 'int16le'
+                  | 'uint16be'
+                  | 'uint16le'
+                  | 'int32be'
+                  | 'int32le'
+                  | 'uint32be'
+                  | 'uint32le'
+                  | 'float32be'
+                  | 'float32le';
+                scale?: number;
+                offset?: number;
+              },
+              ...{
+                /**
+                 * `value` alone gives value; otherwise values[name].
+                 */
+                name: string;
+                byteOffset: number;
+                type:
+                  | 'int8'
+                  | 'uint8'
+                  | 'int16be'
+                  | 'int16le'
+                  | 'uint16be'
+                  | 'uint16le'
+                  | 'int32be'
+                  | 'int32le'
+                  | 'uint32be'
+                  | 'uint32le'
+                  | 'float32be'
+                  | 'float32le';
+                scale?: number;
+                offset?: number;
+              }[]
+            ];
+          };
+        };
+        /**
+         * Text values: value * scale + offset.
+         */
+        scale?: number;
+        offset?: number;
+      };
+      /**
+       * A Modbus register or coil read over TCP or RTU (exactly one of tcp, rtu).
+       */
+      modbus?: {
+        tcp?: {
+          host: string;
+          port?: number;
+        };
+        rtu?: {
+          port: string;
+          baudRate?: number;
+          dataBits?: 5 | 6 | 7 | 8;
+          parity?: 'none' | 'even' | 'odd' | 'mark' | 'space';
+          stopBits?: 1 | 1.5 | 2;
+        };
+        unitId?: number;
+        /**
+         * 1 coils, 2 discrete inputs, 3 holding registers, 4 input registers.
+         */
+        function?: 1 | 2 | 3 | 4;
+        /**
+         * Zero-based protocol address.
+         */
+        address: number;
+        /**
+         * Values to read (not registers); one value gives value, more give values keyed by address.
+         */
+        count?: number;
+        /**
+         * Register type; ignored for coils and discrete inputs.
+         */
+        type?: 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32';
+        /**
+         * 32-bit types: bigEndian puts the high word in the lower register.
+         */
+        wordOrder?: 'bigEndian' | 'littleEndian';
+        scale?: number;
+        offset?: number;
+      };
+      /**
+       * A value read from a file, e.g. /sys/class/thermal/thermal_zone0/temp.
+       */
+      file?: {
+        path: string;
+        /**
+         * Regex with named groups (`value` or several); without it the whole content is the number.
+         */
+        pattern?: string;
+        scale?: number;
+        offset?: number;
+      };
+      /**
+       * Runs an executable (never a shell) and parses its output. Refused unless the agent runs with --allow-command-driver.
+       */
+      command?: {
+        /**
+         * Executable and arguments, passed literally.
+         *
+         * @minItems 1
+         */
+        argv: [string, ...string[]];
+        /**
+         * Regex with named groups over stdout; without it stdout is the number.
+         */
+        pattern?: string;
+        scale?: number;
+        offset?: number;
+      };
     };
     interval?: Duration;
     timeout?: Duration;
@@ -60,6 +263,21 @@ export interface Sensor {
      * UCUM unit code, e.g. Cel, %RH, hPa.
      */
     unit?: string;
+    /**
+     * Report by exception: send when the value moves by more than deadband, and at least once per heartbeat.
+     */
+    report?: {
+      onChange?: {
+        /**
+         * Absolute change that must be exceeded.
+         */
+        deadband?: number;
+      };
+      /**
+       * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+       */
+      heartbeat?: string;
+    };
     /**
      * Must equal the tenant of the connection the readings go out on.
      */
