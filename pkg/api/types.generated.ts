@@ -356,7 +356,48 @@ export interface Sink {
       topic?: string;
       clientId?: string;
       keepalive?: Duration;
-      payload?: 'reading' | 'batch';
+      /**
+       * reading: one JSON reading per message; batch: a JSON array per chunk; senml-json / senml-cbor: an RFC 8428 SenML pack per chunk.
+       */
+      payload?: 'reading' | 'batch' | 'senml-json' | 'senml-cbor';
+    };
+    /**
+     * CoAP uplink: RFC 7252 confirmable requests over UDP (coap://), or RFC 8323 CoAP over TCP (coap+tcp://) and over mutual TLS with the Certificate's key (coaps+tcp://). coaps:// (DTLS) is not supported yet.
+     */
+    coap?: {
+      /**
+       * scheme://host:port; the request path comes from path.
+       */
+      url: string;
+      /**
+       * Uri-Path template; {tenant}, {device} and {sensor} are replaced per reading and may not contain / ? # or NUL.
+       */
+      path?: string;
+      method?: 'POST' | 'PUT';
+      /**
+       * reading: one JSON reading per request; batch: a JSON array per sensor and chunk; senml-json (content-format 110) / senml-cbor (112): one RFC 8428 pack per sensor and chunk.
+       */
+      payload?: 'reading' | 'batch' | 'senml-json' | 'senml-cbor';
+      /**
+       * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+       */
+      ackTimeout?: string;
+      /**
+       * RFC 7252 ACK_RANDOM_FACTOR.
+       */
+      ackRandomFactor?: number;
+      /**
+       * RFC 7252 MAX_RETRANSMIT; then the request fails and the outbox re-sends the chunk later.
+       */
+      maxRetransmit?: number;
+      /**
+       * Largest request in bytes (header, options, payload); larger chunks are split into several requests.
+       */
+      maxMessageSize?: number;
+      /**
+       * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+       */
+      pingInterval?: string;
     };
     tls?: {
       certificateRef?: LocalObjectReference;
