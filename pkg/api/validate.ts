@@ -1,0 +1,378 @@
+// Validation of one declared object: the JSON Schema of its kind (ajv), then the checks a schema
+// cannot express (durations and quantities parse, regexes compile, MQTT topic templates, and each
+// driver's and transport's own validate hook). Messages name the field path and say how to fix it,
+// one message per problem: ajv's raw output is translated and its cascades are dropped.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { API_VERSION, KINDS, inlineRefs, isKind, loadSchema, walkSchema, type JsonSchema, type Kind } from './schemas.js';
+import { DEFAULT_NAMESPACE, type FieldError } from './resource.js';
+import { parseDuration, parseQuantity } from './units.js';
+import { joinPath, pointerSegments, type PathSegment } from './field-path.js';
+import { driverFactory, selectedDriver } from '../drivers/index.js';
+import { transportFactories } from '../sinks/registry.js';
+
+// The sinks index registers the built-in transports; it may not exist yet in every build of the tree,
+// and without it transports simply get no validate hook. Any other load failure is a real bug.
+const SINKS_INDEX = '../sinks/index.js';
+await import(SINKS_INDEX).catch((error: unknown) => {
+  const code = (error as { code?: string }).code;
+  if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes('sinks/index.js')) return;
+  throw error;
+});
+
+export const INVALID_SPEC = 'InvalidSpec';
+
+export interface ValidationResult {
+  /** A deep copy with schema defaults applied; only when there are no errors. */
+  object?: Record<string, unknown>;
+  errors: FieldError[];
+}
+
+/** Allowed variables of a topic template; a reading fills them in when it is published. */
+export const TOPIC_VARIABLES = ['tenant', 'device', 'sensor', 'namespace'] as const;
+
+const HINT_DURATION = 'use a number and a unit, like 250ms, 5s, 1m30s';
+const HINT_QUANTITY = 'use a number and an optional suffix, like 64Mi or 500k';
+const HINT_DNS_LABEL = "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
+const HINT_NAME = "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
+
+interface CompiledKind {
+  validate: ValidateFunction;
+  /** The schema with every $ref inlined, walked alongside objects for the semantic checks. */
+  inlined: JsonSchema;
+  /** pattern source → name of the shared definition it comes from (Duration, Quantity, DnsLabel...). */
+  patternNames: Map<string, string>;
+}
+
+const compiled = new Map<Kind, CompiledKind>();
+
+function createAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, strictTypes: false, strictTuples: false, strictRequired: false });
+  const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => void;
+  addFormats(ajv);
+  // Kubernetes structural-schema annotations: meaningful to the API server, not to validation here.
+  for (const keyword of [
+    'x-kubernetes-preserve-unknown-fields',
+    'x-kubernetes-list-type',
+    'x-kubernetes-list-map-keys',
+    'x-kubernetes-map-type',
+    'x-kubernetes-int-or-string',
+    'x-kubernetes-embedded-resource',
+    'x-kubernetes-validations',
+  ]) {
+    ajv.addKeyword({ keyword, schemaType: ['boolean', 'string', 'array', 'object'] });
+  }
+  return ajv;
+}
+
+let sharedAjv: Ajv | undefined;
+
+/**
+ * Every object that declares `properties` gets `additionalProperties: false` (unless it preserves
+ * unknown fields): the API server would silently prune unknown fields, which hides typos, so here
+ * they are errors.
+ */
+function closeObjects(schema: JsonSchema): JsonSchema {
+  const copy = structuredClone(schema);
+  walkSchema(copy, (node) => {
+    if (node.properties && typeof node.properties === 'object' && node.additionalProperties === undefined && node['x-kubernetes-preserve-unknown-fields'] !== true) {
+      node.additionalProperties = false;
+    }
+  });
+  return copy;
+}
+
+function compiledFor(kind: Kind): CompiledKind {
+  let entry = compiled.get(kind);
+  if (!entry) {
+    sharedAjv ??= createAjv();
+    const schema = closeObjects(loadSchema(kind));
+    const patternNames = new Map<string, string>();
+    for (const [name, definition] of Object.entries((schema.definitions as Record<string, JsonSchema>) ?? {})) {
+      if (typeof definition.pattern === 'string') patternNames.set(definition.pattern, name);
+    }
+    entry = { validate: sharedAjv.compile(schema), inlined: inlineRefs(schema), patternNames };
+    compiled.set(kind, entry);
+  }
+  return entry;
+}
+
+/** Forgets compiled schemas, e.g. after a test rewrote them. */
+export function resetValidationCache(): void {
+  compiled.clear();
+  sharedAjv = undefined;
+}
+
+export function validateObject(object: Record<string, unknown>): ValidationResult {
+  const identityErrors = checkApiVersionAndKind(object);
+  if (identityErrors.length > 0) return { errors: identityErrors };
+  const kind = object.kind as Kind;
+  const { status: _ignoredStatus, ...declared } = object;
+  const copy = structuredClone(declared);
+  const { validate, inlined, patternNames } = compiledFor(kind);
+  validate(copy);
+  const errors = translateAjvErrors(validate.errors ?? [], patternNames);
+  const add = (error: FieldError) => {
+    if (!errors.some((existing) => existing.path === error.path)) errors.push(error);
+  };
+  for (const error of semanticErrors(copy, inlined, patternNames)) add(error);
+  // Plugin hooks assume a schema-valid config, so they run only once the schema is satisfied.
+  if (errors.length === 0) for (const error of pluginErrors(kind, copy)) add(error);
+  if (errors.length > 0) return { errors };
+  const metadata = copy.metadata as Record<string, unknown>;
+  metadata.namespace ??= DEFAULT_NAMESPACE;
+  return { object: copy, errors: [] };
+}
+
+function fieldError(path: string, message: string, reason = INVALID_SPEC): FieldError {
+  return { path, message, reason };
+}
+
+function checkApiVersionAndKind(object: Record<string, unknown>): FieldError[] {
+  const errors: FieldError[] = [];
+  const { apiVersion, kind } = object;
+  if (apiVersion === undefined) errors.push(fieldError('apiVersion', `required field is missing: use ${API_VERSION}`));
+  else if (apiVersion !== API_VERSION) errors.push(fieldError('apiVersion', `unknown apiVersion ${JSON.stringify(apiVersion)}: use ${API_VERSION}`));
+  if (kind === undefined) errors.push(fieldError('kind', `required field is missing: use one of ${KINDS.join(', ')}`));
+  else if (!isKind(kind)) errors.push(fieldError('kind', `unknown kind ${JSON.stringify(kind)}: use one of ${KINDS.join(', ')}`));
+  return errors;
+}
+
+/** `must set exactly one of` unions are oneOf lists of single `required` keys (like Pod volumes). */
+function unionMembers(oneOf: unknown): string[] | undefined {
+  if (!Array.isArray(oneOf)) return undefined;
+  const members: string[] = [];
+  for (const branch of oneOf as JsonSchema[]) {
+    const keys = Object.keys(branch ?? {});
+    const required = branch?.required;
+    if (keys.length !== 1 || !Array.isArray(required) || required.length !== 1) return undefined;
+    members.push(String(required[0]));
+  }
+  return members;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `string ${JSON.stringify(value)}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  object: 'a mapping',
+  array: 'a list',
+  null: 'null',
+};
+
+function patternMessage(error: ErrorObject, segments: PathSegment[], patternNames: Map<string, string>): string {
+  const value = JSON.stringify(error.data);
+  const pattern = String(error.params.pattern);
+  const definition = patternNames.get(pattern);
+  const where = joinPath(segments);
+  if (definition === 'Duration') return `invalid duration ${value}: ${HINT_DURATION}`;
+  if (definition === 'Quantity') return `invalid quantity ${value}: ${HINT_QUANTITY}`;
+  if (where === 'metadata.name') return `invalid name ${value}: ${HINT_NAME}`;
+  if (definition === 'DnsLabel' || where === 'metadata.namespace') return `invalid ${String(segments.at(-1))} ${value}: ${HINT_DNS_LABEL}`;
+  return `invalid value ${value}: must match the pattern ${pattern}`;
+}
+
+/** One human message per ajv error that is the root of a problem; cascades return undefined. */
+function translateAjvErrors(ajvErrors: ErrorObject[], patternNames: Map<string, string>): FieldError[] {
+  const unions = ajvErrors.filter((error) => error.keyword === 'oneOf');
+  const unknownFieldParents = new Set(ajvErrors.filter((error) => error.keyword === 'additionalProperties').map((error) => error.instancePath));
+  const isInsideFailedUnion = (error: ErrorObject) =>
+    unions.some((union) => union !== error && union.instancePath === error.instancePath && error.schemaPath.startsWith(`${union.schemaPath}/`));
+
+  const errors: FieldError[] = [];
+  for (const error of ajvErrors) {
+    if (isInsideFailedUnion(error)) continue;
+    const segments = pointerSegments(error.instancePath);
+    let path = joinPath(segments);
+    let message: string;
+    switch (error.keyword) {
+      case 'additionalProperties': {
+        const field = String(error.params.additionalProperty);
+        path = joinPath([...segments, field]);
+        message = `unknown field ${JSON.stringify(field)}`;
+        break;
+      }
+      case 'required': {
+        path = joinPath([...segments, String(error.params.missingProperty)]);
+        message = 'required field is missing';
+        break;
+      }
+      case 'oneOf': {
+        const members = unionMembers(error.schema);
+        if (!members) {
+          message = 'must match exactly one of the allowed forms';
+          break;
+        }
+        const data = (error.data ?? {}) as Record<string, unknown>;
+        const set = members.filter((member) => data[member] !== undefined);
+        // An unknown key where a union member was expected is almost always a typo of that member:
+        // "unknown field" already says so, and "set none of" would be the same problem twice.
+        if (set.length === 0 && unknownFieldParents.has(error.instancePath)) continue;
+        message = `must set exactly one of: ${members.join(', ')}`;
+        if (set.length > 1) message += ` (found ${set.slice(0, -1).join(', ')} and ${set.at(-1)})`;
+        break;
+      }
+      case 'type': {
+        const expected = String(error.params.type)
+          .split(',')
+          .map((type) => TYPE_NAMES[type] ?? type)
+          .join(' or ');
+        message = `must be ${expected}, got ${describeValue(error.data)}`;
+        break;
+      }
+      case 'enum': {
+        const allowed = (error.params.allowedValues as unknown[]).map((value) => (typeof value === 'string' ? value : JSON.stringify(value)));
+        message = `must be one of: ${allowed.join(', ')} (got ${JSON.stringify(error.data)})`;
+        break;
+      }
+      case 'const':
+        message = `must be ${JSON.stringify(error.params.allowedValue)} (got ${JSON.stringify(error.data)})`;
+        break;
+      case 'pattern':
+        message = patternMessage(error, segments, patternNames);
+        break;
+      case 'minimum':
+      case 'exclusiveMinimum':
+      case 'maximum':
+      case 'exclusiveMaximum': {
+        const words = { minimum: 'at least', exclusiveMinimum: 'greater than', maximum: 'at most', exclusiveMaximum: 'less than' };
+        message = `must be ${words[error.keyword]} ${String(error.params.limit)} (got ${JSON.stringify(error.data)})`;
+        break;
+      }
+      case 'minLength':
+        message = error.params.limit === 1 ? 'must not be empty' : `must be at least ${String(error.params.limit)} characters long`;
+        break;
+      case 'maxLength':
+        message = `must be at most ${String(error.params.limit)} characters long (got ${String((error.data as string).length)})`;
+        break;
+      case 'minItems':
+        message = error.params.limit === 1 ? 'must not be empty' : `must have at least ${String(error.params.limit)} items`;
+        break;
+      case 'maxItems':
+        message = `must have at most ${String(error.params.limit)} items`;
+        break;
+      case 'format':
+        message = `invalid ${String(error.params.format)} ${JSON.stringify(error.data)}`;
+        break;
+      default:
+        message = error.message ?? `failed ${error.keyword}`;
+    }
+    if (!errors.some((existing) => existing.path === path && existing.message === message)) errors.push(fieldError(path, message));
+  }
+  return errors;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Fields whose strings are regular expressions: `format: regex`, or named `pattern` / `...Pattern`. */
+function isRegexField(key: PathSegment, schema: JsonSchema): boolean {
+  if (schema.format === 'regex') return true;
+  return typeof key === 'string' && (key === 'pattern' || key.endsWith('Pattern')) && schema.type === 'string';
+}
+
+export function regexError(source: string): string | undefined {
+  try {
+    new RegExp(source);
+    return undefined;
+  } catch (error) {
+    const detail = String((error as Error).message).split(': ').at(-1);
+    return `invalid regular expression ${JSON.stringify(source)}: ${detail}`;
+  }
+}
+
+/** Problems in an MQTT topic template; an empty list when the template is safe to fill in. */
+export function topicTemplateErrors(template: string): string[] {
+  const problems: string[] = [];
+  const allowed = TOPIC_VARIABLES.map((name) => `{${name}}`).join(', ');
+  for (const match of template.matchAll(/\{([^{}]*)\}/g)) {
+    if (!(TOPIC_VARIABLES as readonly string[]).includes(match[1])) problems.push(`unknown variable {${match[1]}} in topic ${JSON.stringify(template)}: use ${allowed}`);
+  }
+  const literal = template.replace(/\{[^{}]*\}/g, '');
+  if (/[{}]/.test(literal)) problems.push(`unbalanced brace in topic ${JSON.stringify(template)}: variables are written {tenant}`);
+  for (const wildcard of ['+', '#']) {
+    if (literal.includes(wildcard)) {
+      problems.push(`topic ${JSON.stringify(template)} must not contain the MQTT wildcard "${wildcard}": a reading is published to one exact topic`);
+    }
+  }
+  if (literal.includes('\0')) problems.push(`topic ${JSON.stringify(template)} must not contain a NUL character`);
+  if (template.startsWith('$')) problems.push(`topic ${JSON.stringify(template)} must not start with "$": such topics are reserved for the broker`);
+  return problems;
+}
+
+/** Walks the object alongside its (ref-inlined) schema and checks what patterns cannot. */
+function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, patternNames: Map<string, string>): FieldError[] {
+  const errors: FieldError[] = [];
+  const visit = (value: unknown, node: JsonSchema | undefined, segments: PathSegment[]) => {
+    if (!node) return;
+    const key = segments.at(-1) ?? '';
+    const path = joinPath(segments);
+    if (typeof value === 'string') {
+      const definition = typeof node.pattern === 'string' ? patternNames.get(node.pattern) : undefined;
+      try {
+        if (definition === 'Duration') parseDuration(value);
+        if (definition === 'Quantity') parseQuantity(value);
+      } catch (error) {
+        errors.push(fieldError(path, (error as Error).message));
+      }
+      if (isRegexField(key, node)) {
+        const problem = regexError(value);
+        if (problem) errors.push(fieldError(path, problem));
+      }
+      if (key === 'topic' && segments[0] === 'spec') {
+        const [problem] = topicTemplateErrors(value);
+        if (problem) errors.push(fieldError(path, problem));
+      }
+      return;
+    }
+    if (Array.isArray(value)) {
+      value.forEach((item, index) => visit(item, node.items as JsonSchema | undefined, [...segments, index]));
+      return;
+    }
+    if (isRecord(value)) {
+      const properties = (node.properties ?? {}) as Record<string, JsonSchema>;
+      for (const [childKey, child] of Object.entries(value)) {
+        const childSchema = properties[childKey] ?? (isRecord(node.additionalProperties) ? (node.additionalProperties as JsonSchema) : undefined);
+        visit(child, childSchema, [...segments, childKey]);
+      }
+    }
+  };
+  visit(object, schema, []);
+  return errors;
+}
+
+/** The validate hooks of the driver a Sensor selects and of the transport a Sink selects. */
+function pluginErrors(kind: Kind, object: Record<string, unknown>): FieldError[] {
+  const spec = object.spec as Record<string, unknown>;
+  const runHook = (path: string, hook: () => FieldError[]): FieldError[] => {
+    try {
+      return hook();
+    } catch (error) {
+      return [fieldError(path, `could not be checked: ${(error as Error).message}`)];
+    }
+  };
+  if (kind === 'Sensor' && isRecord(spec.driver)) {
+    const { name, config } = selectedDriver(spec.driver);
+    const factory = driverFactory(name);
+    if (!factory?.validate) return [];
+    return runHook(`spec.driver.${name}`, () => factory.validate!(config, `spec.driver.${name}`));
+  }
+  if (kind === 'Sink') {
+    return transportFactories().flatMap((factory) => {
+      const config = spec[factory.name];
+      if (config === undefined || !factory.validate) return [];
+      return runHook(`spec.${factory.name}`, () => factory.validate!(config, `spec.${factory.name}`, spec as never));
+    });
+  }
+  return [];
+}
