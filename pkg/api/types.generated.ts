@@ -468,6 +468,10 @@ export interface Certificate {
       pinFrom?: SecretSource;
       certFile: string;
       caFile?: string;
+      /**
+       * PKCS#11 module library (e.g. /usr/lib/softhsm/libsofthsm2.so); default PKCS11_MODULE_PATH or p11-kit-proxy. One module per agent process.
+       */
+      module?: string;
     };
     secretRef?: LocalObjectReference;
     identity?: {
