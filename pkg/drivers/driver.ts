@@ -39,6 +39,8 @@ export interface Driver {
   /** Streaming drivers start here and call the handlers until close(). */
   stream?(handlers: StreamHandlers): void;
   close(): Promise<void>;
+  /** Optional counters for metrics and status, e.g. `{ badFrames: 3 }`; monotonic. */
+  stats?(): Record<string, number>;
 }
 
 export interface DriverFactory<Config = unknown> {
