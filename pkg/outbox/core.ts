@@ -1,0 +1,490 @@
+// The queue logic shared by every outbox store: the open chunk and its sealing rule, FIFO hand-out,
+// acks, rewind, limits and full policies, maxAge. A ChunkStore only keeps sealed chunks somewhere
+// (memory, disk); so both implementations behave identically by construction, and the contract
+// suite checks the stores underneath.
+import { SensorletError } from '../api/errors.js';
+import type { Reading } from '../api/reading.js';
+import type { Clock } from '../observability/clock.js';
+import { systemClock } from '../observability/clock.js';
+import type { Logger } from '../observability/logger.js';
+import type { ChunkMeta } from './chunk-file.js';
+import type { AppendResult, DropReason, Outbox, OutboxBatch, OutboxOptions, OutboxStats } from './outbox.js';
+
+/** A sealed chunk as the store knows it. `bytes` is what it costs against maxBytes. */
+export interface SealedChunkInfo extends ChunkMeta {
+  bytes: number;
+}
+
+export interface Counters {
+  dropped: Record<DropReason, number>;
+  corruptChunks: number;
+}
+
+export interface RecoveredState {
+  /** Chunks still queued, oldest first; their readings stay in the store until handed out. */
+  chunks: SealedChunkInfo[];
+  counters: Counters;
+  /** The id the next sealed chunk gets; above every id the store has used. */
+  nextId: number;
+}
+
+export interface ChunkStore {
+  recover(): Promise<RecoveredState>;
+  /**
+   * Takes a freshly sealed chunk. Encoding is synchronous so its byte cost is known at once;
+   * `persisted` resolves once it is durable (immediately for memory).
+   */
+  put(meta: ChunkMeta, readings: Reading[]): { bytes: number; persisted: Promise<void> };
+  /** Reads a chunk's readings back; rejects with ChunkCorruptError when it fails its checks. */
+  load(chunk: SealedChunkInfo): Promise<Reading[]>;
+  /** Deletes acknowledged or dropped chunks. */
+  remove(chunks: SealedChunkInfo[]): Promise<void>;
+  /** Moves a corrupt chunk aside so it is kept for inspection but never read again. */
+  quarantine(chunk: SealedChunkInfo, reason: string): Promise<void>;
+  /** Counters changed; a durable store persists them lazily. */
+  saveCounters(counters: Counters): void;
+  /** True when readings of sealed chunks may be dropped from memory and loaded again later. */
+  readonly evictable: boolean;
+  close(counters: Counters): Promise<void>;
+}
+
+type ChunkState = 'queued' | 'handed' | 'acked';
+
+interface Chunk extends SealedChunkInfo {
+  state: ChunkState;
+  /** In memory while recently sealed, prefetched or handed out; otherwise only in the store. */
+  readings?: Reading[];
+  loading?: Promise<Reading[]>;
+  persisted: Promise<void>;
+}
+
+export interface OutboxCoreDeps {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** Readings sealed into the open chunk are costed at this many bytes until a chunk was measured. */
+const INITIAL_BYTES_PER_READING = 200;
+/** Queued chunks kept in memory after persisting, so a sink that keeps up never reads from disk. */
+const HOT_CHUNKS = 4;
+/** `full` clears only once bytes fall to this share of maxBytes, so `block` does not flap. */
+const FULL_LOW_WATER = 0.9;
+/** A chunk also seals at this share of maxBytes, so dropOldest can always free space by whole chunks. */
+const MAX_CHUNK_SHARE_OF_LIMIT = 0.25;
+const MAX_CHUNK_BYTES = 8 * 1024 * 1024;
+
+function emptyDropped(): Record<DropReason, number> {
+  return { dropOldest: 0, dropNewest: 0, maxAge: 0, corrupt: 0 };
+}
+
+function limitOrInfinity(value: number): number {
+  return Number.isFinite(value) && value > 0 ? value : Infinity;
+}
+
+export class OutboxCore implements Outbox {
+  private readonly clock: Clock;
+  private readonly logger: Logger | undefined;
+  private readonly maxBytes: number;
+  private readonly maxAgeMs: number;
+
+  /** Sealed chunks not yet removed, oldest first. Acked chunks wait here until all before them are acked. */
+  private readonly queue: Chunk[] = [];
+  private readonly byId = new Map<number, Chunk>();
+  private nextId = 1;
+
+  private openChunk: Reading[] = [];
+  private openStartedAt = 0;
+  private sealTimer: NodeJS.Timeout | undefined;
+  private ageTimer: NodeJS.Timeout | undefined;
+
+  // Running totals over queued and handed-out chunks (acked ones no longer count).
+  private liveReadings = 0;
+  private liveBytes = 0;
+  private queuedChunks = 0;
+  private liveChunks = 0;
+  private bytesPerReading = INITIAL_BYTES_PER_READING;
+
+  private counters: Counters = { dropped: emptyDropped(), corruptChunks: 0 };
+  private full = false;
+  private readonly fullListeners: Array<(full: boolean) => void> = [];
+  private waiters: Array<() => void> = [];
+  private nextChain: Promise<unknown> = Promise.resolve();
+  private removals: Promise<void> = Promise.resolve();
+  private opened = false;
+  private closed = false;
+
+  constructor(
+    private readonly store: ChunkStore,
+    private readonly options: OutboxOptions,
+    deps: OutboxCoreDeps = {},
+  ) {
+    if (!(options.maxReadings >= 1)) throw new SensorletError('InvalidOutboxOptions', 'maxReadings must be at least 1', { terminal: true });
+    this.clock = deps.clock ?? systemClock;
+    this.logger = deps.logger;
+    this.maxBytes = limitOrInfinity(options.maxBytes);
+    this.maxAgeMs = limitOrInfinity(options.maxAgeMs);
+  }
+
+  async open(): Promise<void> {
+    if (this.opened) return;
+    const recovered = await this.store.recover();
+    this.counters = recovered.counters;
+    this.nextId = recovered.nextId;
+    for (const info of recovered.chunks) {
+      const chunk: Chunk = { ...info, state: 'queued', persisted: Promise.resolve() };
+      this.queue.push(chunk);
+      this.byId.set(chunk.id, chunk);
+      this.countLive(chunk, +1);
+      this.queuedChunks++;
+      if (info.count > 0) this.bytesPerReading = info.bytes / info.count;
+    }
+    this.opened = true;
+    if (this.maxAgeMs !== Infinity) {
+      // Expiry also runs on append and next(); the timer covers an idle outbox.
+      this.ageTimer = setInterval(() => this.expire(), Math.min(this.maxAgeMs, 1000));
+      this.ageTimer.unref();
+      this.expire();
+    }
+    this.updateFull();
+  }
+
+  append(readings: Reading[]): AppendResult {
+    if (this.closed) throw new SensorletError('OutboxClosed', 'append on a closed outbox');
+    if (!this.opened) throw new SensorletError('OutboxNotOpen', 'append before open()');
+    const dropped: Partial<Record<DropReason, number>> = {};
+    const maxAgeBefore = this.counters.dropped.maxAge;
+    this.expire();
+    let accepted = readings.length;
+    const incomingBytes = readings.length * this.bytesPerReading;
+    // With block, a full outbox refuses everything until it drains below the low-water mark.
+    const blocked = this.options.whenFull === 'block' && this.full;
+    if (blocked || (this.maxBytes !== Infinity && this.totalBytes() + incomingBytes > this.maxBytes)) {
+      if (this.options.whenFull === 'dropOldest') {
+        const freed = this.dropOldestUntil(this.maxBytes - incomingBytes);
+        if (freed > 0) dropped.dropOldest = freed;
+      } else {
+        // dropNewest and block refuse what does not fit. With block the caller pauses its producers
+        // on full=true; readings it sends anyway are lost to the outbox and counted as dropNewest.
+        const room = blocked ? 0 : Math.max(0, this.maxBytes - this.totalBytes());
+        accepted = Math.min(readings.length, Math.floor(room / this.bytesPerReading));
+        if (accepted < readings.length) {
+          dropped.dropNewest = readings.length - accepted;
+          this.counters.dropped.dropNewest += dropped.dropNewest;
+          this.store.saveCounters(this.counters);
+        }
+      }
+      this.setFull(true);
+    }
+    const expired = this.counters.dropped.maxAge - maxAgeBefore;
+    if (expired > 0) dropped.maxAge = expired;
+
+    if (accepted > 0) {
+      if (this.openChunk.length === 0) this.startOpenChunk();
+      const sealAt = this.sealThreshold();
+      for (let i = 0; i < accepted; i++) {
+        this.openChunk.push(readings[i]);
+        if (this.openChunk.length >= sealAt) {
+          this.seal();
+          if (i + 1 < accepted) this.startOpenChunk();
+        }
+      }
+    }
+    if (this.totalBytes() >= this.maxBytes) this.setFull(true);
+    return { accepted, dropped, full: this.full };
+  }
+
+  next(): Promise<OutboxBatch | undefined> {
+    // Serialized, so concurrent callers get batches in FIFO order even when one loads from disk.
+    const result = this.nextChain.then(() => this.takeNext());
+    this.nextChain = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  async ack(batch: OutboxBatch): Promise<void> {
+    const chunk = this.byId.get(batch.id);
+    // Unknown: already acked, or dropped (dropOldest/maxAge) while it was out for delivery.
+    if (!chunk || chunk.state === 'acked') return;
+    if (chunk.state === 'queued') this.queuedChunks--;
+    chunk.state = 'acked';
+    chunk.readings = undefined;
+    chunk.loading = undefined;
+    this.countLive(chunk, -1);
+    this.updateFull();
+    // Storage advances in FIFO order: an acked chunk is deleted once every chunk before it is, so
+    // the stored queue is always a suffix. The ack resolves without waiting for the deletion (a
+    // crash before it only re-delivers the chunk), which keeps fsync latency out of the sink's loop.
+    const removable: Chunk[] = [];
+    while (this.queue.length > 0 && this.queue[0].state === 'acked') {
+      const head = this.queue.shift()!;
+      this.byId.delete(head.id);
+      removable.push(head);
+    }
+    if (removable.length > 0) this.scheduleRemoval(removable);
+  }
+
+  rewind(): void {
+    for (const chunk of this.queue) {
+      if (chunk.state === 'handed') {
+        chunk.state = 'queued';
+        this.queuedChunks++;
+      }
+    }
+    this.wake();
+  }
+
+  async flush(): Promise<void> {
+    this.seal();
+    await Promise.all(this.queue.map((chunk) => chunk.persisted.catch(() => undefined)));
+  }
+
+  stats(): OutboxStats {
+    const openCount = this.openChunk.length;
+    let oldestTime: number | undefined;
+    for (const chunk of this.queue) {
+      if (chunk.state !== 'acked') {
+        oldestTime = chunk.firstTime;
+        break;
+      }
+    }
+    if (oldestTime === undefined && openCount > 0) oldestTime = this.openFirstTime();
+    return {
+      readings: this.liveReadings + openCount,
+      bytes: Math.round(this.totalBytes()),
+      chunks: this.liveChunks,
+      oldestTime,
+      dropped: { ...this.counters.dropped },
+      corruptChunks: this.counters.corruptChunks,
+      full: this.full,
+    };
+  }
+
+  onFullChange(listener: (full: boolean) => void): void {
+    this.fullListeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.opened) await this.flush();
+    this.closed = true;
+    clearTimeout(this.sealTimer);
+    clearInterval(this.ageTimer);
+    this.wake();
+    await this.removals;
+    await this.store.close(this.counters);
+  }
+
+  // --- internals ---
+
+  private async takeNext(): Promise<OutboxBatch | undefined> {
+    for (;;) {
+      if (this.closed) return undefined;
+      this.expire();
+      const chunk = this.firstQueued();
+      if (!chunk) {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        continue;
+      }
+      chunk.state = 'handed';
+      this.queuedChunks--;
+      if (!chunk.readings) {
+        try {
+          const readings = await (chunk.loading ?? this.store.load(chunk));
+          chunk.loading = undefined;
+          // While loading it may have been acked or dropped (gone) or rewound (queued again).
+          const state = chunk.state as ChunkState;
+          if (this.byId.get(chunk.id) !== chunk || state === 'acked') continue;
+          chunk.readings = readings;
+          if (state !== 'handed') continue;
+        } catch (error) {
+          chunk.loading = undefined;
+          await this.quarantine(chunk, error);
+          continue;
+        }
+      }
+      this.prefetchAfter(chunk);
+      return { id: chunk.id, readings: chunk.readings! };
+    }
+  }
+
+  private firstQueued(): Chunk | undefined {
+    for (const chunk of this.queue) if (chunk.state === 'queued') return chunk;
+    return undefined;
+  }
+
+  /** Starts reading the following chunk from disk so the sink does not wait for it. */
+  private prefetchAfter(chunk: Chunk): void {
+    if (!this.store.evictable) return;
+    const index = this.queue.indexOf(chunk);
+    for (let i = index + 1; i < this.queue.length; i++) {
+      const candidate = this.queue[i];
+      if (candidate.state !== 'queued') continue;
+      if (!candidate.readings && !candidate.loading) {
+        candidate.loading = this.store.load(candidate);
+        candidate.loading.catch(() => undefined); // takeNext sees the error and quarantines.
+      }
+      return;
+    }
+  }
+
+  private startOpenChunk(): void {
+    this.openStartedAt = this.clock.now();
+    if (this.options.maxDelayMs >= 0 && Number.isFinite(this.options.maxDelayMs)) {
+      clearTimeout(this.sealTimer);
+      this.sealTimer = setTimeout(() => this.seal(), this.options.maxDelayMs);
+    }
+  }
+
+  private sealThreshold(): number {
+    const byteCap = Math.min(MAX_CHUNK_BYTES, this.maxBytes * MAX_CHUNK_SHARE_OF_LIMIT);
+    return Math.max(1, Math.min(this.options.maxReadings, Math.floor(byteCap / this.bytesPerReading)));
+  }
+
+  private seal(): void {
+    clearTimeout(this.sealTimer);
+    this.sealTimer = undefined;
+    if (this.openChunk.length === 0 || this.closed) return;
+    const readings = this.openChunk;
+    this.openChunk = [];
+    const firstTime = readingTime(readings[0]) ?? this.openStartedAt;
+    const lastTime = readingTime(readings[readings.length - 1]) ?? this.clock.now();
+    const meta: ChunkMeta = { id: this.nextId++, count: readings.length, firstTime, lastTime };
+    const { bytes, persisted } = this.store.put(meta, readings);
+    const chunk: Chunk = { ...meta, bytes, state: 'queued', readings, persisted };
+    this.bytesPerReading = bytes / readings.length;
+    this.queue.push(chunk);
+    this.byId.set(chunk.id, chunk);
+    this.countLive(chunk, +1);
+    this.queuedChunks++;
+    persisted.then(
+      () => {
+        // Memory stays bounded by chunks: a persisted chunk far from the delivery point drops its
+        // readings and is read back when handed out.
+        if (this.store.evictable && chunk.state === 'queued' && this.queuedChunks > HOT_CHUNKS) chunk.readings = undefined;
+      },
+      (error: unknown) => {
+        // Kept in memory and still delivered; only its durability is lost.
+        this.logger?.error({ err: error, chunk: chunk.id }, 'outbox chunk could not be persisted');
+      },
+    );
+    this.wake();
+  }
+
+  private totalBytes(): number {
+    return this.liveBytes + this.openChunk.length * this.bytesPerReading;
+  }
+
+  private openFirstTime(): number {
+    return readingTime(this.openChunk[0]) ?? this.openStartedAt;
+  }
+
+  private countLive(chunk: Chunk, sign: 1 | -1): void {
+    this.liveReadings += sign * chunk.count;
+    this.liveBytes += sign * chunk.bytes;
+    this.liveChunks += sign;
+  }
+
+  /** Drops the oldest live chunks until the total is at most `target`; returns readings dropped. */
+  private dropOldestUntil(target: number): number {
+    let dropped = 0;
+    while (this.totalBytes() > target) {
+      const oldest = this.queue.find((chunk) => chunk.state !== 'acked');
+      if (!oldest) break;
+      dropped += oldest.count;
+      this.dropChunk(oldest, 'dropOldest');
+    }
+    return dropped;
+  }
+
+  private expire(): void {
+    if (this.maxAgeMs === Infinity || !this.opened) return;
+    const cutoff = this.clock.now() - this.maxAgeMs;
+    for (;;) {
+      const oldest = this.queue.find((chunk) => chunk.state !== 'acked');
+      // A chunk expires when its newest reading is too old, so nothing younger than maxAge is lost.
+      if (!oldest || oldest.lastTime >= cutoff) break;
+      this.dropChunk(oldest, 'maxAge');
+    }
+  }
+
+  private dropChunk(chunk: Chunk, reason: DropReason): void {
+    this.forget(chunk);
+    this.counters.dropped[reason] += chunk.count;
+    this.store.saveCounters(this.counters);
+    this.scheduleRemoval([chunk]);
+    this.updateFull();
+  }
+
+  /** Takes a live chunk out of the queue and the totals. */
+  private forget(chunk: Chunk): void {
+    if (chunk.state === 'queued') this.queuedChunks--;
+    const index = this.queue.indexOf(chunk);
+    if (index >= 0) this.queue.splice(index, 1);
+    this.byId.delete(chunk.id);
+    if (chunk.state !== 'acked') this.countLive(chunk, -1);
+    chunk.state = 'acked';
+    chunk.readings = undefined;
+    chunk.loading = undefined;
+  }
+
+  private async quarantine(chunk: Chunk, error: unknown): Promise<void> {
+    if (this.byId.get(chunk.id) !== chunk) return;
+    const reason = error instanceof Error ? error.message : String(error);
+    this.forget(chunk);
+    this.counters.corruptChunks++;
+    this.counters.dropped.corrupt += chunk.count;
+    this.store.saveCounters(this.counters);
+    this.updateFull();
+    this.logger?.error({ chunk: chunk.id, readings: chunk.count, reason }, 'outbox chunk is corrupt; moved aside');
+    try {
+      await this.store.quarantine(chunk, reason);
+    } catch (moveError) {
+      this.logger?.error({ err: moveError, chunk: chunk.id }, 'could not move corrupt outbox chunk aside');
+    }
+  }
+
+  private scheduleRemoval(chunks: Chunk[]): void {
+    const waitFor = Promise.all(chunks.map((chunk) => chunk.persisted.catch(() => undefined)));
+    this.removals = this.removals
+      .then(() => waitFor)
+      .then(() => this.store.remove(chunks))
+      .catch((error: unknown) => {
+        // The chunk stays on disk and is re-delivered after a restart: at-least-once holds.
+        this.logger?.error({ err: error }, 'could not delete acknowledged outbox chunks');
+      });
+  }
+
+  private updateFull(): void {
+    if (this.full && this.totalBytes() <= this.maxBytes * FULL_LOW_WATER) this.setFull(false);
+  }
+
+  private setFull(full: boolean): void {
+    if (this.full === full) return;
+    this.full = full;
+    for (const listener of this.fullListeners) {
+      try {
+        listener(full);
+      } catch (error) {
+        this.logger?.error({ err: error }, 'outbox full listener failed');
+      }
+    }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+function readingTime(reading: Reading | undefined): number | undefined {
+  if (!reading) return undefined;
+  const time = Date.parse(reading.time);
+  return Number.isNaN(time) ? undefined : time;
+}
+
+export function emptyCounters(): Counters {
+  return { dropped: emptyDropped(), corruptChunks: 0 };
+}
