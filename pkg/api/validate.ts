@@ -188,9 +188,13 @@ function translateAjvErrors(ajvErrors: ErrorObject[], patternNames: Map<string, 
   const isInsideFailedUnion = (error: ErrorObject) =>
     unions.some((union) => union !== error && union.instancePath === error.instancePath && error.schemaPath.startsWith(`${union.schemaPath}/`));
 
+  // A value of the wrong type fails every other rule about it too; the type is the one problem.
+  const wrongTypes = new Set(ajvErrors.filter((error) => error.keyword === 'type').map((error) => error.instancePath));
+  const isCascadeOfWrongType = (error: ErrorObject) => error.keyword !== 'type' && wrongTypes.has(error.instancePath);
+
   const errors: FieldError[] = [];
   for (const error of ajvErrors) {
-    if (isInsideFailedUnion(error)) continue;
+    if (isInsideFailedUnion(error) || isCascadeOfWrongType(error)) continue;
     const segments = pointerSegments(error.instancePath);
     let path = joinPath(segments);
     let message: string;

@@ -15,7 +15,7 @@ export interface ParsedDocument extends SourceDocument {
 // does; merge keys (`<<: *defaults`) are added back because hand-written manifests use them.
 // (@types/js-yaml does not declare `types`, which js-yaml 4 exports.)
 const MERGE_TYPE = (yaml as unknown as { types: { merge: yaml.Type } }).types.merge;
-const MANIFEST_SCHEMA = yaml.CORE_SCHEMA.extend([MERGE_TYPE]);
+const MANIFEST_SCHEMA = yaml.CORE_SCHEMA.extend({ implicit: [MERGE_TYPE] });
 
 const DOCUMENT_SEPARATOR = /^---(\s|$)/;
 const DOCUMENT_END = /^\.\.\.\s*$/;
@@ -113,6 +113,7 @@ export function salvageIdentity(lines: string[]): { kind?: string; name?: string
   const identity: { kind?: string; name?: string; namespace?: string } = {};
   const scalar = (raw: string) => raw.trim().replace(/\s+#.*$/, '').replace(/^(["'])(.*)\1$/, '$2');
   let inMetadata = false;
+  let childIndent: number | undefined;
   for (const line of lines) {
     const kind = /^kind:\s*(\S.*)$/.exec(line);
     if (kind) identity.kind ??= scalar(kind[1]);
@@ -123,11 +124,15 @@ export function salvageIdentity(lines: string[]): { kind?: string; name?: string
       if (name) identity.name ??= scalar(name[1]);
       if (namespace) identity.namespace ??= scalar(namespace[1]);
     }
-    if (/^\S/.test(line)) inMetadata = /^metadata:\s*$/.test(line);
-    else if (inMetadata) {
+    if (/^\S/.test(line)) {
+      inMetadata = /^metadata:\s*$/.test(line);
+      childIndent = undefined;
+    } else if (inMetadata && line.trim() !== '' && !line.trim().startsWith('#')) {
       // Only direct children of metadata: `name:` nested deeper (labels...) is not the identity.
+      const indent = line.search(/\S/);
+      childIndent ??= indent;
       const child = /^(\s+)(name|namespace):\s*(\S.*)$/.exec(line);
-      if (child && child[1].length <= 4) {
+      if (child && indent === childIndent) {
         const value = scalar(child[3]);
         if (child[2] === 'name') identity.name ??= value;
         else identity.namespace ??= value;
