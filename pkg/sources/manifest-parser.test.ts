@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseManifestText, readManifestFiles, salvageIdentity } from './manifest-parser.js';
+import { parseManifestText, readManifestDocuments, readManifestFiles, salvageIdentity } from './manifest-parser.js';
 
 const SENSOR = (name: string) => `apiVersion: sensorlet.io/v1alpha1
 kind: Sensor
@@ -84,6 +84,13 @@ test('readManifestFiles lists yaml, yml and json recursively, sorted, skipping d
     for (const file of ['b.yaml', 'a.yml', 'sub/c.json', 'notes.txt', '.hidden.yaml', '.git/x.yaml']) await writeFile(path.join(dir, file), '');
     assert.deepEqual(await readManifestFiles(dir), ['a.yml', 'b.yaml', 'sub/c.json'].map((file) => path.join(dir, file)));
     assert.deepEqual(await readManifestFiles(path.join(dir, 'b.yaml')), [path.join(dir, 'b.yaml')]);
+    await writeFile(path.join(dir, 'b.yaml'), 'kind: Sensor\n---\nkind: Sink\n');
+    await writeFile(path.join(dir, 'sub/c.json'), '{"kind": "Certificate"}');
+    const documents = await readManifestDocuments([dir], (file) => path.relative(dir, file));
+    assert.deepEqual(
+      documents.map((document) => [document.origin.file, document.origin.line, document.object?.kind]),
+      [['b.yaml', 1, 'Sensor'], ['b.yaml', 3, 'Sink'], ['sub/c.json', 1, 'Certificate']],
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

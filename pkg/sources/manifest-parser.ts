@@ -1,6 +1,6 @@
 // Turns manifest files into SourceDocuments. Each YAML document is parsed on its own, so a syntax
 // error costs only the document it is in: its neighbours in the same file still load and run.
-import { readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import type { SourceDocument } from './source.js';
@@ -194,4 +194,19 @@ export async function readManifestFiles(target: string): Promise<string[]> {
   };
   await visit(target);
   return found.sort();
+}
+
+/**
+ * Every document under the given files and folders, in a stable order (targets as given, files
+ * sorted within a folder). Origins name files as `displayPath` returns them (default: as found,
+ * i.e. relative when the target was), which is what `sensorlet validate` prints.
+ */
+export async function readManifestDocuments(targets: string[], displayPath: (file: string) => string = (file) => file): Promise<ParsedDocument[]> {
+  const documents: ParsedDocument[] = [];
+  for (const target of targets) {
+    for (const file of await readManifestFiles(target)) {
+      documents.push(...parseManifestText(displayPath(file), await readFile(file, 'utf8')));
+    }
+  }
+  return documents;
 }
