@@ -74,7 +74,16 @@ let sharedAjv: Ajv | undefined;
  */
 function closeObjects(schema: JsonSchema): JsonSchema {
   const copy = structuredClone(schema);
+  // A oneOf/anyOf/allOf branch may list only some of the object's properties; closing the branch
+  // would reject the others. The object that holds the combinator is closed instead.
+  const branches = new Set<JsonSchema>();
   walkSchema(copy, (node) => {
+    for (const combinator of ['oneOf', 'anyOf', 'allOf']) {
+      if (Array.isArray(node[combinator])) for (const branch of node[combinator] as JsonSchema[]) branches.add(branch);
+    }
+  });
+  walkSchema(copy, (node) => {
+    if (branches.has(node)) return;
     if (node.properties && typeof node.properties === 'object' && node.additionalProperties === undefined && node['x-kubernetes-preserve-unknown-fields'] !== true) {
       node.additionalProperties = false;
     }
