@@ -15,6 +15,8 @@ export interface ConnectionIdentity {
   tls?: SecureContextOptions & { privateKeyEngine?: string; privateKeyIdentifier?: string };
   /** The Certificate resource that gave this identity, for messages. */
   certificate?: string;
+  /** SHA-256 of the client certificate: a new one means the connection must be re-established. */
+  fingerprint?: string;
 }
 
 export interface ConnectionState {
@@ -38,6 +40,12 @@ export interface Transport {
   /** Delivers the readings in order; resolves once all were acknowledged, rejects otherwise. */
   send(readings: Reading[]): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Readings the far end refused for good (e.g. CoAP 4.xx), which send() resolved for so they leave
+   * the outbox instead of blocking it forever: the count per response code or reason since start,
+   * e.g. `{ "4.04": 12, "InvalidPath": 1 }`. Optional: transports that never drop leave it out.
+   */
+  permanentFailures?(): Record<string, number>;
 }
 
 export interface TransportFactory<Config = unknown> {

@@ -1,0 +1,85 @@
+// `sensorlet get`: a kubectl-like view of a running agent, through its admin API.
+import yaml from 'js-yaml';
+
+interface ListedResource {
+  kind: string;
+  metadata: { name: string; namespace: string; generation: number };
+  spec?: Record<string, any>;
+  status: { nodes: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; [fact: string]: unknown }[] };
+}
+
+const KIND_ALIASES: Record<string, string> = {
+  sensor: 'Sensor', sensors: 'Sensor', sn: 'Sensor',
+  sink: 'Sink', sinks: 'Sink', sk: 'Sink',
+  certificate: 'Certificate', certificates: 'Certificate', cert: 'Certificate', slcert: 'Certificate',
+};
+
+function condition(resource: ListedResource, type: string) {
+  return resource.status.nodes[0]?.conditions?.find((item) => item.type === type);
+}
+
+function columnsFor(kind: string, wide: boolean): [string, (resource: ListedResource) => unknown][] {
+  const node = (resource: ListedResource) => resource.status.nodes[0] ?? {};
+  const common: [string, (resource: ListedResource) => unknown][] = [
+    ['NAMESPACE', (r) => r.metadata.namespace],
+    ['NAME', (r) => r.metadata.name],
+    ['READY', (r) => condition(r, 'Ready')?.status ?? 'Unknown'],
+    ['REASON', (r) => condition(r, 'Ready')?.reason ?? ''],
+  ];
+  const specific: Record<string, [string, (resource: ListedResource) => unknown][]> = {
+    Sensor: [
+      ['DRIVER', (r) => Object.keys(r.spec?.driver ?? {})[0] ?? ''],
+      ['INTERVAL', (r) => r.spec?.interval ?? ''],
+      ['READINGS', (r) => node(r).readings ?? 0],
+      ['LAST', (r) => (node(r).lastReading as { value?: number } | undefined)?.value ?? ''],
+    ],
+    Sink: [
+      ['TYPE', (r) => ['mqtt', 'coap', 'stdout'].find((type) => r.spec?.[type]) ?? ''],
+      ['CONNECTED', (r) => condition(r, 'Connected')?.status ?? ''],
+      ['QUEUED', (r) => node(r).queued ?? 0],
+    ],
+    Certificate: [
+      ['TENANT', (r) => node(r).tenant ?? ''],
+      ['DEVICE', (r) => node(r).device ?? ''],
+      ['EXPIRES', (r) => node(r).notAfter ?? ''],
+    ],
+  };
+  const columns = [...common, ...(specific[kind] ?? [])];
+  if (wide) columns.push(['MESSAGE', (r) => condition(r, 'Ready')?.message ?? '']);
+  return columns;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_cell, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('   ').trimEnd()).join('\n');
+}
+
+export async function getCommand(adminAddr: string, kindArg: string | undefined, name: string | undefined, output: string | undefined): Promise<number> {
+  const kind = kindArg ? KIND_ALIASES[kindArg.toLowerCase()] ?? kindArg : undefined;
+  let list: { items: ListedResource[]; errors: unknown[] };
+  try {
+    const response = await fetch(`http://${adminAddr}/api/v1/resources`);
+    list = (await response.json()) as typeof list;
+  } catch (error) {
+    console.error(`error: cannot reach the agent's admin API at ${adminAddr}: ${(error as Error).message}`);
+    return 1;
+  }
+  const items = list.items.filter((item) => (!kind || item.kind === kind) && (!name || item.metadata.name === name));
+  if (name && items.length === 0) {
+    console.error(`error: ${kind ?? 'resource'} ${name} not found`);
+    return 1;
+  }
+  if (output === 'json') console.log(JSON.stringify(name ? items[0] : { apiVersion: 'v1', kind: 'List', items }, null, 2));
+  else if (output === 'yaml') console.log(yaml.dump(name ? items[0] : { apiVersion: 'v1', kind: 'List', items }, { noRefs: true }));
+  else {
+    const kinds = kind ? [kind] : [...new Set(items.map((item) => item.kind))];
+    const blocks = kinds.map((each) => {
+      const columns = columnsFor(each, output === 'wide');
+      const rows = items.filter((item) => item.kind === each).map((item) => columns.map(([, value]) => String(value(item))));
+      const header = columns.map(([title]) => title);
+      return `${kinds.length > 1 ? `${each}s\n` : ''}${rows.length ? table([header, ...rows]) : `No ${each} resources.`}`;
+    });
+    console.log(blocks.join('\n\n'));
+  }
+  return 0;
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+// The sensorlet CLI: run, validate, get, crds, cert inspect, outbox stats.
+import { Command, Option } from 'commander';
+import yaml from 'js-yaml';
+import { buildAllCrds } from '../../pkg/api/crds.js';
+import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
+import { getCommand } from './get.js';
+import { validateCommand } from './validate.js';
+
+const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
+const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
+
+program
+  .command('run')
+  .description('run the agent on a manifests folder, or against a Kubernetes API server')
+  .option('--manifests <dir>', 'standalone mode: watch this folder of manifests')
+  .option('--kubeconfig <file>', 'cluster mode: connect with this kubeconfig')
+  .option('--in-cluster', 'cluster mode: use the pod service account')
+  .option('--namespace <ns>', 'cluster mode: watch only this namespace')
+  .option('--state-dir <dir>', 'where outboxes, sequence counters and status are kept', defaultStateDir())
+  .option('--admin-addr <host:port>', 'admin API address', DEFAULT_ADMIN_ADDR)
+  .option('--device-id <id>', 'this device, as named in readings and topics', defaultDeviceId())
+  .option('--node-name <name>', 'this agent in status.nodes[] (Kubernetes: the node name)')
+  .option('--allow-command-driver', 'let Sensors run executables with the command driver (off: a manifest alone must never run code)')
+  .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']).default('json'))
+  .action(async (options) => {
+    const modes = [options.manifests, options.kubeconfig, options.inCluster].filter(Boolean).length;
+    if (modes !== 1) program.error('error: give exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+    const agent = await startAgent({
+      manifests: options.manifests,
+      kubeconfig: options.kubeconfig,
+      inCluster: options.inCluster,
+      namespace: options.namespace,
+      stateDir: options.stateDir,
+      adminAddr: options.adminAddr,
+      deviceId: options.deviceId,
+      nodeName: options.nodeName ?? options.deviceId,
+      logLevel: options.logLevel,
+      logFormat: options.logFormat,
+      allowCommandDriver: options.allowCommandDriver ?? false,
+      commandAllowlist: options.commandAllowlist ?? [],
+    });
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      agent.stop().then(
+        () => process.exit(0),
+        (error) => {
+          console.error(`error while stopping: ${String(error)}`);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => void agent.reload());
+  });
+
+program
+  .command('validate')
+  .description('validate manifests; prints FILE[:LINE]: KIND/NAME: FIELD.PATH: message per error')
+  .argument('<paths...>', 'files or folders')
+  .action(async (paths: string[]) => {
+    process.exitCode = await validateCommand(paths);
+  });
+
+program
+  .command('get')
+  .description('show resources of a running agent, kubectl-style')
+  .argument('[kind]', 'sensor, sink or certificate')
+  .argument('[name]')
+  .addOption(new Option('-o, --output <format>').choices(['wide', 'yaml', 'json']))
+  .option('--admin-addr <host:port>', 'admin API address of the agent', DEFAULT_ADMIN_ADDR)
+  .action(async (kind, name, options) => {
+    process.exitCode = await getCommand(options.adminAddr, kind, name, options.output);
+  });
+
+program
+  .command('crds')
+  .description('print the CustomResourceDefinitions')
+  .action(() => {
+    process.stdout.write(buildAllCrds().map((crd) => yaml.dump(crd, { noRefs: true, lineWidth: -1 })).join('---\n'));
+  });
+
+const cert = program.command('cert').description('certificate tools');
+cert
+  .command('inspect')
+  .description('subject, SANs, tenant, device, validity and chain of a PEM or PKCS#12 file')
+  .argument('<file>')
+  .option('--password-env <var>', 'environment variable holding the PKCS#12 password')
+  .option('--ca-file <file>', 'verify the chain against this CA')
+  .action(async (file, options) => {
+    const { inspectCommand } = await import('./cert-inspect.js');
+    process.exitCode = await inspectCommand(file, options);
+  });
+
+const outbox = program.command('outbox').description('outbox tools');
+outbox
+  .command('stats')
+  .description('queue depth, age and drops of every sink outbox; works with the agent stopped')
+  .option('--state-dir <dir>', 'the agent state dir', defaultStateDir())
+  .option('-o, --output <format>', 'json for machine reading')
+  .action(async (options) => {
+    const { outboxStatsCommand } = await import('./outbox-stats.js');
+    process.exitCode = await outboxStatsCommand(options.stateDir, options.output);
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,63 @@
+// The admin HTTP API: health, readiness, Prometheus metrics, every resource with its status, and
+// a reload trigger. It binds to loopback by default: it is for the device's operator, not the network.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface AdminHandlers {
+  ready(): boolean;
+  resources(): unknown;
+  reload(): Promise<void>;
+  registry: Registry;
+}
+
+export interface AdminServer {
+  address: string;
+  close(): Promise<void>;
+}
+
+export function parseHostPort(address: string): { host: string; port: number } {
+  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (!match) throw new Error(`--admin-addr must be HOST:PORT, got ${JSON.stringify(address)}`);
+  return { host: match[1] || '127.0.0.1', port: Number(match[2]) };
+}
+
+export async function startAdminServer(address: string, handlers: AdminHandlers): Promise<AdminServer> {
+  const { host, port } = parseHostPort(address);
+  const server = http.createServer((request, response) => {
+    const send = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
+      response.writeHead(status, { 'content-type': type });
+      response.end(body);
+    };
+    const route = `${request.method} ${new URL(request.url ?? '/', 'http://localhost').pathname}`;
+    switch (route) {
+      case 'GET /healthz':
+        return send(200, 'ok\n');
+      case 'GET /readyz':
+        return handlers.ready() ? send(200, 'ready\n') : send(503, 'not ready: the first sync has not been applied\n');
+      case 'GET /metrics':
+        return void handlers.registry.metrics().then(
+          (text) => send(200, text, handlers.registry.contentType),
+          (error) => send(500, String(error)),
+        );
+      case 'GET /api/v1/resources':
+        return send(200, JSON.stringify(handlers.resources()), 'application/json');
+      case 'POST /reload':
+        return void handlers.reload().then(
+          () => send(200, 'reloaded\n'),
+          (error) => send(500, `reload failed: ${String(error)}\n`),
+        );
+      default:
+        return send(404, 'not found\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address() as AddressInfo;
+  return {
+    address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,173 @@
+// The composition root: wires a source, the store, the controller, drivers, router, sinks, status
+// and the admin API into one running agent.
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { StoredResource } from '../api/resource.js';
+import { API_VERSION } from '../api/schemas.js';
+import { ResourceStore } from '../controller/store.js';
+import { StatusStore } from '../controller/status.js';
+import { Manager } from '../controller/manager.js';
+import type { Runtime } from '../controller/runtime.js';
+import { createCertificateReconciler } from '../controller/reconcilers/certificate.js';
+import { Router } from '../router/router.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { createLogger, type Logger, type LogFormat } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { systemClock } from '../observability/clock.js';
+import { createDirectorySource } from '../sources/directory.js';
+import type { ResourceSource } from '../sources/source.js';
+import { createDurableOutbox } from '../outbox/durable.js';
+import { SequenceStore } from '../outbox/sequence.js';
+import { createReportFilter } from '../drivers/report-filter.js';
+import '../drivers/index.js';
+import '../sinks/index.js';
+
+export interface AgentOptions {
+  manifests?: string;
+  /** Cluster mode (loaded on demand: @kubernetes/client-node costs ~80 MB). */
+  kubeconfig?: string;
+  inCluster?: boolean;
+  namespace?: string;
+  stateDir: string;
+  adminAddr: string;
+  deviceId: string;
+  nodeName: string;
+  logLevel?: string;
+  logFormat?: LogFormat;
+  allowCommandDriver?: boolean;
+  commandAllowlist?: string[];
+  logger?: Logger;
+}
+
+export function defaultStateDir(): string {
+  return process.getuid?.() === 0 ? '/var/lib/sensorlet' : path.join(os.homedir(), '.local', 'state', 'sensorlet');
+}
+
+export function defaultDeviceId(): string {
+  return os.hostname();
+}
+
+export interface Agent {
+  adminAddress: string;
+  runtime: Runtime;
+  ready(): boolean;
+  reload(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const logger = options.logger ?? createLogger({ level: options.logLevel, format: options.logFormat });
+  mkdirSync(options.stateDir, { recursive: true });
+  const metrics = new Metrics();
+  const store = new ResourceStore(options.stateDir);
+  const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
+  const router = new Router();
+  const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
+  let nodeLabels: Record<string, string> = {};
+
+  const runtime: Runtime = {
+    device: options.deviceId,
+    store,
+    status,
+    router,
+    logger,
+    metrics,
+    sensors: new Map(),
+    sinks: new Map(),
+    certificates: new Map(),
+    nodeLabels: () => nodeLabels,
+    enqueue: (key) => manager.queue.add(key),
+    sensorDeps: {
+      device: options.deviceId,
+      clock: systemClock,
+      logger: logger.child({ component: 'driver' }),
+      metrics,
+      status,
+      sequences,
+      policy: { allowCommandDriver: options.allowCommandDriver ?? false, commandAllowlist: options.commandAllowlist ?? [] },
+      shared: new Map(),
+      reportFilter: createReportFilter,
+    },
+    sinkDeps: {
+      logger: logger.child({ component: 'sink' }),
+      metrics,
+      status,
+      createOutbox: (laneId, outboxOptions) =>
+        createDurableOutbox(path.join(options.stateDir, 'outbox', laneId), outboxOptions, logger.child({ component: 'outbox', lane: laneId })),
+    },
+  };
+  const manager = new Manager(runtime, createCertificateReconciler(runtime));
+
+  let source: ResourceSource;
+  let closeCluster = async () => {};
+  if (options.manifests) {
+    source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }));
+  } else {
+    const { startClusterMode } = await import('./cluster.js');
+    const cluster = await startClusterMode(options, runtime, logger);
+    source = cluster.source;
+    closeCluster = cluster.close;
+    nodeLabels = cluster.nodeLabels();
+    cluster.onNodeLabels((labels) => {
+      nodeLabels = labels;
+      manager.resyncAll();
+    });
+  }
+
+  const admin: AdminServer = await startAdminServer(options.adminAddr, {
+    ready: () => store.isSynced,
+    resources: () => listResources(runtime),
+    reload: async () => {
+      await source.resync();
+      manager.resyncAll();
+    },
+    registry: metrics.registry,
+  });
+  await source.start(store);
+  logger.info({ admin: admin.address, device: options.deviceId, node: options.nodeName, stateDir: options.stateDir }, 'sensorlet started');
+
+  return {
+    adminAddress: admin.address,
+    runtime,
+    ready: () => store.isSynced,
+    reload: async () => {
+      await source.resync();
+      manager.resyncAll();
+    },
+    async stop() {
+      await source.stop();
+      await manager.stop();
+      // Drivers first, so that nothing new arrives while the outboxes seal and persist.
+      await Promise.all([...runtime.sensors.values()].map((runner) => runner.stop()));
+      await Promise.all([...runtime.sinks.values()].map((runner) => runner.stop()));
+      await sequences.close();
+      status.persist();
+      await closeCluster();
+      await admin.close();
+      logger.info('sensorlet stopped');
+      logger.flush?.();
+    },
+  };
+}
+
+/** Every resource as a Kubernetes object with this agent's status entry. */
+export function listResources(runtime: Runtime) {
+  const toObject = (resource: StoredResource) => {
+    const entry = runtime.status.nodeEntry(resource.key);
+    return {
+      apiVersion: API_VERSION,
+      kind: resource.kind,
+      metadata: { name: resource.name, namespace: resource.namespace, labels: resource.labels, generation: resource.generation },
+      spec: resource.object?.spec ?? (resource.raw as { spec?: unknown }).spec,
+      status: { nodes: entry ? [entry] : [] },
+      origin: resource.origin,
+    };
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: runtime.store.list().map(toObject),
+    errors: runtime.store.orphanErrors(),
+  };
+}

@@ -1,0 +1,44 @@
+// Cluster mode wiring, loaded only when the agent runs against a Kubernetes API server: it brings
+// @kubernetes/client-node (~80 MB of RSS), which standalone mode must never pay for.
+import { parseKey } from '../api/resource.js';
+import type { Runtime } from '../controller/runtime.js';
+import type { Logger } from '../observability/logger.js';
+import type { ResourceSource } from '../sources/source.js';
+import type { AgentOptions } from './agent.js';
+
+export interface ClusterMode {
+  source: ResourceSource;
+  nodeLabels(): Record<string, string>;
+  onNodeLabels(callback: (labels: Record<string, string>) => void): void;
+  close(): Promise<void>;
+}
+
+export async function startClusterMode(options: AgentOptions, runtime: Runtime, logger: Logger): Promise<ClusterMode> {
+  const { connectKubernetes, createKubernetesSource } = await import('../sources/kubernetes/source.js');
+  const { createKubernetesStatusWriter } = await import('../controller/status-writer-kubernetes.js');
+  const connection = await connectKubernetes({ kubeconfigFile: options.kubeconfig, inCluster: options.inCluster });
+  const source = await createKubernetesSource({ connection, namespace: options.namespace, nodeName: options.nodeName, logger });
+  const writer = await createKubernetesStatusWriter({ connection, nodeName: options.nodeName, logger: logger.child({ component: 'status-writer' }) });
+
+  // Each agent writes only its own status.nodes[] entry; writes never block the data path.
+  runtime.status.onChange((key, entry, conditionFlipped) => {
+    const { kind, namespace, name } = parseKey(key);
+    if (entry) writer.write({ kind, namespace, name }, entry, conditionFlipped);
+    else writer.forget({ kind, namespace, name });
+  });
+
+  // Certificates may take their material from Secrets; a Secret update rotates like a file change.
+  runtime.secrets = { get: (namespace, name) => source.secret(namespace, name) };
+  source.onSecretChange(({ namespace, name }) => {
+    for (const certificate of runtime.store.list('Certificate')) {
+      if (certificate.namespace === namespace && certificate.object?.spec.secretRef?.name === name) runtime.enqueue(certificate.key);
+    }
+  });
+
+  return {
+    source,
+    nodeLabels: () => source.nodeLabels(),
+    onNodeLabels: (callback) => void source.onNodeLabels(callback),
+    close: () => writer.close(),
+  };
+}

@@ -1,0 +1,80 @@
+// The controller manager: turns store changes into workqueue keys and dispatches each key to its
+// kind's reconciler, recording metrics. Certificates that change re-queue the Sinks using them.
+import { parseKey } from '../api/resource.js';
+import type { Kind } from '../api/schemas.js';
+import { messageOf, reasonOf } from '../api/errors.js';
+import { WorkQueue, type Reconcile } from './workqueue.js';
+import type { Runtime } from './runtime.js';
+import { createSensorReconciler } from './reconcilers/sensor.js';
+import { createSinkReconciler, certificatesOf } from './reconcilers/sink.js';
+import { updateRoutedConditions } from './routing-status.js';
+
+export class Manager {
+  readonly queue: WorkQueue;
+  private readonly reconcilers: Record<Kind, Reconcile>;
+  private routingTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly runtime: Runtime, reconcileCertificate: Reconcile) {
+    this.reconcilers = {
+      Sensor: createSensorReconciler(runtime),
+      Sink: createSinkReconciler(runtime, (sinkKey, full) => this.onSinkFull(sinkKey, full)),
+      Certificate: async (key) => {
+        const result = await reconcileCertificate(key);
+        // Sinks connect with the Certificate's identity: let them pick up the change.
+        for (const sink of runtime.store.list('Sink')) {
+          if (certificatesOf(runtime, sink).includes(key)) this.queue.add(sink.key);
+        }
+        return result;
+      },
+    };
+    this.queue = new WorkQueue((key) => this.reconcile(key), {
+      onResult: (key, { error, durationMs }) => {
+        const kind = parseKey(key).kind;
+        runtime.metrics.reconciles.inc({ kind, result: error ? 'error' : 'success' });
+        runtime.metrics.reconcileDuration.observe({ kind }, durationMs / 1000);
+        if (error) {
+          runtime.metrics.errorsLogged.inc({ component: 'controller', reason: reasonOf(error) });
+          runtime.logger.error({ key, err: messageOf(error) }, 'reconcile failed; retrying with backoff');
+        }
+      },
+    });
+    runtime.store.onChange((keys) => {
+      for (const key of keys) this.queue.add(key);
+      // A new or changed Certificate can change which Certificates a selector picks.
+      if (keys.some((key) => key.startsWith('Certificate/'))) for (const sink of runtime.store.list('Sink')) this.queue.add(sink.key);
+    });
+    runtime.router.onRoutesChanged(() => this.scheduleRoutingStatus());
+  }
+
+  /** Reconciles every known key again (SIGHUP, POST /reload, node label change). */
+  resyncAll(): void {
+    for (const resource of this.runtime.store.list()) this.queue.add(resource.key);
+    for (const key of this.runtime.sensors.keys()) this.queue.add(key);
+    for (const key of this.runtime.sinks.keys()) this.queue.add(key);
+  }
+
+  async stop(): Promise<void> {
+    this.queue.stop();
+    if (this.routingTimer) clearTimeout(this.routingTimer);
+  }
+
+  private async reconcile(key: string) {
+    const result = await this.reconcilers[parseKey(key).kind](key);
+    this.scheduleRoutingStatus();
+    return result;
+  }
+
+  private scheduleRoutingStatus(): void {
+    if (this.routingTimer) return;
+    this.routingTimer = setTimeout(() => {
+      this.routingTimer = undefined;
+      updateRoutedConditions(this.runtime);
+    }, 20);
+    this.routingTimer.unref();
+  }
+
+  /** whenFull: block pauses exactly the Sensors that feed the full sink. */
+  private onSinkFull(sinkKey: string, full: boolean): void {
+    for (const sensorKey of this.runtime.router.sensorsOf(sinkKey)) this.runtime.sensors.get(sensorKey)?.setBlocked(sinkKey, full);
+  }
+}

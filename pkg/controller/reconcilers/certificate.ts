@@ -1,0 +1,132 @@
+// Certificate reconciler: loads the material, checks it, reports what it found, and hands a usable
+// identity to the Sinks. The files are watched, so a rotation is picked up without a restart; a bad
+// replacement keeps the previous identity (and its connections) and says so.
+import chokidar, { type FSWatcher } from 'chokidar';
+import { loadCertificate, type LoadedCertificate } from '../../pki/load.js';
+import { materialFromSecret } from './secret-material.js';
+import type { StoredResource } from '../../api/resource.js';
+import type { ConditionUpdate } from '../conditions.js';
+import type { ReconcileResult } from '../workqueue.js';
+import { invalidMessage, type Runtime } from '../runtime.js';
+
+/** Re-check at least this often: expiry moves with the clock, and env-provided passwords can change. */
+const RECHECK_MS = 60_000;
+
+function flag(type: string, on: boolean, reason: string, message: string): ConditionUpdate {
+  return on ? { type, status: 'True', reason, message } : { type, status: 'False', reason: 'No' + type, message: '' };
+}
+
+function conditionsOf(loaded: LoadedCertificate, keptPrevious: boolean): ConditionUpdate[] {
+  const problem = (code: string) => loaded.problems.find((item) => item.code === code);
+  const blocking = loaded.problems.find((item) => item.severity === 'error');
+  const expired = problem('Expired');
+  const expiring = problem('ExpiringSoon');
+  const identity = problem('InvalidIdentity');
+  const ready: ConditionUpdate = blocking
+    ? {
+        type: 'Ready',
+        status: 'False',
+        reason: blocking.code,
+        message: blocking.message + (keptPrevious ? ' (connections keep using the previous, valid certificate)' : ''),
+      }
+    : { type: 'Ready', status: 'True', reason: 'Loaded', message: `identity tenant=${loaded.identity?.tenant} device=${loaded.identity?.device}` };
+  return [
+    ready,
+    flag('Expired', !!expired, 'Expired', expired?.message ?? ''),
+    flag('ExpiringSoon', !!expiring, 'ExpiringSoon', expiring?.message ?? ''),
+    flag('InvalidIdentity', !!identity, 'InvalidIdentity', identity?.message ?? ''),
+  ];
+}
+
+function factsOf(loaded: LoadedCertificate): Record<string, unknown> {
+  const facts = loaded.facts;
+  if (!facts) return {};
+  return {
+    subject: facts.subject,
+    issuer: facts.issuer,
+    serial: facts.serial,
+    notBefore: facts.notBefore.toISOString(),
+    notAfter: facts.notAfter.toISOString(),
+    sans: [...facts.sans.uris.map((uri) => `URI:${uri}`), ...facts.sans.dns.map((dns) => `DNS:${dns}`)],
+    fingerprint: facts.fingerprint,
+    tenant: loaded.identity?.tenant ?? null,
+    device: loaded.identity?.device ?? null,
+    chain: loaded.chain ? (loaded.chain.trusted ? 'trusted' : `untrusted: ${loaded.chain.reason}`) : 'not checked (no caFile)',
+  };
+}
+
+export function createCertificateReconciler(runtime: Runtime) {
+  const watchers = new Map<string, { files: string; watcher: FSWatcher }>();
+
+  const watch = (key: string, files: string[]) => {
+    const signature = files.join('\n');
+    const current = watchers.get(key);
+    if (current?.files === signature) return;
+    void current?.watcher.close();
+    if (files.length === 0) return void watchers.delete(key);
+    // Watching the files (not their folder) follows atomic replacements (write temp + rename).
+    const watcher = chokidar.watch(files, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 25 } });
+    watcher.on('all', () => runtime.enqueue(key));
+    watchers.set(key, { files: signature, watcher });
+  };
+
+  const forget = (key: string) => {
+    void watchers.get(key)?.watcher.close();
+    watchers.delete(key);
+    runtime.certificates.delete(key);
+  };
+
+  const load = async (resource: StoredResource<'Certificate'>): Promise<LoadedCertificate> => {
+    const spec = resource.object!.spec;
+    if (!spec.secretRef) return loadCertificate(spec, { now: new Date() });
+    if (!runtime.secrets) {
+      return { source: 'pem', usable: false, files: [], problems: [{ code: 'KeySlotUnavailable', severity: 'error', message: 'spec.secretRef needs cluster mode (--kubeconfig or --in-cluster)' }] };
+    }
+    const material = materialFromSecret(spec, resource.namespace, runtime.secrets.get(resource.namespace, spec.secretRef.name));
+    return loadCertificate(material.spec, { now: new Date(), readFile: material.readFile, env: material.env });
+  };
+
+  return async function reconcileCertificate(key: string): Promise<ReconcileResult> {
+    const resource = runtime.store.get<'Certificate'>(key) as StoredResource<'Certificate'> | undefined;
+    if (!resource) {
+      forget(key);
+      runtime.status.delete(key);
+      return {};
+    }
+    if (resource.errors.length > 0 || !resource.object) {
+      forget(key);
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason: resource.errors[0]?.reason ?? 'InvalidSpec', message: invalidMessage(resource) }],
+      });
+      return {};
+    }
+    const loaded = await load(resource);
+    // Secret-backed material is watched by the cluster source, not the file system.
+    watch(key, resource.object.spec.secretRef ? [] : loaded.files);
+    const previous = runtime.certificates.get(key);
+    const keptPrevious = !loaded.usable && previous?.identity !== undefined && previous.generation === resource.generation;
+    const unchanged = loaded.usable && previous?.identity?.fingerprint === loaded.facts?.fingerprint && previous?.generation === resource.generation;
+    if (unchanged) {
+      // Same certificate as before: keep the identity object, so the Sinks do not reconnect.
+    } else if (loaded.usable && loaded.identity && loaded.tls) {
+      runtime.certificates.set(key, {
+        key,
+        generation: resource.generation,
+        labels: resource.labels,
+        identity: {
+          tenant: loaded.identity.tenant,
+          device: loaded.identity.device,
+          tls: loaded.tls,
+          certificate: resource.name,
+          fingerprint: loaded.facts?.fingerprint,
+        },
+      });
+    } else if (!keptPrevious) {
+      runtime.certificates.set(key, { key, generation: resource.generation, labels: resource.labels });
+    }
+    runtime.status.update(key, { observedGeneration: resource.generation, conditions: conditionsOf(loaded, keptPrevious), facts: factsOf(loaded) });
+    const untilRenew = loaded.renewAt ? loaded.renewAt.getTime() - Date.now() : RECHECK_MS;
+    return { requeueAfter: Math.max(1000, Math.min(RECHECK_MS, untilRenew)) };
+  };
+}

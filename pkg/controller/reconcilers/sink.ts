@@ -1,0 +1,105 @@
+// Sink reconciler: one SinkRunner per Sink, with one connection per tenant identity. Identities
+// come from the Certificates the Sink references; a Sink waits (Ready=False) until they load.
+import type { StoredResource } from '../../api/resource.js';
+import { matchesSelector } from '../../router/selector.js';
+import { SinkRunner } from '../../sinks/runner.js';
+import type { ConnectionIdentity } from '../../sinks/transport.js';
+import type { ReconcileResult } from '../workqueue.js';
+import { invalidMessage, type Runtime } from '../runtime.js';
+
+const CERTIFICATE_RETRY_MS = 2000;
+
+/** The Certificate keys a Sink depends on (by reference or selector). */
+export function certificatesOf(runtime: Runtime, sink: StoredResource<'Sink'>): string[] {
+  const tls = sink.object?.spec.tls;
+  if (!tls) return [];
+  if (tls.certificateRef) return [`Certificate/${sink.namespace}/${tls.certificateRef.name}`];
+  if (tls.certificateSelector) {
+    return runtime.store
+      .list('Certificate')
+      .filter((certificate) => certificate.namespace === sink.namespace && matchesSelector(tls.certificateSelector, certificate.labels))
+      .map((certificate) => certificate.key);
+  }
+  return [];
+}
+
+function identitiesFor(runtime: Runtime, sink: StoredResource<'Sink'>): { identities: ConnectionIdentity[]; waitingFor: string[] } {
+  if (!sink.object?.spec.tls) return { identities: [{ device: runtime.device }], waitingFor: [] };
+  const identities: ConnectionIdentity[] = [];
+  const waitingFor: string[] = [];
+  for (const key of certificatesOf(runtime, sink)) {
+    const identity = runtime.certificates.get(key)?.identity;
+    if (identity) identities.push(identity);
+    else waitingFor.push(key.split('/')[2]);
+  }
+  return { identities, waitingFor };
+}
+
+function sameIdentities(a: ConnectionIdentity[], b: ConnectionIdentity[]): boolean {
+  const describe = (list: ConnectionIdentity[]) => list.map((identity) => `${identity.certificate ?? ''}:${identity.tenant ?? ''}`).sort().join(',');
+  return describe(a) === describe(b);
+}
+
+export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: string, full: boolean) => void) {
+  const stopRunner = async (key: string) => {
+    const runner = runtime.sinks.get(key);
+    if (!runner) return;
+    runtime.sinks.delete(key);
+    runtime.router.removeTarget(key);
+    await runner.stop();
+  };
+
+  return async function reconcileSink(key: string): Promise<ReconcileResult> {
+    const resource = runtime.store.get<'Sink'>(key);
+    if (!resource) {
+      await stopRunner(key);
+      runtime.status.delete(key);
+      return {};
+    }
+    if (resource.errors.length > 0 || !resource.object) {
+      await stopRunner(key);
+      const reason = resource.errors[0]?.reason ?? 'InvalidSpec';
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason, message: invalidMessage(resource) }],
+        removeConditions: ['Connected', 'BufferFull'],
+      });
+      return {};
+    }
+    const { identities, waitingFor } = identitiesFor(runtime, resource);
+    const running = runtime.sinks.get(key);
+    if (running && running.generation === resource.generation) {
+      if (sameIdentities(running.identities, identities)) {
+        // Same tenants, maybe renewed certificates: reconnect in place, keeping the outbox.
+        for (const identity of identities) {
+          const current = running.identities.find((candidate) => candidate.tenant === identity.tenant);
+          if (current && current.tls !== identity.tls) {
+            await running.rotate(identity);
+            Object.assign(current, identity);
+          }
+        }
+        return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
+      }
+    }
+    await stopRunner(key);
+    if (identities.length === 0) {
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'False',
+            reason: 'CertificateNotReady',
+            message: waitingFor.length ? `waiting for Certificate ${waitingFor.join(', ')} to load` : 'spec.tls.certificateSelector selects no Certificate',
+          },
+        ],
+      });
+      return { requeueAfter: CERTIFICATE_RETRY_MS };
+    }
+    const runner = new SinkRunner(resource, identities, { ...runtime.sinkDeps, onFullChange });
+    runtime.sinks.set(key, runner);
+    await runner.start();
+    runtime.router.setTarget(runner);
+    return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
+  };
+}

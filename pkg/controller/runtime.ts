@@ -1,0 +1,44 @@
+// What the reconcilers act on: the running Sensors and Sinks, the loaded Certificates, and the
+// services they share. The reconcilers are the only writers of these maps.
+import type { StoredResource } from '../api/resource.js';
+import type { SensorRunner, SensorRunnerDeps } from '../drivers/runner.js';
+import type { SinkRunner, SinkRunnerDeps } from '../sinks/runner.js';
+import type { ConnectionIdentity } from '../sinks/transport.js';
+import type { Router } from '../router/router.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ResourceStore } from './store.js';
+import type { StatusStore } from './status.js';
+
+/** A Certificate as the sinks see it: the identity to connect with, once it has loaded. */
+export interface CertificateState {
+  key: string;
+  generation: number;
+  identity?: ConnectionIdentity;
+  labels: Record<string, string>;
+}
+
+export interface Runtime {
+  device: string;
+  store: ResourceStore;
+  status: StatusStore;
+  router: Router;
+  logger: Logger;
+  metrics: Metrics;
+  sensors: Map<string, SensorRunner>;
+  sinks: Map<string, SinkRunner>;
+  certificates: Map<string, CertificateState>;
+  sensorDeps: Omit<SensorRunnerDeps, 'emit'>;
+  sinkDeps: Omit<SinkRunnerDeps, 'onFullChange'>;
+  /** Labels of this agent's node (cluster mode); a Sensor runs only where its nodeSelector matches. */
+  nodeLabels(): Record<string, string>;
+  /** Cluster mode: the Secrets that Certificates may reference (`spec.secretRef`). */
+  secrets?: { get(namespace: string, name: string): { type: string; data: Record<string, Buffer> } | undefined };
+  /** Schedules a reconcile of a key (e.g. Sinks that use a Certificate that changed). */
+  enqueue(key: string): void;
+}
+
+/** One message naming every field error, for a condition. */
+export function invalidMessage(resource: StoredResource): string {
+  return resource.errors.map((error) => (error.path ? `${error.path}: ${error.message}` : error.message)).join('; ');
+}

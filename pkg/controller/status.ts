@@ -1,0 +1,101 @@
+// This agent's view of each resource: conditions, observedGeneration and kind-specific facts. It is
+// served as `status.nodes[]` (one entry: this agent's), kept in the state dir across restarts, and
+// handed to a status writer (Kubernetes mode) on every change.
+import path from 'node:path';
+import { setCondition, removeCondition, type Condition, type ConditionUpdate } from './conditions.js';
+import { readJsonFile, writeJsonFileAtomic } from './json-file.js';
+import type { Clock } from '../observability/clock.js';
+
+export interface NodeStatus {
+  observedGeneration?: number;
+  conditions: Condition[];
+  /** lastReading, readings, errors (Sensor); connected, queued, oldestQueued (Sink); notAfter... (Certificate). */
+  facts: Record<string, unknown>;
+}
+
+export type StatusListener = (key: string, entry: Record<string, unknown> | undefined, conditionFlipped: boolean) => void;
+
+export class StatusStore {
+  private readonly statuses = new Map<string, NodeStatus>();
+  private readonly listeners: StatusListener[] = [];
+  private persistTimer: NodeJS.Timeout | undefined;
+  private readonly file: string | undefined;
+
+  constructor(
+    readonly nodeName: string,
+    private readonly clock: Clock,
+    stateDir?: string,
+  ) {
+    this.file = stateDir ? path.join(stateDir, 'status.json') : undefined;
+    if (this.file) {
+      const saved = readJsonFile<Record<string, NodeStatus>>(this.file, {});
+      for (const [key, status] of Object.entries(saved)) this.statuses.set(key, status);
+    }
+  }
+
+  onChange(listener: StatusListener): void {
+    this.listeners.push(listener);
+  }
+
+  get(key: string): NodeStatus | undefined {
+    return this.statuses.get(key);
+  }
+
+  keys(): string[] {
+    return [...this.statuses.keys()];
+  }
+
+  /** Applies condition updates and facts in one change; notifies listeners once. */
+  update(
+    key: string,
+    change: { observedGeneration?: number; conditions?: ConditionUpdate[]; removeConditions?: string[]; facts?: Record<string, unknown> },
+  ): void {
+    let status = this.statuses.get(key);
+    if (!status) {
+      status = { conditions: [], facts: {} };
+      this.statuses.set(key, status);
+    }
+    const now = new Date(this.clock.now());
+    let flipped = false;
+    if (change.observedGeneration !== undefined && status.observedGeneration !== change.observedGeneration) {
+      status.observedGeneration = change.observedGeneration;
+      flipped = true;
+    }
+    for (const condition of change.conditions ?? []) {
+      const update = { ...condition, observedGeneration: condition.observedGeneration ?? status.observedGeneration };
+      flipped = setCondition(status.conditions, update, now) || flipped;
+    }
+    for (const type of change.removeConditions ?? []) flipped = removeCondition(status.conditions, type) || flipped;
+    if (change.facts) Object.assign(status.facts, change.facts);
+    this.changed(key, flipped);
+  }
+
+  delete(key: string): void {
+    if (!this.statuses.delete(key)) return;
+    this.changed(key, true);
+  }
+
+  /** The `status.nodes[]` entry for this agent. */
+  nodeEntry(key: string): Record<string, unknown> | undefined {
+    const status = this.statuses.get(key);
+    if (!status) return undefined;
+    return { name: this.nodeName, observedGeneration: status.observedGeneration, conditions: status.conditions, ...status.facts };
+  }
+
+  /** Writes pending changes now (shutdown). */
+  persist(): void {
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
+    if (this.file) writeJsonFileAtomic(this.file, Object.fromEntries(this.statuses));
+  }
+
+  private changed(key: string, conditionFlipped: boolean): void {
+    const entry = this.nodeEntry(key);
+    for (const listener of this.listeners) listener(key, entry, conditionFlipped);
+    // Status changes with every reading; persisting once a second bounds the write rate.
+    if (this.file && !this.persistTimer) {
+      this.persistTimer = setTimeout(() => this.persist(), 1000);
+      this.persistTimer.unref();
+    }
+  }
+}

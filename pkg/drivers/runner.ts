@@ -1,0 +1,240 @@
+// Runs one Sensor: polls its driver on a drift-free schedule (or listens to a streaming driver),
+// bounds every read by spec.timeout, backs off exponentially on failure (capped), and reports
+// Ready/Degraded. A failing or hung driver only ever delays its own Sensor.
+import type { Reading, Sample } from '../api/reading.js';
+import type { StoredResource } from '../api/resource.js';
+import { SensorletError, messageOf, reasonOf } from '../api/errors.js';
+import { parseDuration } from '../api/units.js';
+import type { StatusStore } from '../controller/status.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Clock } from '../observability/clock.js';
+import type { Driver, DriverPolicy } from './driver.js';
+import { driverFactory, selectedDriver } from './registry.js';
+
+export interface SequenceSource {
+  next(sensorKey: string): number;
+}
+
+export interface SensorRunnerDeps {
+  device: string;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  status: StatusStore;
+  sequences: SequenceSource;
+  policy: DriverPolicy;
+  shared: Map<string, unknown>;
+  /** Hands readings to the router. */
+  emit(sensorKey: string, readings: Reading[]): void;
+  /** Optional report-by-exception filter built from spec.report. */
+  reportFilter?: (resource: StoredResource<'Sensor'>) => ((sample: Sample, now: number) => boolean) | undefined;
+}
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 60_000;
+
+export class SensorRunner {
+  readonly key: string;
+  readonly generation: number;
+  private driver: Driver | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: AbortController | undefined;
+  private stopped = false;
+  private failures = 0;
+  private readingsCount = 0;
+  private errorsCount = 0;
+  private nextDue = 0;
+  /** Sinks whose outbox is full under `whenFull: block`; the Sensor pauses while any is. */
+  private readonly blockedBy = new Set<string>();
+  private readonly intervalMs: number;
+  private readonly timeoutMs: number;
+  private readonly admit: ((sample: Sample, now: number) => boolean) | undefined;
+  private readonly logger: Logger;
+
+  constructor(private readonly resource: StoredResource<'Sensor'>, private readonly deps: SensorRunnerDeps) {
+    this.key = resource.key;
+    this.generation = resource.generation;
+    const spec = resource.object!.spec;
+    this.intervalMs = parseDuration(spec.interval ?? '5s');
+    this.timeoutMs = parseDuration(spec.timeout ?? '2s');
+    this.admit = deps.reportFilter?.(resource);
+    this.logger = deps.logger.child({ sensor: `${resource.namespace}/${resource.name}` });
+  }
+
+  start(): void {
+    const spec = this.resource.object!.spec;
+    const { name, config } = selectedDriver(spec.driver as Record<string, unknown>);
+    const factory = driverFactory(name);
+    this.setStatus({ type: 'Ready', status: 'False', reason: 'Starting', message: `starting the ${name} driver` });
+    try {
+      if (!factory) throw new SensorletError('DriverNotFound', `no driver named ${name} is built in`, { terminal: true });
+      this.driver = factory.create(config, {
+        sensor: { namespace: this.resource.namespace, name: this.resource.name },
+        spec,
+        intervalMs: this.intervalMs,
+        timeoutMs: this.timeoutMs,
+        clock: this.deps.clock,
+        logger: this.logger,
+        policy: this.deps.policy,
+        shared: this.deps.shared,
+      });
+    } catch (error) {
+      this.fail(error);
+      if (error instanceof SensorletError && error.terminal) return;
+      this.schedule(this.backoff());
+      return;
+    }
+    if (this.driver.stream) {
+      this.driver.stream({
+        emit: (samples) => this.accept(samples),
+        fail: (error) => this.fail(error),
+        recovered: () => this.recover(),
+      });
+    } else {
+      this.nextDue = this.deps.clock.now();
+      this.schedule(0);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.inFlight?.abort();
+    await this.driver?.close().catch((error) => this.logger.warn({ err: messageOf(error) }, 'driver close failed'));
+  }
+
+  /** `whenFull: block` on a sink this Sensor feeds: pause reading until there is room again. */
+  setBlocked(sinkKey: string, blocked: boolean): void {
+    const wasBlocked = this.blockedBy.size > 0;
+    if (blocked) this.blockedBy.add(sinkKey);
+    else this.blockedBy.delete(sinkKey);
+    const isBlocked = this.blockedBy.size > 0;
+    if (wasBlocked === isBlocked) return;
+    const sinks = [...this.blockedBy].join(', ');
+    this.setStatus(
+      isBlocked
+        ? { type: 'Backpressure', status: 'True', reason: 'OutboxFull', message: `paused: the outbox of ${sinks} is full (whenFull: block)` }
+        : { type: 'Backpressure', status: 'False', reason: 'OutboxAccepting', message: 'the outboxes this Sensor feeds have room' },
+    );
+    if (!isBlocked && !this.stopped && !this.driver?.stream) {
+      this.nextDue = this.deps.clock.now();
+      this.schedule(0);
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.poll(), Math.max(0, delayMs));
+  }
+
+  private async poll(): Promise<void> {
+    if (this.stopped || !this.driver?.read) return;
+    if (this.blockedBy.size > 0) return; // resumed by setBlocked
+    const controller = new AbortController();
+    this.inFlight = controller;
+    const timeout = setTimeout(() => controller.abort(new SensorletError('Timeout', `no answer within ${this.resource.object!.spec.timeout ?? '2s'}`)), this.timeoutMs);
+    try {
+      const samples = await raceAbort(this.driver.read(controller.signal), controller.signal);
+      if (this.stopped) return;
+      this.accept(samples);
+      this.recover();
+      // Drift-free: the next read is due one interval after the previous due time, not after now.
+      this.nextDue += this.intervalMs;
+      const now = this.deps.clock.now();
+      if (this.nextDue < now) this.nextDue = now; // overran: skip the missed slots rather than burst
+      this.schedule(this.nextDue - now);
+    } catch (error) {
+      if (this.stopped) return;
+      this.fail(error);
+      const delay = Math.max(this.intervalMs, this.backoff());
+      this.nextDue = this.deps.clock.now() + delay;
+      this.schedule(delay);
+    } finally {
+      clearTimeout(timeout);
+      this.inFlight = undefined;
+    }
+  }
+
+  private backoff(): number {
+    return Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, this.failures - 1));
+  }
+
+  private accept(samples: Sample[]): void {
+    if (this.stopped || samples.length === 0) return;
+    const { namespace, name } = this.resource;
+    const spec = this.resource.object!.spec;
+    const now = this.deps.clock.now();
+    const readings: Reading[] = [];
+    for (const sample of samples) {
+      if (this.admit && !this.admit(sample, sample.time ?? now)) continue;
+      const reading: Reading = {
+        device: this.deps.device,
+        sensor: name,
+        namespace,
+        seq: this.deps.sequences.next(this.key),
+        time: new Date(sample.time ?? now).toISOString(),
+        quality: sample.quality ?? 'good',
+      };
+      if (spec.tenant) reading.tenant = spec.tenant;
+      if (sample.value !== undefined) reading.value = sample.value;
+      if (sample.values !== undefined) reading.values = sample.values;
+      if (spec.unit) reading.unit = spec.unit;
+      readings.push(reading);
+    }
+    if (readings.length === 0) return;
+    this.readingsCount += readings.length;
+    this.deps.metrics.readings.inc({ sensor: name }, readings.length);
+    const last = readings[readings.length - 1];
+    this.deps.status.update(this.key, {
+      facts: { lastReading: { time: last.time, value: last.value, values: last.values, seq: last.seq }, readings: this.readingsCount },
+    });
+    this.deps.emit(this.key, readings);
+  }
+
+  private recover(): void {
+    const wasFailing = this.failures > 0;
+    this.failures = 0;
+    const status = this.deps.status.get(this.key);
+    const ready = status?.conditions.find((condition) => condition.type === 'Ready');
+    if (ready?.status === 'True' && !wasFailing) return;
+    this.deps.status.update(this.key, {
+      conditions: [
+        { type: 'Ready', status: 'True', reason: 'Reading', message: 'the driver is producing readings' },
+        { type: 'Degraded', status: 'False', reason: 'Reading', message: '' },
+      ],
+    });
+  }
+
+  private fail(error: unknown): void {
+    this.failures++;
+    this.errorsCount++;
+    const reason = reasonOf(error, 'DriverError');
+    const message = messageOf(error);
+    this.deps.metrics.driverErrors.inc({ sensor: this.resource.name, reason });
+    this.deps.metrics.errorsLogged.inc({ component: 'driver', reason });
+    this.logger.warn({ reason, err: message, failures: this.failures }, 'sensor read failed');
+    this.deps.status.update(this.key, {
+      conditions: [
+        { type: 'Ready', status: 'False', reason, message },
+        { type: 'Degraded', status: 'True', reason, message },
+      ],
+      facts: { errors: this.errorsCount },
+    });
+  }
+
+  private setStatus(condition: { type: string; status: 'True' | 'False'; reason: string; message: string }): void {
+    this.deps.status.update(this.key, { observedGeneration: this.generation, conditions: [condition] });
+  }
+}
+
+/** Settles with the abort reason as soon as the signal fires, even if the driver ignores it. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

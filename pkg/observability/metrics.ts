@@ -1,0 +1,29 @@
+// Prometheus metrics, one registry per agent. Every error that is logged also counts here.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly readings = new Counter({ name: 'sensorlet_readings_total', help: 'Readings produced by drivers.', labelNames: ['sensor'], registers: [this.registry] });
+  readonly driverErrors = new Counter({ name: 'sensorlet_driver_errors_total', help: 'Driver reads that failed, by reason.', labelNames: ['sensor', 'reason'], registers: [this.registry] });
+  readonly published = new Counter({ name: 'sensorlet_sink_published_total', help: 'Readings the far end acknowledged.', labelNames: ['sink'], registers: [this.registry] });
+  readonly sendErrors = new Counter({ name: 'sensorlet_sink_send_errors_total', help: 'Batches whose delivery failed and will be retried.', labelNames: ['sink', 'reason'], registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'sensorlet_sink_queue_depth', help: 'Readings waiting in the sink outbox.', labelNames: ['sink'], registers: [this.registry] });
+  readonly outboxBytes = new Gauge({ name: 'sensorlet_outbox_bytes', help: 'Bytes held by the outbox.', labelNames: ['sink'], registers: [this.registry] });
+  readonly outboxReadings = new Gauge({ name: 'sensorlet_outbox_readings', help: 'Readings held by the outbox.', labelNames: ['sink'], registers: [this.registry] });
+  readonly outboxOldest = new Gauge({ name: 'sensorlet_outbox_oldest_seconds', help: 'Age of the oldest reading in the outbox.', labelNames: ['sink'], registers: [this.registry] });
+  readonly outboxDropped = new Gauge({ name: 'sensorlet_outbox_dropped_total', help: 'Readings the outbox dropped, by reason.', labelNames: ['sink', 'reason'], registers: [this.registry] });
+  readonly outboxCorrupt = new Gauge({ name: 'sensorlet_outbox_corrupt_chunks_total', help: 'Outbox chunks that failed their checksum and were moved aside.', labelNames: ['sink'], registers: [this.registry] });
+  readonly reconciles = new Counter({ name: 'sensorlet_reconcile_total', help: 'Reconcile passes by kind and result.', labelNames: ['kind', 'result'], registers: [this.registry] });
+  readonly reconcileDuration = new Histogram({
+    name: 'sensorlet_reconcile_duration_seconds',
+    help: 'Time spent in one reconcile pass.',
+    labelNames: ['kind'],
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly errorsLogged = new Counter({ name: 'sensorlet_errors_total', help: 'Errors logged, by component and reason.', labelNames: ['component', 'reason'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'sensorlet_process_' });
+  }
+}

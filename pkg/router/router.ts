@@ -1,0 +1,73 @@
+// Sends each reading to every Sink whose selector matches its Sensor (in the Sensor's namespace).
+// The sensor → sinks fan-out is cached and rebuilt whenever a Sensor's labels or a Sink change.
+import type { Reading } from '../api/reading.js';
+import type { LabelSelector } from '../api/resource.js';
+import { matchesSelector } from './selector.js';
+
+export interface RouteTarget {
+  key: string;
+  namespace: string;
+  selector: LabelSelector | undefined;
+  /** Queues readings; returns nothing: the target owns limits and delivery. */
+  accept(sensorKey: string, readings: Reading[]): void;
+}
+
+interface SensorEntry {
+  namespace: string;
+  labels: Record<string, string>;
+}
+
+export class Router {
+  private readonly sensors = new Map<string, SensorEntry>();
+  private readonly targets = new Map<string, RouteTarget>();
+  private routes = new Map<string, RouteTarget[]>();
+  private readonly listeners: (() => void)[] = [];
+
+  /** Called after any change of the routing table (to re-evaluate tenants, backpressure...). */
+  onRoutesChanged(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  setSensor(key: string, namespace: string, labels: Record<string, string>): void {
+    this.sensors.set(key, { namespace, labels });
+    this.invalidate();
+  }
+
+  removeSensor(key: string): void {
+    if (this.sensors.delete(key)) this.invalidate();
+  }
+
+  setTarget(target: RouteTarget): void {
+    this.targets.set(target.key, target);
+    this.invalidate();
+  }
+
+  removeTarget(key: string): void {
+    if (this.targets.delete(key)) this.invalidate();
+  }
+
+  targetsOf(sensorKey: string): RouteTarget[] {
+    let targets = this.routes.get(sensorKey);
+    if (!targets) {
+      const sensor = this.sensors.get(sensorKey);
+      targets = sensor
+        ? [...this.targets.values()].filter((target) => target.namespace === sensor.namespace && matchesSelector(target.selector, sensor.labels))
+        : [];
+      this.routes.set(sensorKey, targets);
+    }
+    return targets;
+  }
+
+  sensorsOf(targetKey: string): string[] {
+    return [...this.sensors.keys()].filter((sensorKey) => this.targetsOf(sensorKey).some((target) => target.key === targetKey));
+  }
+
+  route(sensorKey: string, readings: Reading[]): void {
+    for (const target of this.targetsOf(sensorKey)) target.accept(sensorKey, readings);
+  }
+
+  private invalidate(): void {
+    this.routes = new Map();
+    for (const listener of this.listeners) listener();
+  }
+}

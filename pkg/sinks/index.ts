@@ -1,0 +1,5 @@
+// Importing this module registers every built-in sink transport.
+import './stdout/stdout.js';
+import './mqtt/mqtt.js';
+
+export { selectedTransport, transportFactories } from './registry.js';

@@ -1,0 +1,148 @@
+// One connection of a sink: an outbox and the transport that drains it. Up to MAX_IN_FLIGHT batches
+// are on the wire at once (so acknowledgements overlap with sending), but they are acknowledged to
+// the outbox strictly in order. When a send fails, every later batch in flight is abandoned, the
+// outbox rewinds to its oldest unacknowledged batch, and delivery resumes after a capped backoff:
+// the far end may see duplicates (at-least-once), never gaps.
+import type { Reading } from '../api/reading.js';
+import { messageOf, reasonOf } from '../api/errors.js';
+import type { Outbox, OutboxBatch } from '../outbox/outbox.js';
+import type { Logger } from '../observability/logger.js';
+import type { ConnectionIdentity, ConnectionState, Transport } from './transport.js';
+
+const MAX_IN_FLIGHT = 4;
+const RETRY_BASE_MS = 250;
+const RETRY_CAP_MS = 30_000;
+
+export interface LaneEvents {
+  onState(state: ConnectionState): void;
+  onDelivered(count: number): void;
+  onSendError(reason: string, message: string): void;
+}
+
+export class Lane {
+  private transport: Transport | undefined;
+  private running = false;
+  private epoch = 0;
+  private inFlight: Promise<unknown>[] = [];
+  private ackChain: Promise<void> = Promise.resolve();
+  private retryDelay = RETRY_BASE_MS;
+  private loop: Promise<void> | undefined;
+  private slotWaiter: (() => void) | undefined;
+  /** Set from a failed send until the outbox has been rewound; batches handed out meanwhile are discarded. */
+  private recovering: Promise<void> | undefined;
+  state: ConnectionState = { connected: false, reason: 'Connecting', message: 'connecting' };
+
+  constructor(
+    readonly identity: ConnectionIdentity,
+    readonly outbox: Outbox,
+    private readonly createTransport: (identity: ConnectionIdentity, onState: (state: ConnectionState) => void) => Transport,
+    private readonly events: LaneEvents,
+    private readonly logger: Logger,
+  ) {}
+
+  get tenant(): string | undefined {
+    return this.identity.tenant;
+  }
+
+  async start(): Promise<void> {
+    await this.outbox.open();
+    this.transport = this.newTransport(this.identity);
+    this.running = true;
+    this.loop = this.deliver();
+  }
+
+  append(readings: Reading[]) {
+    return this.outbox.append(readings);
+  }
+
+  /** Swaps the connection (certificate rotation): in-flight batches are re-sent on the new one. */
+  async replaceTransport(identity: ConnectionIdentity): Promise<void> {
+    const previous = this.transport;
+    (this as { identity: ConnectionIdentity }).identity = identity;
+    this.transport = this.newTransport(identity);
+    await previous?.close();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.outbox.flush().catch(() => undefined);
+    await this.transport?.close().catch(() => undefined);
+    this.slotWaiter?.();
+    await this.outbox.close();
+    await this.loop?.catch(() => undefined);
+  }
+
+  private newTransport(identity: ConnectionIdentity): Transport {
+    const transport = this.createTransport(identity, (state) => {
+      if (transport !== this.transport) return; // a replaced connection no longer speaks for the lane
+      this.state = state;
+      this.events.onState(state);
+    });
+    transport.start();
+    return transport;
+  }
+
+  private async deliver(): Promise<void> {
+    while (this.running) {
+      const batch = await this.outbox.next();
+      if (!batch || !this.running) return;
+      if (this.recovering) {
+        // Handed out before the rewind: the rewind hands it out again, in order.
+        await this.recovering;
+        continue;
+      }
+      const epoch = this.epoch;
+      while (this.inFlight.length >= MAX_IN_FLIGHT && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+      if (!this.running) return;
+      if (epoch !== this.epoch || this.recovering) {
+        await this.recovering; // a failure while this batch waited for a slot: the rewind re-sends it
+        continue;
+      }
+      this.dispatch(batch);
+    }
+  }
+
+  private dispatch(batch: OutboxBatch): void {
+    const epoch = this.epoch;
+    const sent = this.transport!.send(batch.readings);
+    const settled = sent.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.push(settled);
+    void settled.then(() => {
+      this.inFlight = this.inFlight.filter((item) => item !== settled);
+      this.slotWaiter?.();
+      this.slotWaiter = undefined;
+    });
+    this.ackChain = this.ackChain.then(async () => {
+      try {
+        await sent;
+      } catch (error) {
+        if (epoch === this.epoch) {
+          this.recovering = this.recover(error);
+          await this.recovering;
+          this.recovering = undefined;
+        }
+        return;
+      }
+      if (epoch !== this.epoch) return; // abandoned by a failure before it: it will be sent again
+      await this.outbox.ack(batch);
+      this.retryDelay = RETRY_BASE_MS;
+      this.events.onDelivered(batch.readings.length);
+    });
+  }
+
+  private async recover(error: unknown): Promise<void> {
+    this.epoch++;
+    const reason = reasonOf(error, 'SendFailed');
+    this.events.onSendError(reason, messageOf(error));
+    this.logger.warn({ reason, err: messageOf(error), retryInMs: this.retryDelay }, 'delivery failed; rewinding the outbox');
+    await Promise.all(this.inFlight);
+    // The rewind must come after a macrotask, so that any batch handed out before it has already
+    // been seen (and discarded) by the delivery loop.
+    await new Promise((resolve) => setTimeout(resolve, this.retryDelay));
+    this.retryDelay = Math.min(RETRY_CAP_MS, this.retryDelay * 2);
+    this.outbox.rewind();
+  }
+}

@@ -1,0 +1,123 @@
+// The MQTT sink (mqtt.js): MQTT 3.1.1 or 5, QoS 0/1/2, optional mutual TLS. send() resolves when
+// the broker acknowledged every message: PUBACK at QoS 1, PUBCOMP at QoS 2; at QoS 0 when the
+// message was written to the socket (nothing more can be known, so QoS 0 can lose readings).
+// While the connection is down, mqtt.js keeps unacknowledged QoS 1/2 messages and re-sends them
+// on reconnect, so a pending send() simply waits; the outbox holds the readings meanwhile.
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Reading } from '../../api/reading.js';
+import type { FieldError, SinkSpec } from '../../api/resource.js';
+import { parseDuration } from '../../api/units.js';
+import type { Transport, TransportContext, TransportFactory } from '../transport.js';
+import { registerTransport } from '../registry.js';
+import { renderTopic, topicTemplateProblems } from '../topic.js';
+import { classifyConnectionError } from './errors.js';
+
+export type MqttConfig = NonNullable<SinkSpec['mqtt']>;
+
+export const DEFAULT_TOPIC = 'sensorlet/{tenant}/{device}/{sensor}';
+const RECONNECT_BASE_MS = 500;
+const RECONNECT_CAP_MS = 30_000;
+
+/** The payload of one reading: the reading itself, with the tenant the connection carries. */
+export function readingPayload(reading: Reading, tenant: string | undefined): string {
+  return JSON.stringify(reading.tenant || !tenant ? reading : { ...reading, tenant });
+}
+
+export function createMqttTransport(config: MqttConfig, context: TransportContext): Transport {
+  const qos = (config.qos ?? 1) as 0 | 1 | 2;
+  const template = config.topic ?? DEFAULT_TOPIC;
+  const tenantOfConnection = context.identity.tenant;
+  const logger = context.logger;
+  let client: MqttClient | undefined;
+  let reconnectDelay = RECONNECT_BASE_MS;
+  const topicCache = new Map<string, string>();
+
+  const topicFor = (reading: Reading): string => {
+    const cacheKey = `${reading.namespace}/${reading.sensor}/${reading.tenant ?? ''}`;
+    let topic = topicCache.get(cacheKey);
+    if (topic === undefined) {
+      topic = renderTopic(template, {
+        tenant: tenantOfConnection ?? reading.tenant ?? 'default',
+        device: context.identity.device,
+        sensor: reading.sensor,
+        namespace: reading.namespace,
+      });
+      topicCache.set(cacheKey, topic);
+    }
+    return topic;
+  };
+
+  const options: IClientOptions = {
+    protocolVersion: (config.protocolVersion ?? 4) as 4 | 5,
+    clientId: config.clientId ?? `sensorlet-${context.identity.device}-${context.sink.name}${tenantOfConnection ? `-${tenantOfConnection}` : ''}`,
+    keepalive: Math.max(1, Math.round(parseDuration(config.keepalive ?? '30s') / 1000)),
+    reconnectPeriod: RECONNECT_BASE_MS,
+    connectTimeout: 10_000,
+    clean: true,
+    // Readings wait in the outbox, not in mqtt.js, while offline; QoS 1/2 in flight are kept by mqtt.js.
+    queueQoSZero: false,
+    ...context.identity.tls,
+    ...(context.spec.tls?.serverName ? { servername: context.spec.tls.serverName } : {}),
+    ...(context.spec.tls?.minVersion ? { minVersion: context.spec.tls.minVersion } : {}),
+    ...(context.spec.tls?.ciphers ? { ciphers: context.spec.tls.ciphers } : {}),
+    rejectUnauthorized: true,
+  } as IClientOptions;
+
+  return {
+    start() {
+      client = mqtt.connect(config.url, options);
+      client.on('connect', () => {
+        reconnectDelay = RECONNECT_BASE_MS;
+        client!.options.reconnectPeriod = reconnectDelay;
+        context.onState({ connected: true });
+      });
+      client.on('error', (error) => {
+        const { reason, message } = classifyConnectionError(error);
+        logger.warn({ reason, err: message }, 'mqtt connection error');
+        context.onState({ connected: false, reason, message });
+      });
+      client.on('close', () => {
+        // Capped exponential backoff: mqtt.js reads reconnectPeriod before each reconnect attempt.
+        reconnectDelay = Math.min(RECONNECT_CAP_MS, reconnectDelay * 2);
+        client!.options.reconnectPeriod = reconnectDelay;
+        context.onState({ connected: false, reason: 'Disconnected', message: `connection to ${config.url} closed; retrying` });
+      });
+    },
+
+    async send(readings: Reading[]): Promise<void> {
+      if (!client) throw new Error('transport not started');
+      const active = client;
+      if (config.payload === 'batch') {
+        const groups = new Map<string, Reading[]>();
+        for (const reading of readings) {
+          const topic = topicFor(reading);
+          const group = groups.get(topic);
+          if (group) group.push(reading);
+          else groups.set(topic, [reading]);
+        }
+        await Promise.all(
+          [...groups].map(([topic, group]) =>
+            active.publishAsync(topic, `[${group.map((reading) => readingPayload(reading, tenantOfConnection)).join(',')}]`, { qos }),
+          ),
+        );
+        return;
+      }
+      await Promise.all(readings.map((reading) => active.publishAsync(topicFor(reading), readingPayload(reading, tenantOfConnection), { qos })));
+    },
+
+    async close() {
+      // Force: pending sends fail, and their readings stay in the outbox for the next connection.
+      await client?.endAsync(true);
+    },
+  };
+}
+
+export const mqttTransport: TransportFactory<MqttConfig> = {
+  name: 'mqtt',
+  validate(config, path): FieldError[] {
+    return topicTemplateProblems(config.topic ?? DEFAULT_TOPIC).map((message) => ({ path: `${path}.topic`, message, reason: 'InvalidSpec' }));
+  },
+  create: createMqttTransport,
+};
+
+registerTransport(mqttTransport);

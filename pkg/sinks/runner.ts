@@ -1,0 +1,205 @@
+// Runs one Sink: one lane (outbox + connection) per tenant identity. A reading goes only to the
+// lane whose tenant equals the reading's tenant; a Sensor that names no tenant uses the Sink's
+// only lane. Readings that fit no lane never leave (the Sensor's Routed condition says why).
+import type { Reading } from '../api/reading.js';
+import type { StoredResource } from '../api/resource.js';
+import { parseDuration, parseQuantity } from '../api/units.js';
+import type { StatusStore } from '../controller/status.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Outbox, OutboxOptions } from '../outbox/outbox.js';
+import type { RouteTarget } from '../router/router.js';
+import { Lane } from './lane.js';
+import { selectedTransport } from './registry.js';
+import type { ConnectionIdentity } from './transport.js';
+
+export interface SinkRunnerDeps {
+  logger: Logger;
+  metrics: Metrics;
+  status: StatusStore;
+  /** `laneId` is stable per sink and tenant, so a durable outbox finds its backlog again. */
+  createOutbox(laneId: string, options: OutboxOptions): Outbox;
+  /** whenFull: block — the router pauses the Sensors feeding this sink while it is full. */
+  onFullChange(sinkKey: string, full: boolean): void;
+}
+
+export function outboxOptions(resource: StoredResource<'Sink'>): OutboxOptions {
+  const spec = resource.object!.spec;
+  return {
+    maxReadings: spec.batch?.maxReadings ?? 500,
+    maxDelayMs: parseDuration(spec.batch?.maxDelay ?? '200ms'),
+    maxBytes: parseQuantity(spec.outbox?.maxBytes ?? '256Mi'),
+    maxAgeMs: parseDuration(spec.outbox?.maxAge ?? '168h'),
+    whenFull: spec.outbox?.whenFull ?? 'dropOldest',
+  };
+}
+
+export class SinkRunner implements RouteTarget {
+  readonly key: string;
+  readonly namespace: string;
+  readonly generation: number;
+  readonly selector;
+  private readonly lanes: Lane[] = [];
+  private readonly logger: Logger;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private full = false;
+  private unroutable = 0;
+
+  constructor(
+    private readonly resource: StoredResource<'Sink'>,
+    readonly identities: ConnectionIdentity[],
+    private readonly deps: SinkRunnerDeps,
+  ) {
+    this.key = resource.key;
+    this.namespace = resource.namespace;
+    this.generation = resource.generation;
+    this.selector = resource.object!.spec.selector;
+    this.logger = deps.logger.child({ sink: `${resource.namespace}/${resource.name}` });
+  }
+
+  /** The tenants this sink has connections for; undefined means one anonymous connection. */
+  tenants(): (string | undefined)[] {
+    return this.lanes.map((lane) => lane.tenant);
+  }
+
+  /** Which lane a Sensor's readings take, or why none: used for the Routed condition. */
+  laneFor(sensorTenant: string | undefined): { lane?: Lane; problem?: string } {
+    if (this.lanes.length === 1 && (this.lanes[0].tenant === undefined || sensorTenant === undefined || sensorTenant === this.lanes[0].tenant)) {
+      return { lane: this.lanes[0] };
+    }
+    if (sensorTenant === undefined) {
+      return { problem: `Sink ${this.resource.name} has ${this.lanes.length} tenant connections (${this.tenants().join(', ')}); set spec.tenant to choose one` };
+    }
+    const lane = this.lanes.find((candidate) => candidate.tenant === sensorTenant);
+    if (lane) return { lane };
+    return { problem: `Sink ${this.resource.name} has no connection for tenant ${sensorTenant} (it has: ${this.tenants().join(', ') || 'none'})` };
+  }
+
+  async start(): Promise<void> {
+    const spec = this.resource.object!.spec;
+    const { factory, config } = selectedTransport(spec);
+    const options = outboxOptions(this.resource);
+    const sinkLabel = this.resource.name;
+    for (const identity of this.identities) {
+      const laneId = `${this.resource.namespace}.${this.resource.name}${identity.tenant ? `.${identity.tenant}` : ''}`;
+      const outbox = this.deps.createOutbox(laneId, options);
+      outbox.onFullChange((full) => this.updateFull());
+      const lane = new Lane(
+        identity,
+        outbox,
+        (laneIdentity, onState) =>
+          factory.create(config, {
+            sink: { namespace: this.resource.namespace, name: this.resource.name },
+            spec,
+            identity: laneIdentity,
+            logger: this.logger,
+            onState,
+          }),
+        {
+          onState: () => this.reportConnection(),
+          onDelivered: (count) => this.deps.metrics.published.inc({ sink: sinkLabel }, count),
+          onSendError: (reason) => this.deps.metrics.sendErrors.inc({ sink: sinkLabel, reason }),
+        },
+        this.logger.child({ tenant: identity.tenant }),
+      );
+      this.lanes.push(lane);
+    }
+    await Promise.all(this.lanes.map((lane) => lane.start()));
+    this.deps.status.update(this.key, {
+      observedGeneration: this.generation,
+      conditions: [{ type: 'Ready', status: 'True', reason: 'Started', message: `${factory.name} sink started with ${this.lanes.length} connection(s)` }],
+    });
+    this.reportConnection();
+    this.statsTimer = setInterval(() => this.reportQueue(), 1000);
+    this.statsTimer.unref();
+  }
+
+  accept(_sensorKey: string, readings: Reading[]): void {
+    const tenant = readings[0]?.tenant;
+    const { lane } = this.laneFor(tenant);
+    if (!lane) {
+      this.unroutable += readings.length;
+      return;
+    }
+    // Readings are shared by every sink they go to: stamp the lane's tenant on copies only.
+    const stamped = lane.tenant && tenant === undefined ? readings.map((reading) => ({ ...reading, tenant: lane.tenant })) : readings;
+    const result = lane.append(stamped);
+    if (result.full !== this.full) this.updateFull();
+  }
+
+  /** Certificate rotation: reconnect the lane of that tenant with the new identity. */
+  async rotate(identity: ConnectionIdentity): Promise<boolean> {
+    const lane = this.lanes.find((candidate) => candidate.tenant === identity.tenant);
+    if (!lane) return false;
+    await lane.replaceTransport(identity);
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    await Promise.all(this.lanes.map((lane) => lane.stop()));
+    this.reportQueue();
+  }
+
+  private updateFull(): void {
+    const full = this.lanes.some((lane) => lane.outbox.stats().full);
+    if (full === this.full) return;
+    this.full = full;
+    this.deps.status.update(this.key, {
+      conditions: [
+        full
+          ? { type: 'BufferFull', status: 'True', reason: 'OutboxFull', message: `the outbox reached spec.outbox.maxBytes (whenFull: ${this.resource.object!.spec.outbox?.whenFull ?? 'dropOldest'})` }
+          : { type: 'BufferFull', status: 'False', reason: 'OutboxAccepting', message: '' },
+      ],
+    });
+    this.deps.onFullChange(this.key, full);
+  }
+
+  private reportConnection(): void {
+    const down = this.lanes.filter((lane) => !lane.state.connected);
+    const connected = down.length === 0;
+    const first = down[0]?.state;
+    this.deps.status.update(this.key, {
+      conditions: [
+        connected
+          ? { type: 'Connected', status: 'True', reason: 'Connected', message: `${this.lanes.length} connection(s) up` }
+          : { type: 'Connected', status: 'False', reason: first?.reason ?? 'Disconnected', message: first?.message ?? '' },
+      ],
+      facts: { connected },
+    });
+  }
+
+  private reportQueue(): void {
+    let readings = 0;
+    let bytes = 0;
+    let oldest: number | undefined;
+    const dropped: Record<string, number> = {};
+    let corrupt = 0;
+    for (const lane of this.lanes) {
+      const stats = lane.outbox.stats();
+      readings += stats.readings;
+      bytes += stats.bytes;
+      corrupt += stats.corruptChunks;
+      if (stats.oldestTime !== undefined) oldest = oldest === undefined ? stats.oldestTime : Math.min(oldest, stats.oldestTime);
+      for (const [reason, count] of Object.entries(stats.dropped)) dropped[reason] = (dropped[reason] ?? 0) + count;
+    }
+    const sink = this.resource.name;
+    const metrics = this.deps.metrics;
+    metrics.queueDepth.set({ sink }, readings);
+    metrics.outboxReadings.set({ sink }, readings);
+    metrics.outboxBytes.set({ sink }, bytes);
+    metrics.outboxOldest.set({ sink }, oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+    metrics.outboxCorrupt.set({ sink }, corrupt);
+    for (const [reason, count] of Object.entries(dropped)) metrics.outboxDropped.set({ sink, reason }, count);
+    this.deps.status.update(this.key, {
+      facts: {
+        queued: readings,
+        queuedBytes: bytes,
+        oldestQueued: oldest === undefined ? null : new Date(oldest).toISOString(),
+        dropped,
+        corruptChunks: corrupt,
+        unroutable: this.unroutable,
+      },
+    });
+  }
+}

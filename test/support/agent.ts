@@ -1,0 +1,112 @@
+// Runs the real `sensorlet run` CLI as a child process, as a user would, and talks to its admin API.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
+import { freePort, waitFor } from './ports.js';
+
+export const CLI = path.join(PACKAGE_ROOT, 'dist', 'cmd', 'sensorlet', 'main.js');
+
+export interface AgentProcessOptions {
+  manifests: string;
+  stateDir?: string;
+  deviceId?: string;
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ListedResource {
+  kind: string;
+  metadata: { name: string; namespace: string; generation: number; labels?: Record<string, string> };
+  spec: any;
+  status: { nodes: { name: string; observedGeneration?: number; conditions: { type: string; status: string; reason: string; message: string; lastTransitionTime: string }[]; [fact: string]: any }[] };
+}
+
+export class AgentProcess {
+  stdout = '';
+  stderr = '';
+  private stdoutListeners: ((chunk: string) => void)[] = [];
+  readonly exited: Promise<number | null>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly adminAddr: string,
+    readonly stateDir: string,
+  ) {
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stdout += chunk;
+      for (const listener of this.stdoutListeners) listener(chunk);
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  static async start(options: AgentProcessOptions): Promise<AgentProcess> {
+    const stateDir = options.stateDir ?? mkdtempSync(path.join(tmpdir(), 'sensorlet-state-'));
+    const adminAddr = `127.0.0.1:${await freePort()}`;
+    const args = [
+      CLI, 'run',
+      '--manifests', options.manifests,
+      '--state-dir', stateDir,
+      '--admin-addr', adminAddr,
+      '--device-id', options.deviceId ?? 'test-device',
+      '--log-level', 'info',
+      ...(options.extraArgs ?? []),
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+    const agent = new AgentProcess(child, adminAddr, stateDir);
+    await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: `agent ready (stderr: ${agent.stderr.slice(-2000)})` });
+    return agent;
+  }
+
+  onStdout(listener: (chunk: string) => void): void {
+    this.stdoutListeners.push(listener);
+  }
+
+  async resources(): Promise<ListedResource[]> {
+    const response = await fetch(`http://${this.adminAddr}/api/v1/resources`);
+    return ((await response.json()) as { items: ListedResource[] }).items;
+  }
+
+  async resource(kind: string, name: string): Promise<ListedResource | undefined> {
+    return (await this.resources()).find((item) => item.kind === kind && item.metadata.name === name);
+  }
+
+  async condition(kind: string, name: string, type: string) {
+    return (await this.resource(kind, name))?.status.nodes[0]?.conditions.find((condition) => condition.type === type);
+  }
+
+  /** Waits until a condition has the given status (and reason, when given). */
+  async waitForCondition(kind: string, name: string, type: string, status: string, reason?: string, timeoutMs = 10_000) {
+    return waitFor(
+      async () => {
+        const condition = await this.condition(kind, name, type);
+        return condition && condition.status === status && (!reason || condition.reason === reason) ? condition : undefined;
+      },
+      { timeoutMs, what: `${kind}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}; now: ${JSON.stringify(await this.condition(kind, name, type).catch(() => undefined))}` },
+    );
+  }
+
+  async metrics(): Promise<string> {
+    return (await fetch(`http://${this.adminAddr}/metrics`)).text();
+  }
+
+  async reload(): Promise<void> {
+    await fetch(`http://${this.adminAddr}/reload`, { method: 'POST' });
+  }
+
+  /** SIGTERM: the agent must flush, persist and exit 0. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    this.child.kill('SIGTERM');
+    return this.exited;
+  }
+
+  /** kill -9: no chance to flush. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
