@@ -92,38 +92,8 @@ export async function loadCertificate(spec: CertificateSpec, options: LoadOption
     return fatal(source, files, new CertificateError('InvalidCertificate', `the certificate material could not be loaded (${(error as Error)?.name ?? 'Error'})`));
   }
 
-  const problems: CertificateProblem[] = [];
-  const facts = factsOf(material.leaf);
-  const result: LoadedCertificate = { source, usable: false, problems, facts, files };
-
-  if (material.key && !material.leaf.checkPrivateKey(material.key)) {
-    problems.push(problem('KeyMismatch', `the private key (${keyDescription(spec)}) does not belong to the certificate ${facts.subject}`));
-  }
-
-  if (now < facts.notBefore) {
-    problems.push(problem('NotYetValid', `the certificate is not valid before ${facts.notBefore.toISOString()}`));
-  } else if (now > facts.notAfter) {
-    problems.push(problem('Expired', `the certificate expired at ${facts.notAfter.toISOString()}`));
-  } else {
-    const renewBefore = parseRenewBefore(spec.renewBefore);
-    result.renewAt = new Date(facts.notAfter.getTime() - renewBefore);
-    if (now >= result.renewAt) {
-      problems.push(problem('ExpiringSoon', `the certificate expires at ${facts.notAfter.toISOString()}, within renewBefore ${spec.renewBefore ?? DEFAULT_RENEW_BEFORE}`));
-    }
-  }
-
-  if (material.anchors.length > 0) {
-    result.chain = verifyChain(material.leaf, material.intermediates, material.anchors);
-    if (!result.chain.trusted) problems.push(problem('UntrustedChain', `the certificate is not signed by the CA in ${caFileOf(spec)}: ${result.chain.reason}`));
-  }
-
-  try {
-    result.identity = extractIdentity(facts.sans, spec.identity);
-  } catch (error) {
-    if (!(error instanceof CertificateError)) throw error;
-    problems.push(problemOf(error));
-  }
-
+  const result: LoadedCertificate = { source, files, ...assessCertificate(spec, material, now) };
+  const problems = result.problems;
   if (!problems.some((p) => p.severity === 'error')) {
     // Building the TLS options is the last check: for PKCS#11 it logs in (BadPin) and pairs key and
     // certificate inside OpenSSL (KeyMismatch).
@@ -152,6 +122,56 @@ export async function loadUsableCertificate(spec: CertificateSpec, options: Load
   const error = certificateError(loaded);
   if (error) throw error;
   return loaded as LoadedCertificate & { slot: KeySlot; tls: TlsClientOptions };
+}
+
+export interface CertificateAssessment {
+  usable: boolean;
+  problems: CertificateProblem[];
+  facts: CertificateFacts;
+  identity?: CertificateIdentity;
+  chain?: ChainResult;
+  renewAt?: Date;
+}
+
+/** The checks that need no key slot: key pairing (when the key is in memory), dates, chain, identity. */
+export function assessCertificate(
+  spec: CertificateSpec,
+  material: { leaf: X509Certificate; intermediates: X509Certificate[]; anchors: X509Certificate[]; key?: KeyObject },
+  now: Date,
+): CertificateAssessment {
+  const problems: CertificateProblem[] = [];
+  const facts = factsOf(material.leaf);
+  const result: CertificateAssessment = { usable: false, problems, facts };
+
+  if (material.key && !material.leaf.checkPrivateKey(material.key)) {
+    problems.push(problem('KeyMismatch', `the private key (${keyDescription(spec)}) does not belong to the certificate ${facts.subject}`));
+  }
+
+  if (now < facts.notBefore) {
+    problems.push(problem('NotYetValid', `the certificate is not valid before ${facts.notBefore.toISOString()}`));
+  } else if (now > facts.notAfter) {
+    problems.push(problem('Expired', `the certificate expired at ${facts.notAfter.toISOString()}`));
+  } else {
+    const renewBefore = parseRenewBefore(spec.renewBefore);
+    result.renewAt = new Date(facts.notAfter.getTime() - renewBefore);
+    if (now >= result.renewAt) {
+      problems.push(problem('ExpiringSoon', `the certificate expires at ${facts.notAfter.toISOString()}, within renewBefore ${spec.renewBefore ?? DEFAULT_RENEW_BEFORE}`));
+    }
+  }
+
+  if (material.anchors.length > 0) {
+    result.chain = verifyChain(material.leaf, material.intermediates, material.anchors);
+    if (!result.chain.trusted) problems.push(problem('UntrustedChain', `the certificate is not signed by the CA in ${caFileOf(spec)}: ${result.chain.reason}`));
+  }
+
+  try {
+    result.identity = extractIdentity(facts.sans, spec.identity);
+  } catch (error) {
+    if (!(error instanceof CertificateError)) throw error;
+    problems.push(problemOf(error));
+  }
+  result.usable = !problems.some((p) => p.severity === 'error');
+  return result;
 }
 
 function fatal(source: KeySlotKind, files: string[], error: CertificateError): LoadedCertificate {
