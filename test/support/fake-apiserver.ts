@@ -92,7 +92,10 @@ export class FakeApiServer {
   private revision = 1;
   private compactedBefore = 0;
   private patchFailures: number[] = [];
+  private listFailures: number[] = [];
   private uidCounter = 0;
+  /** How many watch requests were answered with a 410 Expired ERROR event. */
+  goneAnswers = 0;
   port = 0;
 
   private constructor() {
@@ -179,6 +182,12 @@ export class FakeApiServer {
     return true;
   }
 
+  /** Removes an object without a watch event: simulates an event a client lost (only a relist sees it). */
+  deleteSilently(kind: string, namespace: string | undefined, name: string): boolean {
+    const type_ = typeForKind(kind);
+    return this.objects.delete(objectKey(type_, type_.namespaced ? (namespace ?? 'default') : undefined, name));
+  }
+
   get(kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
     const type_ = typeForKind(kind);
     const object = this.objects.get(objectKey(type_, type_.namespaced ? (namespace ?? 'default') : undefined, name));
@@ -232,6 +241,11 @@ export class FakeApiServer {
     for (let i = 0; i < count; i++) this.patchFailures.push(status);
   }
 
+  /** The next `count` list requests (GET of a collection without watch) answer `status` (500 by default). */
+  failNextLists(count: number, status = 500): void {
+    for (let i = 0; i < count; i++) this.listFailures.push(status);
+  }
+
   // ---- protocol ----------------------------------------------------------------------------
 
   private store(type_: ResourceType, key: string, object: KubeObject, type: 'ADDED' | 'MODIFIED'): void {
@@ -281,6 +295,8 @@ export class FakeApiServer {
   }
 
   private list(route: Route, query: URLSearchParams, res: http.ServerResponse): void {
+    const injected = this.listFailures.shift();
+    if (injected !== undefined) return sendStatus(res, injected, 'InternalError', 'injected failure');
     const { namespace, name } = this.selected(route, query);
     const items = [...this.objects.values()]
       .filter((object) => object.kind === route.type_.kind)
@@ -316,6 +332,7 @@ export class FakeApiServer {
     } else {
       const since = Number(from);
       if (!Number.isInteger(since) || since + 1 < this.compactedBefore) {
+        this.goneAnswers++;
         writeEvent(res, { type: 'ERROR', object: goneStatus() });
         res.end();
         return;

@@ -92,13 +92,15 @@ describe('kubernetes source', () => {
   test('a status-only update is not reported as a change', async () => {
     const listener = await currentListener();
     const before = listener.callsFor('k8s:Sensor/edge/pump');
-    const pump = fake.get('Sensor', 'edge', 'pump')!;
-    fake.apply({ ...pump, metadata: { ...pump.metadata, annotations: undefined } });
-    const rv = fake.resourceVersion;
-    // The watch delivered the update (the resource version moved) yet nothing we pass on changed.
-    await waitFor(() => fake.openWatchCount('Sensor') > 0);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.ok(Number(rv) > 0);
+    const response = await fetch(`${fake.url}/apis/sensorlet.io/v1alpha1/namespaces/edge/sensors/pump/status?fieldManager=sensorlet/x&force=true`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/apply-patch+yaml' },
+      body: 'apiVersion: sensorlet.io/v1alpha1\nkind: Sensor\nmetadata: {name: pump, namespace: edge}\nstatus: {nodes: [{name: x}]}\n',
+    });
+    assert.equal(response.status, 200);
+    // A marker after the status change: once it arrives, the status MODIFIED event has been seen.
+    fake.apply(sensor('marker', { interval: '1s' }));
+    await waitFor(() => listener.current.has('k8s:Sensor/default/marker'));
     assert.equal(listener.callsFor('k8s:Sensor/edge/pump'), before);
   });
 
@@ -134,6 +136,7 @@ describe('kubernetes source', () => {
     await waitFor(() => listener.current.has('k8s:Sensor/default/after-gone'), { what: 'added across 410' });
     await waitFor(() => !listener.current.has('k8s:Sensor/default/while-destroy'), { what: 'deleted across 410' });
     await waitFor(() => fake.openWatchCount() === 5, { what: 'watches reopened' });
+    assert.ok(fake.goneAnswers >= 1, 'a watch resumed from a compacted version and got 410');
     const relists = fake.requests.filter((request) => !request.url.includes('watch=') && request.url.includes('/sensors'));
     assert.ok(relists.length >= 2, 'the Sensor informer listed again');
     assert.deepEqual(
@@ -224,10 +227,41 @@ describe('kubernetes source', () => {
     await source!.resync();
     assert.deepEqual(new Set(listener.current.keys()), before);
     assert.equal(listener.calls.length, callsBefore, 'an unchanged relist reports nothing');
+    await waitFor(() => fake.openWatchCount() === 5, { what: 'watches reopened after resync' });
+
+    // A deletion whose watch event was lost is found by the next relist.
+    assert.ok(fake.deleteSilently('Sensor', 'default', 'marker'));
+    await source!.resync();
+    assert.equal(listener.current.has('k8s:Sensor/default/marker'), false);
+    assert.deepEqual(listener.calls.slice(callsBefore), [{ origin: 'k8s:Sensor/default/marker', count: 0 }]);
   });
 
   async function currentListener(): Promise<RecordingListener> {
     assert.ok(source && started, 'the first test started the source');
     return started;
   }
+});
+
+describe('kubernetes source, namespaced and with a failing API server', () => {
+  test('retries failed lists with backoff, then syncs only the namespace it was given', async () => {
+    const fake = await FakeApiServer.start();
+    fake.setNodeLabels(NODE, {});
+    fake.apply(sensor('inside', { interval: '1s' }, 'plant'));
+    fake.apply(sensor('outside', { interval: '1s' }, 'default'));
+    fake.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'tls', namespace: 'plant' }, type: 'kubernetes.io/tls', data: {} });
+    fake.failNextLists(6);
+    const { source, listener } = await startSource(fake, { namespace: 'plant' });
+    try {
+      await waitFor(() => listener.syncedCount === 1, { what: 'synced after failures' });
+      assert.deepEqual([...listener.current.keys()], ['k8s:Sensor/plant/inside']);
+      assert.equal(source.secretsNamespace, 'plant');
+      assert.ok(source.secret('plant', 'tls'));
+      assert.ok(fake.requests.some((request) => request.url.startsWith('/apis/sensorlet.io/v1alpha1/namespaces/plant/sensors')));
+      assert.ok(!fake.requests.some((request) => request.url.startsWith('/apis/sensorlet.io/v1alpha1/sensors')));
+      assert.ok(fake.requests.every((request) => request.authorization === 'Bearer fake-token'));
+    } finally {
+      await source.stop();
+      await fake.close();
+    }
+  });
 });
