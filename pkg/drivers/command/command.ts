@@ -31,6 +31,9 @@ export function commandRefusal(executable: string, policy: DriverPolicy): string
 export function createCommandDriver(config: CommandConfig, context: DriverContext): Driver {
   const [executable, ...args] = config.argv;
   const refusal = commandRefusal(executable, context.policy);
+  // Refused up front (terminal: the runner does not retry; only restarting the agent with the flag
+  // can change it), and again on every read in case a caller ignores that.
+  if (refusal) throw new SensorletError('CommandNotAllowed', refusal, { terminal: true });
   const parse = createTextParser(config);
   return {
     async read(signal: AbortSignal): Promise<Sample[]> {

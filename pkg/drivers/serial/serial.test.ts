@@ -250,3 +250,34 @@ test('validate reports bad regexes and fields that do not fit, with field paths'
   const request = serialDriver.validate!({ port: '/dev/x', mode: 'request', frame: { pattern: '(?<value>.*)' } }, 'spec.driver.serial');
   assert.deepEqual(request.map((error) => error.path), ['spec.driver.serial.request']);
 });
+
+test('isolation: a hung device delays neither another port nor, beyond its timeout, a Sensor sharing its port', async () => {
+  const hung = await device('ttyHung');
+  const healthy = await device('ttyHealthy');
+  healthy.onRequest = (_data, emulated) => void emulated.send('T=1\n');
+  const config = (dev: EmulatedSerialDevice): SerialConfig => ({ port: dev.devicePath, mode: 'request', request: { text: 'R\n' }, frame: { pattern: 'T=(?<value>[0-9.]+)' } });
+  const shared = new Map<string, unknown>();
+  const stuck = create(config(hung), { shared });
+  const neighbour = create({ ...config(hung), request: { text: 'S\n' } }, { shared });
+  const other = create(config(healthy), { shared });
+  await readWhenOpen(other);
+  await waitFor(() => shared.size >= 2 && (readCode(stuck, 100).then((code) => code === 'Timeout')));
+
+  // The hung Sensor keeps timing out at 300 ms; the other port answers within a few ms meanwhile.
+  const hangs = Array.from({ length: 3 }, () => readCode(stuck, 300));
+  const latencies: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const started = performance.now();
+    await other.read!(AbortSignal.timeout(1_000));
+    latencies.push(performance.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.ok(Math.max(...latencies) < 100, `other port latencies ${latencies.map((l) => l.toFixed(1)).join(', ')}`);
+  assert.deepEqual(await Promise.all(hangs), ['Timeout', 'Timeout', 'Timeout']);
+
+  // Same port: the neighbour waits at most for one exchange to time out, then gets its own Timeout.
+  const started = performance.now();
+  const [first, second] = await Promise.all([readCode(stuck, 300), readCode(neighbour, 700)]);
+  assert.deepEqual([first, second], ['Timeout', 'Timeout']);
+  assert.ok(performance.now() - started < 1_000);
+});
