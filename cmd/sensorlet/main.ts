@@ -28,6 +28,8 @@ program
   .action(async (options) => {
     const modes = [options.manifests, options.kubeconfig, options.inCluster].filter(Boolean).length;
     if (modes !== 1) program.error('error: give exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+    // The device id goes into topics: a level separator or wildcard there would forge other topics.
+    if (/[+#/\u0000]/.test(options.deviceId)) program.error(`error: --device-id ${JSON.stringify(options.deviceId)} must not contain +, #, / or NUL`);
     const agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,

@@ -116,7 +116,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const admin: AdminServer = await startAdminServer(options.adminAddr, {
-    ready: () => store.isSynced,
+    ready: () => manager.initialSyncApplied,
     resources: () => listResources(runtime),
     reload: async () => {
       await source.resync();
@@ -130,7 +130,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   return {
     adminAddress: admin.address,
     runtime,
-    ready: () => store.isSynced,
+    ready: () => manager.initialSyncApplied,
     reload: async () => {
       await source.resync();
       manager.resyncAll();

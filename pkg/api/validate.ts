@@ -28,8 +28,6 @@ export interface ValidationResult {
   errors: FieldError[];
 }
 
-/** Allowed variables of a topic template; a reading fills them in when it is published. */
-export const TOPIC_VARIABLES = ['tenant', 'device', 'sensor', 'namespace'] as const;
 
 const HINT_DURATION = 'use a number and a unit, like 250ms, 5s, 1m30s';
 const HINT_QUANTITY = 'use a number and an optional suffix, like 64Mi or 500k';
@@ -304,25 +302,6 @@ export function regexError(source: string): string | undefined {
   }
 }
 
-/** Problems in an MQTT topic template; an empty list when the template is safe to fill in. */
-export function topicTemplateErrors(template: string): string[] {
-  const problems: string[] = [];
-  const allowed = TOPIC_VARIABLES.map((name) => `{${name}}`).join(', ');
-  for (const match of template.matchAll(/\{([^{}]*)\}/g)) {
-    if (!(TOPIC_VARIABLES as readonly string[]).includes(match[1])) problems.push(`unknown variable {${match[1]}} in topic ${JSON.stringify(template)}: use ${allowed}`);
-  }
-  const literal = template.replace(/\{[^{}]*\}/g, '');
-  if (/[{}]/.test(literal)) problems.push(`unbalanced brace in topic ${JSON.stringify(template)}: variables are written {tenant}`);
-  for (const wildcard of ['+', '#']) {
-    if (literal.includes(wildcard)) {
-      problems.push(`topic ${JSON.stringify(template)} must not contain the MQTT wildcard "${wildcard}": a reading is published to one exact topic`);
-    }
-  }
-  if (literal.includes('\0')) problems.push(`topic ${JSON.stringify(template)} must not contain a NUL character`);
-  if (template.startsWith('$')) problems.push(`topic ${JSON.stringify(template)} must not start with "$": such topics are reserved for the broker`);
-  return problems;
-}
-
 /** Walks the object alongside its (ref-inlined) schema and checks what patterns cannot. */
 function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, patternNames: Map<string, string>): FieldError[] {
   const errors: FieldError[] = [];
@@ -340,10 +319,6 @@ function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, pat
       }
       if (isRegexField(key, node)) {
         const problem = regexError(value);
-        if (problem) errors.push(fieldError(path, problem));
-      }
-      if (key === 'topic' && segments[0] === 'spec') {
-        const [problem] = topicTemplateErrors(value);
         if (problem) errors.push(fieldError(path, problem));
       }
       return;

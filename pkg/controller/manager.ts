@@ -9,6 +9,8 @@ import { createSensorReconciler } from './reconcilers/sensor.js';
 import { createSinkReconciler, certificatesOf } from './reconcilers/sink.js';
 import { updateRoutedConditions } from './routing-status.js';
 
+const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor'];
+
 export class Manager {
   readonly queue: WorkQueue;
   private readonly reconcilers: Record<Kind, Reconcile>;
@@ -39,11 +41,29 @@ export class Manager {
       },
     });
     runtime.store.onChange((keys) => {
-      for (const key of keys) this.queue.add(key);
+      if (!this.initialSyncApplied) return; // the initial sync is applied as a whole, in order
+      // Sinks before Sensors, so that a Sensor declared with its Sink never reads into nowhere.
+      for (const key of [...keys].sort((a, b) => KIND_ORDER.indexOf(parseKey(a).kind) - KIND_ORDER.indexOf(parseKey(b).kind))) this.queue.add(key);
       // A new or changed Certificate can change which Certificates a selector picks.
       if (keys.some((key) => key.startsWith('Certificate/'))) for (const sink of runtime.store.list('Sink')) this.queue.add(sink.key);
     });
     runtime.router.onRoutesChanged(() => this.scheduleRoutingStatus());
+    runtime.store.onSynced(() => void this.applyInitialSync());
+  }
+
+  /** True once the first full listing has been reconciled: the agent is ready. */
+  initialSyncApplied = false;
+
+  /**
+   * Certificates, then Sinks, then Sensors, each kind to completion: the first reading of every
+   * Sensor already has its outboxes to go to.
+   */
+  private async applyInitialSync(): Promise<void> {
+    for (const kind of KIND_ORDER) {
+      for (const resource of this.runtime.store.list(kind)) this.queue.add(resource.key);
+      await this.queue.whenIdle();
+    }
+    this.initialSyncApplied = true;
   }
 
   /** Reconciles every known key again (SIGHUP, POST /reload, node label change). */

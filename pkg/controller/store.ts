@@ -8,7 +8,7 @@ import type { Kind } from '../api/schemas.js';
 import type { SourceDocument, SourceListener } from '../sources/source.js';
 import { readJsonFile, writeJsonFileAtomic } from './json-file.js';
 
-/** A document that could not be tied to any resource (no kind or name); shown by the admin API. */
+/** A document that is not a resource of its own (no kind or name, or a duplicate); shown by the admin API. */
 export interface OrphanError {
   origin: Origin;
   errors: FieldError[];
@@ -91,8 +91,11 @@ export class ResourceStore implements SourceListener {
         orphans.push({ origin: resource.origin, errors: resource.errors });
         continue;
       }
-      // A later duplicate must not replace the resource that keeps running.
-      if (next.has(resource.key)) continue;
+      // A later duplicate must not replace the resource that keeps running; its error stays visible.
+      if (next.has(resource.key)) {
+        orphans.push({ origin: resource.origin, errors: resource.errors });
+        continue;
+      }
       next.set(resource.key, this.withGeneration(resource));
     }
     const changed = new Set<string>();

@@ -6,18 +6,24 @@ export const TOPIC_VARIABLES = ['tenant', 'device', 'sensor', 'namespace'] as co
 export type TopicVariables = Record<(typeof TOPIC_VARIABLES)[number], string>;
 
 const FORBIDDEN = /[+#/\u0000]/;
-const VARIABLE = /\{([^}]*)\}/g;
+const VARIABLE = /\{([^{}]*)\}/g;
 
-/** Checks a template: known variables only, no wildcards. Returns problems as messages. */
-export function topicTemplateProblems(template: string): string[] {
+/** Problems in an MQTT topic template; an empty list when the template is safe to fill in. */
+export function topicTemplateErrors(template: string): string[] {
   const problems: string[] = [];
-  for (const match of template.matchAll(VARIABLE)) {
-    if (!(TOPIC_VARIABLES as readonly string[]).includes(match[1])) {
-      problems.push(`unknown variable {${match[1]}} in topic template; use ${TOPIC_VARIABLES.map((v) => `{${v}}`).join(', ')}`);
+  const allowed = TOPIC_VARIABLES.map((name) => `{${name}}`).join(', ');
+  for (const match of template.matchAll(/\{([^{}]*)\}/g)) {
+    if (!(TOPIC_VARIABLES as readonly string[]).includes(match[1])) problems.push(`unknown variable {${match[1]}} in topic ${JSON.stringify(template)}: use ${allowed}`);
+  }
+  const literal = template.replace(/\{[^{}]*\}/g, '');
+  if (/[{}]/.test(literal)) problems.push(`unbalanced brace in topic ${JSON.stringify(template)}: variables are written {tenant}`);
+  for (const wildcard of ['+', '#']) {
+    if (literal.includes(wildcard)) {
+      problems.push(`topic ${JSON.stringify(template)} must not contain the MQTT wildcard "${wildcard}": a reading is published to one exact topic`);
     }
   }
-  const literal = template.replace(VARIABLE, '');
-  if (/[+#\u0000]/.test(literal)) problems.push('a publish topic must not contain the wildcards + or #, or NUL');
+  if (literal.includes('\0')) problems.push(`topic ${JSON.stringify(template)} must not contain a NUL character`);
+  if (template.startsWith('$')) problems.push(`topic ${JSON.stringify(template)} must not start with "$": such topics are reserved for the broker`);
   return problems;
 }
 

@@ -9,7 +9,7 @@ import type { FieldError, SinkSpec } from '../../api/resource.js';
 import { parseDuration } from '../../api/units.js';
 import type { Transport, TransportContext, TransportFactory } from '../transport.js';
 import { registerTransport } from '../registry.js';
-import { renderTopic, topicTemplateProblems } from '../topic.js';
+import { renderTopic, topicTemplateErrors } from '../topic.js';
 import { classifyConnectionError } from './errors.js';
 
 export type MqttConfig = NonNullable<SinkSpec['mqtt']>;
@@ -29,6 +29,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   const tenantOfConnection = context.identity.tenant;
   const logger = context.logger;
   let client: MqttClient | undefined;
+  let refusal: Error | undefined;
   let reconnectDelay = RECONNECT_BASE_MS;
   const topicCache = new Map<string, string>();
 
@@ -65,6 +66,15 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
 
   return {
     start() {
+      // The device and tenant come from flags and certificate SANs, not from validated names:
+      // refuse to connect (readings wait in the outbox) rather than publish to a forged topic.
+      try {
+        renderTopic(template, { tenant: tenantOfConnection ?? 'default', device: context.identity.device, sensor: 'sensor', namespace: 'default' });
+      } catch (error) {
+        refusal = error as Error;
+        context.onState({ connected: false, reason: 'TopicInjection', message: refusal.message });
+        return;
+      }
       client = mqtt.connect(config.url, options);
       client.on('connect', () => {
         reconnectDelay = RECONNECT_BASE_MS;
@@ -85,6 +95,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     },
 
     async send(readings: Reading[]): Promise<void> {
+      if (refusal) throw refusal;
       if (!client) throw new Error('transport not started');
       const active = client;
       if (config.payload === 'batch') {
@@ -115,7 +126,9 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
 export const mqttTransport: TransportFactory<MqttConfig> = {
   name: 'mqtt',
   validate(config, path): FieldError[] {
-    return topicTemplateProblems(config.topic ?? DEFAULT_TOPIC).map((message) => ({ path: `${path}.topic`, message, reason: 'InvalidSpec' }));
+    // One error per field: the first problem is the one to fix first.
+    const [problem] = topicTemplateErrors(config.topic ?? DEFAULT_TOPIC);
+    return problem ? [{ path: `${path}.topic`, message: problem, reason: 'InvalidSpec' }] : [];
   },
   create: createMqttTransport,
 };

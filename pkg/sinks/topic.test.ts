@@ -1,0 +1,21 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { renderTopic, topicTemplateErrors } from './topic.js';
+
+test('topic templates: known variables only, no literal wildcards', () => {
+  assert.deepEqual(topicTemplateErrors('sensorlet/{tenant}/{device}/{namespace}/{sensor}'), []);
+  assert.match(topicTemplateErrors('a/{tennant}')[0], /unknown variable \{tennant\}/);
+  assert.match(topicTemplateErrors('a/#')[0], /must not contain the MQTT wildcard "#"/);
+  assert.match(topicTemplateErrors('a/+/b')[0], /wildcard "\+"/);
+  assert.match(topicTemplateErrors('a/\0')[0], /NUL/);
+  assert.match(topicTemplateErrors('a/{tenant')[0], /unbalanced/);
+  assert.match(topicTemplateErrors('$SYS/{sensor}')[0], /reserved/);
+});
+
+test('a variable that would change the topic structure is refused, not escaped', () => {
+  const variables = { tenant: 'acme', device: 'gw-7', sensor: 'boiler', namespace: 'default' };
+  assert.equal(renderTopic('s/{tenant}/{device}/{sensor}', variables), 's/acme/gw-7/boiler');
+  for (const bad of ['a/b', 'a+', 'a#', 'a\0b']) {
+    assert.throws(() => renderTopic('s/{device}/{sensor}', { ...variables, device: bad }), (error: { code?: string }) => error.code === 'TopicInjection');
+  }
+});
