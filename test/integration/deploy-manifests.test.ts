@@ -1,0 +1,165 @@
+// The deployment manifests and the Helm chart: everything parses, RBAC grants exactly what the agent
+// needs, the DaemonSet wires the node name, state dir and probes, and the chart's CRDs are the
+// generated ones.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import yaml from 'js-yaml';
+import { Ajv } from 'ajv';
+import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
+import { buildAllCrds, KIND_NAMES } from '../../pkg/api/crds.js';
+
+type Doc = { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string }; [key: string]: unknown };
+
+const MANIFESTS = path.join(PACKAGE_ROOT, 'manifests');
+const DEPLOY = path.join(MANIFESTS, 'deploy');
+const CHART = path.join(PACKAGE_ROOT, 'helm', 'sensorlet');
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return yamlFiles(full);
+    return /\.ya?ml$/.test(entry.name) ? [full] : [];
+  });
+}
+
+function load(file: string): Doc[] {
+  return yaml.loadAll(readFileSync(file, 'utf8')).filter((doc): doc is Doc => doc !== null && doc !== undefined);
+}
+
+function deployObjects(): Doc[] {
+  const kustomization = load(path.join(DEPLOY, 'kustomization.yaml'))[0] as { resources: string[] };
+  return kustomization.resources.flatMap((resource) => {
+    const target = path.join(DEPLOY, resource);
+    if (existsSync(path.join(target, 'kustomization.yaml'))) {
+      const nested = load(path.join(target, 'kustomization.yaml'))[0] as { resources: string[] };
+      return nested.resources.flatMap((file) => load(path.join(target, file)));
+    }
+    return load(target);
+  });
+}
+
+const find = (docs: Doc[], kind: string, name?: string) => {
+  const found = docs.filter((doc) => doc.kind === kind && (!name || doc.metadata?.name === name));
+  assert.equal(found.length, 1, `exactly one ${kind}${name ? `/${name}` : ''}`);
+  return found[0];
+};
+
+test('every YAML under manifests/ and helm/sensorlet/crds parses into objects with apiVersion and kind', () => {
+  const files = [...yamlFiles(MANIFESTS), ...yamlFiles(path.join(CHART, 'crds'))];
+  assert.ok(files.length >= 10, `found ${files.length} files`);
+  for (const file of files) {
+    const docs = load(file);
+    assert.ok(docs.length > 0, `${file} has documents`);
+    for (const doc of docs) {
+      assert.equal(typeof doc.apiVersion, 'string', `${file}: apiVersion`);
+      assert.equal(typeof doc.kind, 'string', `${file}: kind`);
+    }
+  }
+});
+
+test('the kustomization lists files that exist and includes the generated CRDs', () => {
+  const objects = deployObjects();
+  const crds = objects.filter((doc) => doc.kind === 'CustomResourceDefinition').map((doc) => doc.metadata?.name).sort();
+  assert.deepEqual(crds, ['certificates.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
+  find(objects, 'Namespace', 'sensorlet-system');
+  find(objects, 'ServiceAccount', 'sensorlet');
+  find(objects, 'DaemonSet', 'sensorlet');
+  for (const doc of objects.filter((each) => !['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding'].includes(each.kind!))) {
+    assert.equal(doc.metadata?.namespace, 'sensorlet-system', `${doc.kind}/${doc.metadata?.name} namespaced`);
+  }
+});
+
+test('RBAC grants exactly: read the kinds, patch their status, read nodes, read secrets in the namespace', () => {
+  const objects = deployObjects();
+  const clusterRole = find(objects, 'ClusterRole') as { rules: unknown[] };
+  assert.deepEqual(clusterRole.rules, [
+    { apiGroups: ['sensorlet.io'], resources: ['sensors', 'sinks', 'certificates'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['sensorlet.io'], resources: ['sensors/status', 'sinks/status', 'certificates/status'], verbs: ['patch'] },
+    // list+watch: the Node informer (field selector metadata.name=<node>) needs them.
+    { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
+  ]);
+  const role = find(objects, 'Role') as { metadata: { namespace: string }; rules: unknown[] };
+  assert.equal(role.metadata.namespace, 'sensorlet-system');
+  // list+watch: the Secret informer needs them besides get.
+  assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }]);
+  const plurals = Object.values(KIND_NAMES).map((names) => names.plural).sort();
+  assert.deepEqual([...(clusterRole.rules[0] as { resources: string[] }).resources].sort(), plurals, 'every kind');
+
+  for (const [bindingKind, roleKind] of [['ClusterRoleBinding', 'ClusterRole'], ['RoleBinding', 'Role']]) {
+    const binding = find(objects, bindingKind) as { roleRef: { kind: string; name: string }; subjects: unknown[] };
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: find(objects, roleKind).metadata!.name });
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'sensorlet', namespace: 'sensorlet-system' }]);
+  }
+  // Nothing else grants anything.
+  assert.deepEqual(objects.filter((doc) => /Role/.test(doc.kind!)).map((doc) => doc.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+});
+
+test('the DaemonSet passes the node name, keeps state on the host and probes the admin port', () => {
+  const daemonSet = find(deployObjects(), 'DaemonSet') as any;
+  const pod = daemonSet.spec.template.spec;
+  assert.equal(pod.serviceAccountName, 'sensorlet');
+  assert.deepEqual(daemonSet.spec.selector.matchLabels, daemonSet.spec.template.metadata.labels);
+  const [container] = pod.containers;
+  const env = Object.fromEntries(container.env.map((each: any) => [each.name, each.valueFrom.fieldRef.fieldPath]));
+  assert.deepEqual(env, { NODE_NAME: 'spec.nodeName', POD_IP: 'status.podIP' });
+  assert.equal(container.args[0], 'run');
+  for (const arg of ['--in-cluster', '--node-name=$(NODE_NAME)', '--state-dir=/var/lib/sensorlet', '--admin-addr=$(POD_IP):9470']) {
+    assert.ok(container.args.includes(arg), arg);
+  }
+  assert.deepEqual(container.ports, [{ name: 'admin', containerPort: 9470, protocol: 'TCP' }]);
+  assert.deepEqual([container.livenessProbe.httpGet, container.readinessProbe.httpGet], [
+    { path: '/healthz', port: 'admin' },
+    { path: '/readyz', port: 'admin' },
+  ]);
+  assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
+  assert.ok(container.resources.limits.cpu && container.resources.limits.memory);
+  const state = pod.volumes.find((volume: any) => volume.name === 'state');
+  assert.deepEqual(state.hostPath, { path: '/var/lib/sensorlet', type: 'DirectoryOrCreate' });
+  assert.ok(container.volumeMounts.some((mount: any) => mount.name === 'state' && mount.mountPath === '/var/lib/sensorlet'));
+  assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+});
+
+test('the chart CRDs equal manifests/crds and the generator output', () => {
+  const crdFiles = (dir: string) => readdirSync(dir).filter((file) => file.endsWith('.sensorlet.io.yaml')).sort();
+  const manifestCrds = crdFiles(path.join(MANIFESTS, 'crds'));
+  assert.deepEqual(crdFiles(path.join(CHART, 'crds')), manifestCrds);
+  assert.deepEqual(readdirSync(path.join(CHART, 'crds')).sort(), manifestCrds, 'nothing but CRDs in the chart crds/');
+  for (const file of manifestCrds) {
+    assert.equal(readFileSync(path.join(CHART, 'crds', file), 'utf8'), readFileSync(path.join(MANIFESTS, 'crds', file), 'utf8'), file);
+  }
+  const generated = buildAllCrds().map((crd) => JSON.parse(JSON.stringify(crd)));
+  const onDisk = manifestCrds.map((file) => load(path.join(MANIFESTS, 'crds', file))[0]);
+  const byName = (docs: Doc[]) => Object.fromEntries(docs.map((doc) => [doc.metadata!.name, doc]));
+  assert.deepEqual(byName(onDisk), byName(generated as Doc[]));
+});
+
+test('the chart: metadata, values valid against values.schema.json, templates use only declared values', () => {
+  const chart = load(path.join(CHART, 'Chart.yaml'))[0] as Record<string, unknown>;
+  assert.equal(chart.apiVersion, 'v2');
+  assert.equal(chart.name, 'sensorlet');
+  const packageVersion = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
+  assert.equal(chart.appVersion, packageVersion);
+  const values = load(path.join(CHART, 'values.yaml'))[0] as Record<string, unknown>;
+  const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8'));
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+  assert.ok(validate(values), JSON.stringify(validate.errors));
+  assert.equal(validate({ ...values, adminPort: 'x' }), false, 'the schema rejects a bad value');
+
+  const templates = readdirSync(path.join(CHART, 'templates')).map((file) => readFileSync(path.join(CHART, 'templates', file), 'utf8'));
+  const used = new Set(templates.flatMap((text) => [...text.matchAll(/\.Values\.([A-Za-z0-9_.]+)/g)].map((match) => match[1])));
+  assert.ok(used.size > 10);
+  for (const reference of used) {
+    let node: unknown = values;
+    for (const part of reference.split('.')) {
+      assert.ok(node !== null && typeof node === 'object' && part in node, `.Values.${reference} is declared in values.yaml`);
+      node = (node as Record<string, unknown>)[part];
+    }
+  }
+  // The chart's RBAC template grants the same verbs as manifests/deploy.
+  const rbac = readFileSync(path.join(CHART, 'templates', 'rbac.yaml'), 'utf8');
+  const verbs = [...rbac.matchAll(/verbs: (\[.*\])/g)].map((match) => match[1]);
+  assert.deepEqual([...new Set(verbs)].sort(), ['["get", "list", "watch"]', '["patch"]']);
+  assert.ok(existsSync(path.join(CHART, 'README.md')));
+});
