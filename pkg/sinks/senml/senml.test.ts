@@ -71,6 +71,10 @@ test('SenML CBOR uses the RFC 8428 integer labels and decodes to exactly the rea
   });
   assert.deepEqual(resolve(pack), expected);
   assert.equal(decoded[0].get(-2), 'gw-7/boiler-temp/');
+  // Plain CBOR: an array (0x8N) of maps (0xAN), no cbor-x tags such as 259 (explicit Map).
+  const bytes = encodeSenmlCbor(readings.slice(0, 1));
+  assert.equal(bytes[0], 0x81);
+  assert.equal(bytes[1] & 0xe0, 0xa0);
 });
 
 test('one unit for the whole pack goes in bu once', () => {

@@ -86,9 +86,9 @@ export function encodeSenmlJson(readings: readonly Reading[]): Buffer {
   return Buffer.from(JSON.stringify(toSenmlRecords(readings)));
 }
 
-// Maps with integer keys need `mapsAsObjects: false`-style input (a Map); records/structures off so
-// the output is plain RFC 8949 CBOR any decoder reads, with no cbor-x extension tags.
-const cborEncoder = new Encoder({ useRecords: false, structuredClone: false, tagUint8Array: false });
+// Integer labels need a Map as input. Records, structured clone and tag 259 (cbor-x's explicit-Map
+// tag) are off so the output is the plain RFC 8949 CBOR of RFC 8428: an array of maps.
+const cborEncoder = new Encoder({ useRecords: false, structuredClone: false, tagUint8Array: false, useTag259ForMaps: false } as ConstructorParameters<typeof Encoder>[0]);
 
 export function encodeSenmlCbor(readings: readonly Reading[]): Buffer {
   const pack = toSenmlRecords(readings).map((record) => {
