@@ -132,6 +132,7 @@ export class SensorRunner {
   private async poll(): Promise<void> {
     if (this.stopped || !this.driver?.read) return;
     if (this.blockedBy.size > 0) return; // resumed by setBlocked
+    this.deps.metrics.schedulerLateness.observe(Math.max(0, this.deps.clock.now() - this.nextDue) / 1000);
     const controller = new AbortController();
     this.inFlight = controller;
     const timeout = setTimeout(() => controller.abort(new SensorletError('Timeout', `no answer within ${this.resource.object!.spec.timeout ?? '2s'}`)), this.timeoutMs);

@@ -21,6 +21,12 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
+  readonly schedulerLateness = new Histogram({
+    name: 'sensorlet_scheduler_lateness_seconds',
+    help: 'How late a poll started against its due time (scheduler jitter).',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
   readonly errorsLogged = new Counter({ name: 'sensorlet_errors_total', help: 'Errors logged, by component and reason.', labelNames: ['component', 'reason'], registers: [this.registry] });
 
   constructor() {

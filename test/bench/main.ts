@@ -1,0 +1,162 @@
+// `npm run bench`: every performance figure the issues ask for, each beside its baseline measured in
+// the same run. Throughputs are the median of several runs. `npm run bench -- NAME...` runs a subset
+// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster).
+import mqtt from 'mqtt';
+import { Mosquitto } from '../support/mosquitto.js';
+import { waitFor } from '../support/ports.js';
+import {
+  AgentProcess, counterSensor, cpuSeconds, deliveredRate, histogramQuantile, manifestsDir, metricValue, mqttSink, repeat, rssMb, sleep,
+} from './harness.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const results: { figure: string; value: string; target?: string; ok?: boolean }[] = [];
+
+function report(figure: string, value: string, target?: string, ok?: boolean): void {
+  results.push({ figure, value, target, ok });
+  console.log(`${figure}: ${value}${target ? `   (target ${target}: ${ok ? 'met' : 'NOT met'})` : ''}`);
+}
+
+const SAMPLE_PAYLOAD = JSON.stringify({ device: 'bench', sensor: 'counter', namespace: 'default', seq: 123456, time: new Date().toISOString(), quality: 'good', value: 123456 });
+
+/** The baseline: mqtt.js alone publishing QoS 1 messages of a reading's size, as fast as acks allow. */
+async function rawMqttRate(url: string, messages = 30_000): Promise<number> {
+  const client = await mqtt.connectAsync(url, { clean: true, protocolVersion: 4 });
+  const started = performance.now();
+  const pending: Promise<unknown>[] = [];
+  for (let i = 0; i < messages; i++) pending.push(client.publishAsync('bench/raw', SAMPLE_PAYLOAD, { qos: 1 }));
+  await Promise.all(pending);
+  const rate = messages / ((performance.now() - started) / 1000);
+  await client.endAsync();
+  return rate;
+}
+
+async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>, stateDir?: string): Promise<T> {
+  const agent = await AgentProcess.start({ manifests: manifestsDir(files), stateDir, extraArgs: ['--log-level', 'warn'] });
+  try {
+    return await run(agent);
+  } finally {
+    await agent.kill();
+  }
+}
+
+async function sensorletRate(url: string, payload: 'reading' | 'batch'): Promise<number> {
+  // Offer far more than the sink can take, so the figure is the delivery path's, not the sensor's.
+  const files = {
+    'sensor.yaml': counterSensor('counter', '10ms', payload === 'batch' ? 5000 : 1000),
+    'sink.yaml': mqttSink('bench', url, { payload, maxReadings: payload === 'batch' ? 2000 : 500, maxDelay: '50ms' }),
+  };
+  return withAgent(files, (agent) => deliveredRate(agent, 'bench', 2000, 4000));
+}
+
+async function throughput(broker: Mosquitto): Promise<number> {
+  const raw = await repeat(RUNS, () => rawMqttRate(broker.url));
+  report('raw mqtt.js QoS 1 publish rate (msgs/s, median)', `${raw.median.toFixed(0)} [${raw.runs.map((r) => r.toFixed(0)).join(', ')}]`);
+  const perReading = await repeat(RUNS, () => sensorletRate(broker.url, 'reading'));
+  const ratio = perReading.median / raw.median;
+  report('sensorlet end-to-end, durable outbox, QoS 1, one reading per message (readings/s, median)', `${perReading.median.toFixed(0)} [${perReading.runs.map((r) => r.toFixed(0)).join(', ')}]`);
+  report('  ratio to raw mqtt.js', ratio.toFixed(2), '≥ 0.7 (issue 3; ≥ 0.5 issue 2)', ratio >= 0.7);
+  const batched = await repeat(RUNS, () => sensorletRate(broker.url, 'batch'));
+  report('sensorlet end-to-end, durable outbox, QoS 1, batched payloads (readings/s, median)', `${batched.median.toFixed(0)} [${batched.runs.map((r) => r.toFixed(0)).join(', ')}]`, '≥ 200000', batched.median >= 200_000);
+  return raw.median;
+}
+
+async function memory(broker: Mosquitto): Promise<void> {
+  const sensors = Array.from({ length: 100 }, (_, i) => counterSensor(`s${i}`, '1s', 1)).join('---\n');
+  await withAgent({ 'sensors.yaml': sensors, 'sink.yaml': mqttSink('bench', broker.url) }, async (agent) => {
+    const seconds = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
+    await sleep(seconds * 1000);
+    const rss = rssMb(agent.child.pid!);
+    report(`RSS of sensorlet run, 100 simulated sensors at 1 s, after ${seconds} s (MB)`, rss.toFixed(1), '≤ 70', rss <= 70);
+    const loaded = (await import('node:child_process')).spawnSync('grep', ['-c', 'kubernetes', `/proc/${agent.child.pid}/maps`], { encoding: 'utf8' });
+    report('  @kubernetes/client-node mapped in standalone mode', loaded.stdout.trim() === '0' ? 'no' : `yes (${loaded.stdout.trim()})`);
+  });
+}
+
+async function backlog(broker: Mosquitto, rawRate: number): Promise<void> {
+  const target = Number(process.env.BENCH_BACKLOG ?? 1_000_000);
+  const stateDir = manifestsDir({});
+  // Fill: the sink points at a port where nothing listens, so everything stays in the outbox.
+  const closedPort = `mqtt://127.0.0.1:9`;
+  const fill = { 'sensor.yaml': counterSensor('counter', '20ms', 10_000), 'sink.yaml': mqttSink('bench', closedPort, { maxReadings: 2000, maxDelay: '100ms' }) };
+  const dir = manifestsDir(fill);
+  let agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
+  let holdingRss = 0;
+  try {
+    const filled = await waitFor(async () => {
+      const queued = metricValue(await agent.metrics(), 'sensorlet_outbox_readings', 'sink="bench"');
+      holdingRss = Math.max(holdingRss, rssMb(agent.child.pid!));
+      return queued >= target ? queued : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 500, what: `${target} readings in the outbox` });
+    report(`outbox backlog built (readings)`, String(filled));
+    report('RSS while holding the backlog (MB, peak while filling)', holdingRss.toFixed(1), '≤ 100', holdingRss <= 100);
+  } finally {
+    await agent.stop();
+  }
+  // Restart with the broker reachable and no new readings: time to ready, then the drain.
+  const { writeFileSync, rmSync } = await import('node:fs');
+  rmSync(`${dir}/sensor.yaml`);
+  writeFileSync(`${dir}/sink.yaml`, mqttSink('bench', broker.url, { maxReadings: 2000, maxDelay: '100ms' }));
+  const started = performance.now();
+  agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
+  const readyMs = performance.now() - started;
+  report('start to ready with the backlog (ms, process spawn to /readyz)', readyMs.toFixed(0), '≤ 2000', readyMs <= 2000);
+  try {
+    let drainingRss = 0;
+    const drainStart = performance.now();
+    const initial = metricValue(await agent.metrics(), 'sensorlet_sink_published_total', 'sink="bench"');
+    const drained = await waitFor(async () => {
+      drainingRss = Math.max(drainingRss, rssMb(agent.child.pid!));
+      const text = await agent.metrics();
+      const published = metricValue(text, 'sensorlet_sink_published_total', 'sink="bench"') - initial;
+      return published >= target ? published : undefined;
+    }, { timeoutMs: 180_000, intervalMs: 250, what: 'backlog drained' });
+    const rate = drained / ((performance.now() - drainStart) / 1000);
+    report('RSS while draining the backlog (MB, peak)', drainingRss.toFixed(1), '≤ 100', drainingRss <= 100);
+    report('drain rate (readings/s)', rate.toFixed(0));
+    report('  ratio to raw mqtt.js', (rate / rawRate).toFixed(2), '≥ 0.7', rate / rawRate >= 0.7);
+  } finally {
+    await agent.kill();
+  }
+}
+
+async function scheduler(broker: Mosquitto): Promise<void> {
+  const sensors = Array.from({ length: 1000 }, (_, i) => counterSensor(`s${i}`, '100ms', 1)).join('---\n');
+  await withAgent({ 'sensors.yaml': sensors, 'sink.yaml': mqttSink('bench', broker.url, { payload: 'batch', maxReadings: 2000 }) }, async (agent) => {
+    await sleep(3000);
+    const pid = agent.child.pid!;
+    const cpuBefore = cpuSeconds(pid);
+    const before = performance.now();
+    await sleep(15_000);
+    const cpu = (cpuSeconds(pid) - cpuBefore) / ((performance.now() - before) / 1000);
+    const text = await agent.metrics();
+    const p50 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.5) * 1000;
+    const p99 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.99) * 1000;
+    report('scheduler lateness, 1000 sensors at 100 ms: p50 (ms, histogram bucket bound)', `≤ ${p50}`);
+    report('scheduler lateness, 1000 sensors at 100 ms: p99 (ms, histogram bucket bound)', `≤ ${p99}`, '≤ 10', p99 <= 10);
+    report('CPU, 1000 sensors at 100 ms (% of one core, readings delivered over MQTT)', (cpu * 100).toFixed(1), '≤ 30', cpu * 100 <= 30);
+  });
+}
+
+async function serial(): Promise<void> {
+  const { benchSerialFrameParsing } = await import('./serial-frames.js');
+  for (const result of benchSerialFrameParsing()) {
+    report(`serial ${result.kind} frame parsing (µs/frame; % of one core at 1k frames/s)`, `${result.microsPerFrame.toFixed(2)}; ${result.cpuPercentAt1kPerSecond.toFixed(2)} %`);
+  }
+}
+
+const sections = process.argv.slice(2);
+const wanted = (name: string) => sections.length === 0 || sections.includes(name);
+const broker = await Mosquitto.start();
+try {
+  let raw = 0;
+  if (wanted('throughput') || wanted('backlog')) raw = await throughput(broker);
+  if (wanted('memory')) await memory(broker);
+  if (wanted('backlog')) await backlog(broker, raw);
+  if (wanted('scheduler')) await scheduler(broker);
+  if (wanted('serial')) await serial();
+} finally {
+  await broker.stop();
+}
+console.log('\nsummary');
+for (const result of results) console.log(`  ${result.ok === undefined ? ' ' : result.ok ? '✓' : '✗'} ${result.figure}: ${result.value}${result.target ? ` (target ${result.target})` : ''}`);
+process.exit(0);
