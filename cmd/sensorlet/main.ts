@@ -94,6 +94,7 @@ cert
   .argument('<file>')
   .option('--password-env <var>', 'environment variable holding the PKCS#12 password')
   .option('--ca-file <file>', 'verify the chain against this CA')
+  .option('--key-file <file>', 'PEM: check that this private key belongs to the certificate')
   .action(async (file, options) => {
     const { inspectCommand } = await import('./cert-inspect.js');
     process.exitCode = await inspectCommand(file, options);

@@ -35,8 +35,12 @@ export class Manager {
         runtime.metrics.reconciles.inc({ kind, result: error ? 'error' : 'success' });
         runtime.metrics.reconcileDuration.observe({ kind }, durationMs / 1000);
         if (error) {
-          runtime.metrics.errorsLogged.inc({ component: 'controller', reason: reasonOf(error) });
-          runtime.logger.error({ key, err: messageOf(error) }, 'reconcile failed; retrying with backoff');
+          const reason = reasonOf(error, 'ReconcileError');
+          runtime.metrics.errorsLogged.inc({ component: 'controller', reason });
+          runtime.logger.error({ key, reason, err: messageOf(error) }, 'reconcile failed; retrying with backoff');
+          if (runtime.store.get(key)) {
+            runtime.status.update(key, { conditions: [{ type: 'Ready', status: 'False', reason, message: `${messageOf(error)} (retrying)` }] });
+          }
         }
       },
     });

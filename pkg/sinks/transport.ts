@@ -4,19 +4,25 @@
 import type { FieldError, SinkSpec } from '../api/resource.js';
 import type { Reading } from '../api/reading.js';
 import type { Logger } from '../observability/logger.js';
-import type { SecureContextOptions } from 'node:tls';
+import type { KeySlot } from '../pki/key-slot.js';
 
 /** The identity of one connection: from a Certificate's SAN, or anonymous for plain transports. */
 export interface ConnectionIdentity {
   /** Tenant and device as named by the certificate; undefined for an anonymous connection. */
   tenant?: string;
   device: string;
-  /** Client certificate, key, CA: what node:tls needs for mutual TLS. */
-  tls?: SecureContextOptions & { privateKeyEngine?: string; privateKeyIdentifier?: string };
+  /** The key slot of a mutual-TLS identity: builds node:tls options (cert, key or an engine context). */
+  keySlot?: KeySlot;
   /** The Certificate resource that gave this identity, for messages. */
   certificate?: string;
   /** SHA-256 of the client certificate: a new one means the connection must be re-established. */
   fingerprint?: string;
+  /**
+   * Set while the Certificate behind this connection has not loaded (expired, bad password...):
+   * the connection does not dial, its readings wait in the outbox, and it is re-established once
+   * the Certificate loads. The tenant is unknown until then.
+   */
+  waiting?: { reason: string; message: string };
 }
 
 export interface ConnectionState {

@@ -109,7 +109,7 @@ export function createCertificateReconciler(runtime: Runtime) {
     const unchanged = loaded.usable && previous?.identity?.fingerprint === loaded.facts?.fingerprint && previous?.generation === resource.generation;
     if (unchanged) {
       // Same certificate as before: keep the identity object, so the Sinks do not reconnect.
-    } else if (loaded.usable && loaded.identity && loaded.tls) {
+    } else if (loaded.usable && loaded.identity && loaded.slot) {
       runtime.certificates.set(key, {
         key,
         generation: resource.generation,
@@ -117,7 +117,7 @@ export function createCertificateReconciler(runtime: Runtime) {
         identity: {
           tenant: loaded.identity.tenant,
           device: loaded.identity.device,
-          tls: loaded.tls,
+          keySlot: loaded.slot,
           certificate: resource.name,
           fingerprint: loaded.facts?.fingerprint,
         },

@@ -1,5 +1,6 @@
 // Sink reconciler: one SinkRunner per Sink, with one connection per tenant identity. Identities
-// come from the Certificates the Sink references; a Sink waits (Ready=False) until they load.
+// come from the Certificates the Sink references. A Certificate that has not loaded still gets its
+// connection, a waiting one: readings are kept in its outbox (Ready=False) and go out once it loads.
 import type { StoredResource } from '../../api/resource.js';
 import { matchesSelector } from '../../router/selector.js';
 import { SinkRunner } from '../../sinks/runner.js';
@@ -29,15 +30,31 @@ function identitiesFor(runtime: Runtime, sink: StoredResource<'Sink'>): { identi
   const waitingFor: string[] = [];
   for (const key of certificatesOf(runtime, sink)) {
     const identity = runtime.certificates.get(key)?.identity;
-    if (identity) identities.push(identity);
-    else waitingFor.push(key.split('/')[2]);
+    if (identity) {
+      identities.push(identity);
+      continue;
+    }
+    const name = key.split('/')[2];
+    waitingFor.push(name);
+    identities.push({
+      device: runtime.device,
+      certificate: name,
+      waiting: { reason: 'CertificateNotReady', message: `Certificate ${name} has not loaded (see its Ready condition); readings wait in the outbox` },
+    });
   }
   return { identities, waitingFor };
 }
 
+/** Same connections: the same Certificates (their tenants may change: the lanes are re-dialled). */
 function sameIdentities(a: ConnectionIdentity[], b: ConnectionIdentity[]): boolean {
-  const describe = (list: ConnectionIdentity[]) => list.map((identity) => `${identity.certificate ?? ''}:${identity.tenant ?? ''}`).sort().join(',');
+  const describe = (list: ConnectionIdentity[]) => list.map((identity) => (identity.certificate === undefined ? `:${identity.tenant ?? ''}` : identity.certificate)).sort().join(',');
   return describe(a) === describe(b);
+}
+
+function readiness(waitingFor: string[], lanes: number) {
+  return waitingFor.length > 0
+    ? { type: 'Ready', status: 'False' as const, reason: 'CertificateNotReady', message: `waiting for Certificate ${waitingFor.join(', ')} to load; its readings wait in the outbox` }
+    : { type: 'Ready', status: 'True' as const, reason: 'Started', message: `sink started with ${lanes} connection(s)` };
 }
 
 export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: string, full: boolean) => void) {
@@ -70,14 +87,20 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
     const running = runtime.sinks.get(key);
     if (running && running.generation === resource.generation) {
       if (sameIdentities(running.identities, identities)) {
-        // Same tenants, maybe renewed certificates: reconnect in place, keeping the outbox.
+        // Same Certificates, maybe renewed or loaded at last: reconnect in place, keeping the outbox.
+        let tenantsChanged = false;
         for (const identity of identities) {
-          const current = running.identities.find((candidate) => candidate.tenant === identity.tenant);
-          if (current && current.tls !== identity.tls) {
+          const current = running.identities.find((candidate) =>
+            identity.certificate !== undefined ? candidate.certificate === identity.certificate : candidate.tenant === identity.tenant,
+          );
+          if (current && (current.fingerprint !== identity.fingerprint || !!current.waiting !== !!identity.waiting)) {
+            tenantsChanged ||= current.tenant !== identity.tenant;
             await running.rotate(identity);
-            Object.assign(current, identity);
           }
         }
+        // New tenants change where readings go: re-evaluate routes and Routed conditions.
+        if (tenantsChanged) runtime.router.setTarget(running);
+        runtime.status.update(key, { conditions: [readiness(waitingFor, identities.length)] });
         return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
       }
     }
@@ -100,6 +123,7 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
     runtime.sinks.set(key, runner);
     await runner.start();
     runtime.router.setTarget(runner);
+    runtime.status.update(key, { conditions: [readiness(waitingFor, identities.length)] });
     return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
   };
 }

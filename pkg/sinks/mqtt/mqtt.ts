@@ -3,6 +3,7 @@
 // message was written to the socket (nothing more can be known, so QoS 0 can lose readings).
 // While the connection is down, mqtt.js keeps unacknowledged QoS 1/2 messages and re-sends them
 // on reconnect, so a pending send() simply waits; the outbox holds the readings meanwhile.
+import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Reading } from '../../api/reading.js';
 import type { FieldError, SinkSpec } from '../../api/resource.js';
@@ -31,6 +32,8 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   let client: MqttClient | undefined;
   let refusal: Error | undefined;
   let reconnectDelay = RECONNECT_BASE_MS;
+  /** Why the last attempt failed: the close that follows an error must not hide its reason. */
+  let lastFailure: { reason: string; message: string } | undefined;
   const topicCache = new Map<string, string>();
 
   const topicFor = (reading: Reading): string => {
@@ -57,11 +60,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     clean: true,
     // Readings wait in the outbox, not in mqtt.js, while offline; QoS 1/2 in flight are kept by mqtt.js.
     queueQoSZero: false,
-    ...context.identity.tls,
-    ...(context.spec.tls?.serverName ? { servername: context.spec.tls.serverName } : {}),
-    ...(context.spec.tls?.minVersion ? { minVersion: context.spec.tls.minVersion } : {}),
-    ...(context.spec.tls?.ciphers ? { ciphers: context.spec.tls.ciphers } : {}),
-    rejectUnauthorized: true,
+    ...tlsOptions(context),
   } as IClientOptions;
 
   return {
@@ -79,18 +78,24 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       client.on('connect', () => {
         reconnectDelay = RECONNECT_BASE_MS;
         client!.options.reconnectPeriod = reconnectDelay;
+        lastFailure = undefined;
         context.onState({ connected: true });
       });
       client.on('error', (error) => {
         const { reason, message } = classifyConnectionError(error);
         logger.warn({ reason, err: message }, 'mqtt connection error');
+        lastFailure = { reason, message };
         context.onState({ connected: false, reason, message });
       });
       client.on('close', () => {
         // Capped exponential backoff: mqtt.js reads reconnectPeriod before each reconnect attempt.
         reconnectDelay = Math.min(RECONNECT_CAP_MS, reconnectDelay * 2);
         client!.options.reconnectPeriod = reconnectDelay;
-        context.onState({ connected: false, reason: 'Disconnected', message: `connection to ${config.url} closed; retrying` });
+        context.onState(
+          lastFailure
+            ? { connected: false, reason: lastFailure.reason, message: `${lastFailure.message}; retrying` }
+            : { connected: false, reason: 'Disconnected', message: `connection to ${config.url} closed; retrying` },
+        );
       });
     },
 
@@ -120,6 +125,29 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       // Force: pending sends fail, and their readings stay in the outbox for the next connection.
       await client?.endAsync(true);
     },
+  };
+}
+
+/**
+ * Mutual TLS from the identity's key slot, with the Sink's trust anchor and limits. Server
+ * certificates are always verified: there is no insecure mode to fall into.
+ */
+function tlsOptions(context: TransportContext): Record<string, unknown> {
+  const tls = context.spec.tls;
+  if (!tls && !context.identity.keySlot) return {};
+  const ca = tls?.caFile ? readFileSync(tls.caFile, 'utf8') : undefined;
+  const slotOptions = context.identity.keySlot?.tlsOptions({
+    ...(ca ? { ca } : {}),
+    minVersion: tls?.minVersion ?? 'TLSv1.2',
+    ...(tls?.ciphers ? { ciphers: tls.ciphers } : {}),
+  });
+  return {
+    ...(ca ? { ca } : {}),
+    minVersion: tls?.minVersion ?? 'TLSv1.2',
+    ...(tls?.ciphers ? { ciphers: tls.ciphers } : {}),
+    ...slotOptions,
+    ...(tls?.serverName ? { servername: tls.serverName } : {}),
+    rejectUnauthorized: true,
   };
 }
 
