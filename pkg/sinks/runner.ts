@@ -1,6 +1,8 @@
 // Runs one Sink: one lane (outbox + connection) per tenant identity. A reading goes only to the
 // lane whose tenant equals the reading's tenant; a Sensor that names no tenant uses the Sink's
 // only lane. Readings that fit no lane never leave (the Sensor's Routed condition says why).
+// A lane whose Certificate has not loaded yet waits: it keeps readings in its outbox and does not
+// dial, and it is given the identity (and starts sending) once the Certificate loads.
 import type { Reading } from '../api/reading.js';
 import type { StoredResource } from '../api/resource.js';
 import { parseDuration, parseQuantity } from '../api/units.js';
@@ -11,7 +13,7 @@ import type { Outbox, OutboxOptions } from '../outbox/outbox.js';
 import type { RouteTarget } from '../router/router.js';
 import { Lane } from './lane.js';
 import { selectedTransport } from './registry.js';
-import type { ConnectionIdentity } from './transport.js';
+import type { ConnectionIdentity, ConnectionState, Transport } from './transport.js';
 
 export interface SinkRunnerDeps {
   logger: Logger;
@@ -68,11 +70,19 @@ export class SinkRunner implements RouteTarget {
       return { lane: this.lanes[0] };
     }
     if (sensorTenant === undefined) {
-      return { problem: `Sink ${this.resource.name} has ${this.lanes.length} tenant connections (${this.tenants().join(', ')}); set spec.tenant to choose one` };
+      return { problem: `Sink ${this.resource.name} has ${this.lanes.length} tenant connections (${this.describeLanes()}); set spec.tenant to choose one` };
     }
     const lane = this.lanes.find((candidate) => candidate.tenant === sensorTenant);
     if (lane) return { lane };
-    return { problem: `Sink ${this.resource.name} has no connection for tenant ${sensorTenant} (it has: ${this.tenants().join(', ') || 'none'})` };
+    // A Certificate that has not loaded may turn out to be this tenant's: keep the readings in its
+    // lane rather than lose them. If it loads with another tenant, they are dropped, never sent.
+    const waiting = this.lanes.find((candidate) => candidate.identity.waiting);
+    if (waiting) return { lane: waiting };
+    return { problem: `Sink ${this.resource.name} has no connection for tenant ${sensorTenant} (it has: ${this.describeLanes() || 'none'})` };
+  }
+
+  private describeLanes(): string {
+    return this.lanes.map((lane) => lane.tenant ?? (lane.identity.waiting ? `${lane.identity.certificate} (not loaded)` : 'anonymous')).join(', ');
   }
 
   async start(): Promise<void> {
@@ -81,20 +91,27 @@ export class SinkRunner implements RouteTarget {
     const options = outboxOptions(this.resource);
     const sinkLabel = this.resource.name;
     for (const identity of this.identities) {
-      const laneId = `${this.resource.namespace}.${this.resource.name}${identity.tenant ? `.${identity.tenant}` : ''}`;
+      // Keyed by Certificate (known before it loads, unlike its tenant) so a backlog kept while it
+      // was broken is found again; anonymous connections by the Sink alone.
+      const laneId = `${this.resource.namespace}.${this.resource.name}${identity.certificate ? `.${identity.certificate}` : identity.tenant ? `.${identity.tenant}` : ''}`;
       const outbox = this.deps.createOutbox(laneId, options);
       outbox.onFullChange((full) => this.updateFull());
       const lane = new Lane(
         identity,
         outbox,
         (laneIdentity, onState) =>
-          factory.create(config, {
-            sink: { namespace: this.resource.namespace, name: this.resource.name },
-            spec,
-            identity: laneIdentity,
-            logger: this.logger,
-            onState,
-          }),
+          laneIdentity.waiting
+            ? waitingTransport(laneIdentity.waiting, onState)
+            : this.sameTenantOnly(
+                laneIdentity,
+                factory.create(config, {
+                  sink: { namespace: this.resource.namespace, name: this.resource.name },
+                  spec,
+                  identity: laneIdentity,
+                  logger: this.logger,
+                  onState,
+                }),
+              ),
         {
           onState: () => this.reportConnection(),
           onDelivered: (count) => this.deps.metrics.published.inc({ sink: sinkLabel }, count),
@@ -127,12 +144,42 @@ export class SinkRunner implements RouteTarget {
     if (result.full !== this.full) this.updateFull();
   }
 
-  /** Certificate rotation: reconnect the lane of that tenant with the new identity. */
+  /**
+   * Certificate rotation, or a Certificate that loaded at last: reconnect the lane of that
+   * Certificate (of that tenant, for identities without one) with the new identity.
+   */
   async rotate(identity: ConnectionIdentity): Promise<boolean> {
-    const lane = this.lanes.find((candidate) => candidate.tenant === identity.tenant);
+    const lane = this.lanes.find((candidate) =>
+      identity.certificate !== undefined ? candidate.identity.certificate === identity.certificate : candidate.tenant === identity.tenant,
+    );
     if (!lane) return false;
+    const index = this.identities.indexOf(lane.identity);
     await lane.replaceTransport(identity);
+    if (index >= 0) this.identities[index] = identity;
     return true;
+  }
+
+  /**
+   * A reading never crosses tenants: a lane's backlog may hold readings queued while its
+   * Certificate was not loaded, for a tenant it turned out not to have. Those are counted as
+   * unroutable and dropped, not sent.
+   */
+  private sameTenantOnly(identity: ConnectionIdentity, transport: Transport): Transport {
+    const tenant = identity.tenant;
+    if (tenant === undefined) return transport;
+    return {
+      start: () => transport.start(),
+      close: () => transport.close(),
+      ...(transport.permanentFailures ? { permanentFailures: () => transport.permanentFailures!() } : {}),
+      send: async (readings: Reading[]) => {
+        const own = readings.filter((reading) => reading.tenant === undefined || reading.tenant === tenant);
+        if (own.length < readings.length) {
+          this.unroutable += readings.length - own.length;
+          this.logger.warn({ tenant, dropped: readings.length - own.length }, 'dropped queued readings of another tenant');
+        }
+        if (own.length > 0) await transport.send(own);
+      },
+    };
   }
 
   async stop(): Promise<void> {
@@ -202,4 +249,22 @@ export class SinkRunner implements RouteTarget {
       },
     });
   }
+}
+
+/** The connection of a lane whose Certificate has not loaded: never dials; sends wait until close(). */
+function waitingTransport(waiting: { reason: string; message: string }, onState: (state: ConnectionState) => void): Transport {
+  const pending = new Set<(error: Error) => void>();
+  return {
+    start() {
+      onState({ connected: false, reason: waiting.reason, message: waiting.message });
+    },
+    send() {
+      return new Promise<void>((_resolve, reject) => pending.add(reject));
+    },
+    async close() {
+      const error = Object.assign(new Error('the connection was replaced before it could send'), { code: 'CertificateNotReady' });
+      for (const reject of pending) reject(error);
+      pending.clear();
+    },
+  };
 }
