@@ -20,10 +20,13 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
   const source = await createKubernetesSource({ connection, namespace: options.namespace, nodeName: options.nodeName, logger });
   const writer = await createKubernetesStatusWriter({ connection, nodeName: options.nodeName, logger: logger.child({ component: 'status-writer' }) });
 
-  // Each agent writes only its own status.nodes[] entry; writes never block the data path.
+  // Each agent writes only its own status.nodes[] entry; writes never block the data path. An entry
+  // that goes while its object stays (the nodeSelector stopped matching this node) is withdrawn on
+  // the server too, or a stale Ready=True from this node would remain there for ever.
   runtime.status.onChange((key, entry, conditionFlipped) => {
     const { kind, namespace, name } = parseKey(key);
     if (entry) writer.write({ kind, namespace, name }, entry, conditionFlipped);
+    else if (runtime.store.get(key)) writer.withdraw({ kind, namespace, name });
     else writer.forget({ kind, namespace, name });
   });
 

@@ -11,6 +11,7 @@
 //
 //   const writer = await createKubernetesStatusWriter({ connection /* or kubeconfigFile | inCluster */, nodeName, logger });
 //   writer.write({ kind: 'Sensor', namespace: 'default', name: 'boiler' }, { observedGeneration: 3, conditions: [...] }, flipped);
+//   writer.withdraw(ref);        // this node stopped acting on it (nodeSelector): remove our entry
 //   writer.forget(ref);          // the object is gone: drop pending work
 //   await writer.close();        // one last attempt for what is pending (bounded), then stop
 import type { Kind } from '../api/schemas.js';
@@ -41,6 +42,11 @@ export interface KubernetesStatusWriterOptions extends ConnectOptions {
 export interface KubernetesStatusWriter {
   readonly fieldManager: string;
   write(ref: StatusRef, nodeEntry: Record<string, unknown>, conditionFlipped: boolean): void;
+  /**
+   * This node no longer acts on the object (e.g. its nodeSelector stopped matching): apply an empty
+   * `status.nodes`, so the server drops the entry this field manager owns. Written at once.
+   */
+  withdraw(ref: StatusRef): void;
   forget(ref: StatusRef): void;
   /** Counters for metrics and tests. */
   stats(): { writes: number; failures: number; dropped: number; pending: number };
@@ -49,7 +55,8 @@ export interface KubernetesStatusWriter {
 
 interface ObjectState {
   ref: StatusRef;
-  pending: Record<string, unknown> | undefined;
+  /** The entry to write; `null`: withdraw ours; `undefined`: nothing to write. */
+  pending: Record<string, unknown> | null | undefined;
   urgent: boolean;
   lastSentAt: number;
   failures: number;
@@ -65,13 +72,16 @@ export function statusPath(ref: StatusRef): string {
   return `/apis/${API_GROUP}/v1alpha1/namespaces/${encodeURIComponent(ref.namespace)}/${plural}/${encodeURIComponent(ref.name)}/status`;
 }
 
-/** The apply body: identity plus this node's entry, nothing else (everything sent is owned). */
-export function applyBody(ref: StatusRef, nodeName: string, nodeEntry: Record<string, unknown>): Record<string, unknown> {
+/**
+ * The apply body: identity plus this node's entry, nothing else (everything sent is owned). With
+ * `null`, no entry: server-side apply removes what this manager applied before and no longer sends.
+ */
+export function applyBody(ref: StatusRef, nodeName: string, nodeEntry: Record<string, unknown> | null): Record<string, unknown> {
   return {
     apiVersion: API_VERSION,
     kind: ref.kind,
     metadata: { name: ref.name, namespace: ref.namespace },
-    status: { nodes: [{ ...nodeEntry, name: nodeName }] },
+    status: { nodes: nodeEntry ? [{ ...nodeEntry, name: nodeName }] : [] },
   };
 }
 
@@ -135,7 +145,7 @@ export async function createKubernetesStatusWriter(options: KubernetesStatusWrit
       counters.failures++;
       state.failures++;
       // Retry with the newest entry: a newer write() during the attempt wins over this one.
-      state.pending ??= entry;
+      if (state.pending === undefined) state.pending = entry;
       logger.warn({ path, err: error instanceof Error ? error.message : String(error), failures: state.failures }, 'status write failed; will retry');
     } finally {
       state.inFlight = false;
@@ -153,23 +163,31 @@ export async function createKubernetesStatusWriter(options: KubernetesStatusWrit
     state.timer.unref();
   }
 
+  function enqueue(ref: StatusRef, pending: Record<string, unknown> | null, urgent: boolean): void {
+    if (closed) return;
+    const key = keyOf(ref);
+    let state = states.get(key);
+    if (!state) {
+      if (states.size >= maxObjects) {
+        counters.dropped++;
+        return;
+      }
+      state = { ref: { kind: ref.kind, namespace: ref.namespace, name: ref.name }, pending: undefined, urgent: false, lastSentAt: 0, failures: 0, inFlight: false, timer: undefined };
+      states.set(key, state);
+    }
+    state.pending = pending;
+    state.urgent ||= urgent;
+    schedule(state);
+  }
+
   return {
     fieldManager,
     write(ref, nodeEntry, conditionFlipped) {
-      if (closed) return;
-      const key = keyOf(ref);
-      let state = states.get(key);
-      if (!state) {
-        if (states.size >= maxObjects) {
-          counters.dropped++;
-          return;
-        }
-        state = { ref: { kind: ref.kind, namespace: ref.namespace, name: ref.name }, pending: undefined, urgent: false, lastSentAt: 0, failures: 0, inFlight: false, timer: undefined };
-        states.set(key, state);
-      }
-      state.pending = nodeEntry;
-      state.urgent ||= conditionFlipped;
-      schedule(state);
+      enqueue(ref, nodeEntry, conditionFlipped);
+    },
+    withdraw(ref) {
+      // The entry's conditions disappear: as urgent as a condition flip.
+      enqueue(ref, null, true);
     },
     forget(ref) {
       const state = states.get(keyOf(ref));

@@ -9,7 +9,8 @@ import { freePort, waitFor } from './ports.js';
 export const CLI = path.join(PACKAGE_ROOT, 'dist', 'cmd', 'sensorlet', 'main.js');
 
 export interface AgentProcessOptions {
-  manifests: string;
+  /** Folder mode. Omit it for cluster mode and pass `--kubeconfig FILE --node-name N` in extraArgs. */
+  manifests?: string;
   stateDir?: string;
   deviceId?: string;
   extraArgs?: string[];
@@ -47,7 +48,7 @@ export class AgentProcess {
     const adminAddr = `127.0.0.1:${await freePort()}`;
     const args = [
       CLI, 'run',
-      '--manifests', options.manifests,
+      ...(options.manifests !== undefined ? ['--manifests', options.manifests] : []),
       '--state-dir', stateDir,
       '--admin-addr', adminAddr,
       '--device-id', options.deviceId ?? 'test-device',

@@ -54,6 +54,8 @@ export interface RecordedPatch {
   force: boolean;
   body: Record<string, unknown>;
   status: number;
+  /** Date.now() when the request arrived (coalescing checks). */
+  at: number;
 }
 
 export interface RecordedRequest {
@@ -348,7 +350,7 @@ export class FakeApiServer {
   private patchStatus(route: Route, query: URLSearchParams, contentType: string, text: string, res: http.ServerResponse): void {
     const fieldManager = query.get('fieldManager') ?? undefined;
     const force = query.get('force') === 'true';
-    const recorded: RecordedPatch = { path: `${routePath(route)}/status`, contentType, fieldManager, force, body: {}, status: 0 };
+    const recorded: RecordedPatch = { path: `${routePath(route)}/status`, contentType, fieldManager, force, body: {}, status: 0, at: Date.now() };
     this.patches.push(recorded);
     const answer = (status: number, reason: string, message: string): void => {
       recorded.status = status;
