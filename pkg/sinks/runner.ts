@@ -46,6 +46,10 @@ export class SinkRunner implements RouteTarget {
   private statsTimer: NodeJS.Timeout | undefined;
   private full = false;
   private unroutable = 0;
+  /** Permanent refusals per lane: what its connection reported last, and what replaced connections had counted. */
+  private readonly rejectedSeen = new Map<Lane, { last: Record<string, number>; carried: Record<string, number> }>();
+  /** Per code, how much of the rejected total the metric already counts. */
+  private readonly rejectedCounted: Record<string, number> = {};
 
   constructor(
     private readonly resource: StoredResource<'Sink'>,
@@ -232,6 +236,12 @@ export class SinkRunner implements RouteTarget {
     }
     const sink = this.resource.name;
     const metrics = this.deps.metrics;
+    const rejected = this.rejectedTotals();
+    for (const [code, count] of Object.entries(rejected)) {
+      const delta = count - (this.rejectedCounted[code] ?? 0);
+      if (delta > 0) metrics.rejected.inc({ sink, code }, delta);
+      this.rejectedCounted[code] = count;
+    }
     metrics.queueDepth.set({ sink }, readings);
     metrics.outboxReadings.set({ sink }, readings);
     metrics.outboxBytes.set({ sink }, bytes);
@@ -246,8 +256,31 @@ export class SinkRunner implements RouteTarget {
         dropped,
         corruptChunks: corrupt,
         unroutable: this.unroutable,
+        rejected,
       },
     });
+  }
+
+  /**
+   * Readings dropped for good because the far end refused them (CoAP 4.xx), per code, since the
+   * sink started. A transport counts from its own start, so when rotation replaced a lane's
+   * connection (its counts went down), what the old one had counted is carried over.
+   */
+  private rejectedTotals(): Record<string, number> {
+    const totals: Record<string, number> = {};
+    for (const lane of this.lanes) {
+      const current = lane.permanentFailures();
+      const seen = this.rejectedSeen.get(lane) ?? { last: {}, carried: {} };
+      for (const [code, count] of Object.entries(seen.last)) {
+        if ((current[code] ?? 0) < count) seen.carried[code] = (seen.carried[code] ?? 0) + count;
+      }
+      seen.last = current;
+      this.rejectedSeen.set(lane, seen);
+      for (const source of [seen.carried, current]) {
+        for (const [code, count] of Object.entries(source)) totals[code] = (totals[code] ?? 0) + count;
+      }
+    }
+    return totals;
   }
 }
 
@@ -256,7 +289,8 @@ function waitingTransport(waiting: { reason: string; message: string }, onState:
   const pending = new Set<(error: Error) => void>();
   return {
     start() {
-      onState({ connected: false, reason: waiting.reason, message: waiting.message });
+      // After start() returns: the lane only listens to the transport it has already installed.
+      queueMicrotask(() => onState({ connected: false, reason: waiting.reason, message: waiting.message }));
     },
     send() {
       return new Promise<void>((_resolve, reject) => pending.add(reject));

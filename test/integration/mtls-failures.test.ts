@@ -119,7 +119,7 @@ test('each broken client certificate has its own reason; readings wait in the ou
       assert.doesNotMatch(ready.message, new RegExp(P12_PASSWORD), 'no password in conditions');
       if (item.flag) await agent.waitForCondition('Certificate', `cert-${item.name}`, item.flag, 'True', item.flag);
       await agent.waitForCondition('Sink', `sink-${item.name}`, 'Ready', 'False', 'CertificateNotReady');
-      await agent.waitForCondition('Sink', `sink-${item.name}`, 'Connected', 'False');
+      await agent.waitForCondition('Sink', `sink-${item.name}`, 'Connected', 'False', 'CertificateNotReady');
     }
     // Readings pile up in every Sink's outbox; none reaches the broker.
     await waitFor(async () => {
