@@ -48,6 +48,7 @@ export interface ChunkStore {
   close(counters: Counters): Promise<void>;
 }
 
+/** 'acked' also marks chunks dropped or quarantined: out of the queue, never handed out again. */
 type ChunkState = 'queued' | 'handed' | 'acked';
 
 interface Chunk extends SealedChunkInfo {
@@ -87,7 +88,7 @@ export class OutboxCore implements Outbox {
   private readonly maxBytes: number;
   private readonly maxAgeMs: number;
 
-  /** Sealed chunks not yet removed, oldest first. Acked chunks wait here until all before them are acked. */
+  /** Live sealed chunks (queued or handed out), oldest first. */
   private readonly queue: Chunk[] = [];
   private readonly byId = new Map<number, Chunk>();
   private nextId = 1;
@@ -213,16 +214,14 @@ export class OutboxCore implements Outbox {
     chunk.loading = undefined;
     this.countLive(chunk, -1);
     this.updateFull();
-    // Storage advances in FIFO order: an acked chunk is deleted once every chunk before it is, so
-    // the stored queue is always a suffix. The ack resolves without waiting for the deletion (a
-    // crash before it only re-delivers the chunk), which keeps fsync latency out of the sink's loop.
-    const removable: Chunk[] = [];
-    while (this.queue.length > 0 && this.queue[0].state === 'acked') {
-      const head = this.queue.shift()!;
-      this.byId.delete(head.id);
-      removable.push(head);
-    }
-    if (removable.length > 0) this.scheduleRemoval(removable);
+    // Chunk files are independent, so an acked chunk is deleted at once even when an earlier one
+    // is still out: after a crash only unacknowledged chunks come back. The ack resolves without
+    // waiting for the deletion (a crash before it only re-delivers the chunk), which keeps fsync
+    // latency out of the sink's loop; close() waits for pending deletions.
+    const index = this.queue.indexOf(chunk);
+    if (index >= 0) this.queue.splice(index, 1);
+    this.byId.delete(chunk.id);
+    this.scheduleRemoval([chunk]);
   }
 
   rewind(): void {

@@ -46,7 +46,10 @@ export interface Outbox {
   append(readings: Reading[]): AppendResult;
   /** The oldest batch not yet handed out; waits until one is sealed; undefined once closed. */
   next(): Promise<OutboxBatch | undefined>;
-  /** The far end acknowledged the batch. Acks of later batches wait for earlier ones (FIFO). */
+  /**
+   * The far end acknowledged the batch: it is deleted and never handed out again. Acks may arrive in
+   * any order; earlier batches not yet acknowledged stay queued and come back, oldest first, on rewind().
+   */
   ack(batch: OutboxBatch): Promise<void>;
   /** Delivery failed: everything handed out and not acknowledged is handed out again, oldest first. */
   rewind(): void;
