@@ -7,6 +7,12 @@ export class Metrics {
   readonly driverErrors = new Counter({ name: 'sensorlet_driver_errors_total', help: 'Driver reads that failed, by reason.', labelNames: ['sensor', 'reason'], registers: [this.registry] });
   readonly published = new Counter({ name: 'sensorlet_sink_published_total', help: 'Readings the far end acknowledged.', labelNames: ['sink'], registers: [this.registry] });
   readonly sendErrors = new Counter({ name: 'sensorlet_sink_send_errors_total', help: 'Batches whose delivery failed and will be retried.', labelNames: ['sink', 'reason'], registers: [this.registry] });
+  readonly rejected = new Counter({
+    name: 'sensorlet_sink_rejected_total',
+    help: 'Readings the far end refused for good (e.g. CoAP 4.xx) and dropped without retry, by response code or reason.',
+    labelNames: ['sink', 'code'],
+    registers: [this.registry],
+  });
   readonly queueDepth = new Gauge({ name: 'sensorlet_sink_queue_depth', help: 'Readings waiting in the sink outbox.', labelNames: ['sink'], registers: [this.registry] });
   readonly outboxBytes = new Gauge({ name: 'sensorlet_outbox_bytes', help: 'Bytes held by the outbox.', labelNames: ['sink'], registers: [this.registry] });
   readonly outboxReadings = new Gauge({ name: 'sensorlet_outbox_readings', help: 'Readings held by the outbox.', labelNames: ['sink'], registers: [this.registry] });

@@ -51,6 +51,9 @@ export class Lane {
     this.loop = this.deliver();
   }
 
+  /** Readings the current connection's far end refused for good (CoAP 4.xx), per code; see Transport. */
+  permanentFailures(): Record<string, number> { return this.transport?.permanentFailures?.() ?? {}; }
+
   append(readings: Reading[]) {
     return this.outbox.append(readings);
   }

@@ -81,7 +81,9 @@ export class PathTemplateError extends Error {
 /** The Uri-Path segments for one reading; throws PathTemplateError when a name cannot be used. */
 export function expandPath(template: string, reading: Reading, connectionTenant: string | undefined): string[] {
   const path = template.replace(/\{(tenant|device|sensor)\}/g, (_, variable: 'tenant' | 'device' | 'sensor') => {
-    const value = variable === 'tenant' ? (reading.tenant ?? connectionTenant) : reading[variable];
+    // An anonymous connection has no tenant: `default`, as in the mqtt sink's topics. Without it the
+    // default path would refuse every reading of a plain coap:// Sink as InvalidPath.
+    const value = variable === 'tenant' ? (reading.tenant ?? connectionTenant ?? 'default') : reading[variable];
     if (value === undefined || value === '') throw new PathTemplateError(`{${variable}} is empty for ${reading.device}/${reading.sensor}`);
     if (FORBIDDEN_IN_VARIABLE.test(value)) throw new PathTemplateError(`{${variable}} ${JSON.stringify(value)} contains /, ?, # or NUL`);
     return value;

@@ -12,6 +12,7 @@ import type { Transport, TransportContext, TransportFactory } from '../transport
 import { registerTransport } from '../registry.js';
 import { renderTopic, topicTemplateErrors } from '../topic.js';
 import { classifyConnectionError } from './errors.js';
+import { SENML_CBOR_MEDIA_TYPE, SENML_JSON_MEDIA_TYPE, encodeSenmlCbor, encodeSenmlJson } from '../senml/senml.js';
 
 export type MqttConfig = NonNullable<SinkSpec['mqtt']>;
 
@@ -103,6 +104,27 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       if (refusal) throw refusal;
       if (!client) throw new Error('transport not started');
       const active = client;
+      if (config.payload === 'senml-json' || config.payload === 'senml-cbor') {
+        // One SenML pack per topic and chunk (RFC 8428); MQTT 5 says what it is in the content type.
+        const cbor = config.payload === 'senml-cbor';
+        const properties = options.protocolVersion === 5 ? { contentType: cbor ? SENML_CBOR_MEDIA_TYPE : SENML_JSON_MEDIA_TYPE } : undefined;
+        const groups = new Map<string, Reading[]>();
+        for (const reading of readings) {
+          const topic = topicFor(reading);
+          const group = groups.get(topic);
+          if (group) group.push(reading);
+          else groups.set(topic, [reading]);
+        }
+        await Promise.all(
+          [...groups].map(([topic, group]) => {
+            // Readings without a value have no SenML record; an empty pack is not worth a message.
+            if (!group.some((reading) => reading.value !== undefined || reading.values !== undefined)) return undefined;
+            const pack = cbor ? encodeSenmlCbor(group) : encodeSenmlJson(group);
+            return active.publishAsync(topic, pack, { qos, ...(properties ? { properties } : {}) });
+          }),
+        );
+        return;
+      }
       if (config.payload === 'batch') {
         const groups = new Map<string, Reading[]>();
         for (const reading of readings) {
