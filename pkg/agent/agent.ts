@@ -20,6 +20,7 @@ import type { ResourceSource } from '../sources/source.js';
 import { createDurableOutbox } from '../outbox/durable.js';
 import { SequenceStore } from '../outbox/sequence.js';
 import { createReportFilter } from '../drivers/report-filter.js';
+import type { AgentUpdater } from '../ota/coordinator.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
 
@@ -38,6 +39,8 @@ export interface AgentOptions {
   allowCommandDriver?: boolean;
   commandAllowlist?: string[];
   logger?: Logger;
+  /** Standalone self-update (Firmware target: agent): the A/B slot updater from the CLI's launcher. */
+  agentUpdater?: AgentUpdater;
 }
 
 export function defaultStateDir(): string {
@@ -77,6 +80,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     sinks: new Map(),
     certificates: new Map(),
     nodeLabels: () => nodeLabels,
+    ota: { stateDir: options.stateDir, agent: options.agentUpdater },
     enqueue: (key) => manager.queue.add(key),
     sensorDeps: {
       device: options.deviceId,

@@ -43,6 +43,17 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
       { name: 'Expires', type: 'string', jsonPath: '.status.nodes[0].notAfter' },
     ],
   },
+  Firmware: {
+    plural: 'firmwares',
+    singular: 'firmware',
+    shortNames: ['fw'],
+    columns: [
+      { name: 'Version', type: 'string', jsonPath: '.spec.version' },
+      { name: 'Target', type: 'string', jsonPath: '.spec.target' },
+      { name: 'Phase', type: 'string', jsonPath: '.status.nodes[*].phase' },
+      { name: 'Current', type: 'string', jsonPath: '.status.nodes[*].currentVersion', priority: 1 },
+    ],
+  },
 };
 
 /** The openAPIV3Schema of a kind: JSON Schema keywords Kubernetes does not accept are removed. */

@@ -1,11 +1,12 @@
 // The in-memory form of a declared resource, whatever source it came from.
-import type { Certificate, Sensor, Sink } from './types.generated.js';
+import type { Certificate, Firmware, Sensor, Sink } from './types.generated.js';
 import type { Kind } from './schemas.js';
 
-export type { Certificate, Sensor, Sink } from './types.generated.js';
+export type { Certificate, Firmware, Sensor, Sink } from './types.generated.js';
 export type SensorSpec = Sensor['spec'];
 export type SinkSpec = Sink['spec'];
 export type CertificateSpec = Certificate['spec'];
+export type FirmwareSpec = Firmware['spec'];
 export type LabelSelector = NonNullable<SinkSpec['selector']>;
 
 export const DEFAULT_NAMESPACE = 'default';
@@ -45,7 +46,7 @@ export interface StoredResource<K extends Kind = Kind> extends ResourceRef {
   errors: FieldError[];
 }
 
-export type ObjectOf<K extends Kind> = K extends 'Sensor' ? Sensor : K extends 'Sink' ? Sink : Certificate;
+export type ObjectOf<K extends Kind> = K extends 'Sensor' ? Sensor : K extends 'Sink' ? Sink : K extends 'Certificate' ? Certificate : Firmware;
 
 export function resourceKey(ref: { kind: string; namespace?: string; name: string }): string {
   return `${ref.kind}/${ref.namespace ?? DEFAULT_NAMESPACE}/${ref.name}`;

@@ -26,6 +26,7 @@ export interface SensorletResources {
   Sensor?: Sensor;
   Sink?: Sink;
   Certificate?: Certificate;
+  Firmware?: Firmware;
 }
 /**
  * A sensor the agent reads on a schedule through one driver.
@@ -491,4 +492,90 @@ export interface Certificate {
 export interface SecretSource {
   env?: string;
   file?: string;
+}
+/**
+ * A firmware or agent update: a signed artifact downloaded resumably, installed after the data path drained, and committed only when the agent is healthy afterwards (else rolled back).
+ *
+ * This interface was referenced by `SensorletResources`'s JSON-Schema
+ * via the `definition` "Firmware".
+ */
+export interface Firmware {
+  apiVersion: 'sensorlet.io/v1alpha1';
+  kind: 'Firmware';
+  metadata: ObjectMeta;
+  spec: {
+    /**
+     * The version this resource installs; an agent already at it does nothing.
+     */
+    version: string;
+    artifact: {
+      /**
+       * http:// or https:// (mutual TLS with certificateRef).
+       */
+      url: string;
+      sha256: string;
+      size: number;
+      signature: {
+        algorithm: 'ecdsa-p256-sha256' | 'ed25519';
+        /**
+         * Base64 signature over the artifact's bytes (ECDSA: DER encoded).
+         */
+        value: string;
+        /**
+         * The PEM public key that signed the artifact: exactly one of file, secretRef.
+         */
+        publicKey: {
+          file?: string;
+          secretRef?: {
+            name: string;
+            key?: string;
+          };
+        };
+      };
+      certificateRef?: LocalObjectReference1;
+      /**
+       * A Kubernetes quantity: 64Mi, 1Gi, 500k.
+       */
+      bandwidthLimit?: string;
+    };
+    /**
+     * agent: the agent updates itself (standalone, A/B slots); command: install.command installs device firmware.
+     */
+    target: 'agent' | 'command';
+    install?: {
+      /**
+       * argv, run without a shell; {file} is replaced by the verified artifact's path.
+       *
+       * @minItems 1
+       */
+      command: [string, ...string[]];
+      timeout?: Duration;
+    };
+    rollback?: {
+      /**
+       * argv, run without a shell; must be idempotent (it runs again after a crash while rolling back).
+       *
+       * @minItems 1
+       */
+      command: [string, ...string[]];
+      timeout?: Duration;
+    };
+    healthCheck?: {
+      timeout?: Duration;
+      require?: ('sinksConnected' | 'sensorsReady')[];
+    };
+    drain?: {
+      timeout?: Duration;
+    };
+    nodeSelector?: {
+      [k: string]: string;
+    };
+  };
+  status?: Status;
+}
+/**
+ * https: the Certificate to present (mutual TLS); its CA also verifies the server.
+ */
+export interface LocalObjectReference1 {
+  name: string;
 }

@@ -8,8 +8,9 @@ import type { Runtime } from './runtime.js';
 import { createSensorReconciler } from './reconcilers/sensor.js';
 import { createSinkReconciler, certificatesOf } from './reconcilers/sink.js';
 import { updateRoutedConditions } from './routing-status.js';
+import { createFirmwareReconciler } from './reconcilers/firmware.js';
 
-const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor'];
+const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor', 'Firmware'];
 
 export class Manager {
   readonly queue: WorkQueue;
@@ -28,6 +29,7 @@ export class Manager {
         }
         return result;
       },
+      Firmware: createFirmwareReconciler(runtime),
     };
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       onResult: (key, { error, durationMs }) => {

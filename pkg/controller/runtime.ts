@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ResourceStore } from './store.js';
 import type { StatusStore } from './status.js';
+import type { OtaHost } from '../ota/host.js';
 
 /** A Certificate as the sinks see it: the identity to connect with, once it has loaded. */
 export interface CertificateState {
@@ -34,6 +35,8 @@ export interface Runtime {
   nodeLabels(): Record<string, string>;
   /** Cluster mode: the Secrets that Certificates may reference (`spec.secretRef`). */
   secrets?: { get(namespace: string, name: string): { type: string; data: Record<string, Buffer> } | undefined };
+  /** Firmware updates: where their state lives, and (standalone) how the agent updates itself. */
+  ota?: OtaHost;
   /** Schedules a reconcile of a key (e.g. Sinks that use a Certificate that changed). */
   enqueue(key: string): void;
 }

@@ -1,0 +1,168 @@
+// Firmware reconciler: one OTA coordinator per Firmware resource on this node. The update runs in
+// the background (a download may take hours); reconcile only starts or resumes it and reports the
+// durable record as status: phase, currentVersion, targetVersion, progress, lastError, conditions.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Gauge } from 'prom-client';
+import type { FirmwareSpec, StoredResource } from '../../api/resource.js';
+import { resourceKey } from '../../api/resource.js';
+import { matchesNodeSelector } from '../../router/selector.js';
+import { OtaCoordinator } from '../../ota/coordinator.js';
+import { runtimeDataPath } from '../../ota/datapath.js';
+import type { OtaRecord } from '../../ota/state.js';
+import { loadPublicKey } from '../../ota/verify.js';
+import { OtaError } from '../../ota/errors.js';
+import type { ConditionUpdate } from '../conditions.js';
+import type { ReconcileResult } from '../workqueue.js';
+import { invalidMessage, type Runtime } from '../runtime.js';
+
+const DOWNLOAD_RETRY_MS = 60_000;
+const IN_FLIGHT = new Set(['Downloading', 'Verifying', 'Draining', 'Installing', 'Restarting', 'HealthCheck', 'RollingBack']);
+
+export function conditionsOfRecord(record: Readonly<OtaRecord>, spec: FirmwareSpec): ConditionUpdate[] {
+  const updating = IN_FLIGHT.has(record.phase);
+  const upToDate = record.currentVersion === spec.version && !updating;
+  const ready: ConditionUpdate = upToDate
+    ? { type: 'Ready', status: 'True', reason: 'UpToDate', message: `version ${spec.version} is installed` }
+    : updating
+      ? { type: 'Ready', status: 'False', reason: record.phase, message: `updating to ${record.targetVersion}` }
+      : record.lastError
+        ? { type: 'Ready', status: 'False', reason: record.lastError.reason, message: `${record.phase}: ${record.lastError.message}` }
+        : { type: 'Ready', status: 'False', reason: 'Pending', message: `waiting to update to ${spec.version}` };
+  return [
+    ready,
+    updating
+      ? { type: 'Updating', status: 'True', reason: record.phase, message: `${record.currentVersion ?? 'unknown'} → ${record.targetVersion}` }
+      : { type: 'Updating', status: 'False', reason: record.phase, message: '' },
+  ];
+}
+
+export function createFirmwareReconciler(runtime: Runtime) {
+  const coordinators = new Map<string, OtaCoordinator>();
+  const dataPath = runtimeDataPath(runtime);
+  const bytes = new Gauge({ name: 'sensorlet_ota_download_bytes', help: 'Bytes of the artifact downloaded so far.', labelNames: ['firmware'], registers: [runtime.metrics.registry] });
+  const total = new Gauge({ name: 'sensorlet_ota_download_total_bytes', help: 'Size of the artifact being downloaded.', labelNames: ['firmware'], registers: [runtime.metrics.registry] });
+  const phaseGauge = new Gauge({ name: 'sensorlet_ota_phase', help: 'The OTA phase of a Firmware on this node (1 for the current phase).', labelNames: ['firmware', 'phase'], registers: [runtime.metrics.registry] });
+  const logger = runtime.logger.child({ component: 'ota' });
+
+  const report = (resource: StoredResource<'Firmware'>, record: Readonly<OtaRecord>) => {
+    const spec = resource.object!.spec;
+    const name = resource.name;
+    if (record.progress) {
+      bytes.set({ firmware: name }, record.progress.bytes);
+      total.set({ firmware: name }, record.progress.total);
+    }
+    phaseGauge.reset();
+    phaseGauge.set({ firmware: name, phase: record.phase }, 1);
+    runtime.status.update(resource.key, {
+      observedGeneration: resource.generation,
+      conditions: conditionsOfRecord(record, spec),
+      facts: {
+        phase: record.phase,
+        currentVersion: record.currentVersion ?? null,
+        targetVersion: record.targetVersion ?? spec.version,
+        progress: record.progress ?? null,
+        lastError: record.lastError ?? null,
+      },
+    });
+  };
+
+  const publicKeyOf = (resource: StoredResource<'Firmware'>) => (spec: FirmwareSpec) => {
+    const source = spec.artifact.signature.publicKey;
+    if (source.file) {
+      try {
+        return loadPublicKey(readFileSync(source.file));
+      } catch (error) {
+        if (error instanceof OtaError) throw error;
+        throw new OtaError('PublicKeyUnavailable', `spec.artifact.signature.publicKey.file: ${(error as Error).message}`);
+      }
+    }
+    if (source.secretRef) {
+      const secret = runtime.secrets?.get(resource.namespace, source.secretRef.name);
+      const data = secret?.data[source.secretRef.key ?? 'publicKey.pem'];
+      if (!data) throw new OtaError('PublicKeyUnavailable', `Secret ${source.secretRef.name} has no ${source.secretRef.key ?? 'publicKey.pem'}`);
+      return loadPublicKey(data);
+    }
+    return undefined;
+  };
+
+  const tlsOf = (resource: StoredResource<'Firmware'>) => (spec: FirmwareSpec) => {
+    const ref = spec.artifact.certificateRef;
+    if (!ref) return undefined;
+    const identity = runtime.certificates.get(resourceKey({ kind: 'Certificate', namespace: resource.namespace, name: ref.name }))?.identity;
+    if (!identity?.keySlot) throw new OtaError('DownloadFailed', `Certificate ${ref.name} is not loaded (spec.artifact.certificateRef)`, { terminal: false });
+    return identity.keySlot.tlsOptions();
+  };
+
+  return async function reconcileFirmware(key: string): Promise<ReconcileResult> {
+    const resource = runtime.store.get<'Firmware'>(key) as StoredResource<'Firmware'> | undefined;
+    if (!resource) {
+      // A download stops; an install under way finishes (it cannot be cut safely).
+      coordinators.get(key)?.abortDownload();
+      runtime.status.delete(key);
+      return {};
+    }
+    if (resource.errors.length > 0 || !resource.object) {
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason: resource.errors[0]?.reason ?? 'InvalidSpec', message: invalidMessage(resource) }],
+      });
+      return {};
+    }
+    const spec = resource.object.spec;
+    const invalid = (message: string, reason = 'InvalidSpec') => {
+      runtime.status.update(key, { observedGeneration: resource.generation, conditions: [{ type: 'Ready', status: 'False', reason, message }] });
+      return {};
+    };
+    if (spec.target === 'command' && !spec.install?.command?.length) return invalid('spec.install.command: required when target is command');
+    if (spec.target === 'agent' && !runtime.ota?.agent) {
+      return invalid('spec.target: agent updates itself only in standalone mode (in a cluster, the DaemonSet image does); use target: command', 'AgentUpdateUnsupported');
+    }
+    if (!runtime.ota) return invalid('no state dir for OTA updates', 'OtaUnavailable');
+    if (!matchesNodeSelector(spec.nodeSelector, runtime.nodeLabels())) {
+      runtime.status.delete(key);
+      return {};
+    }
+    let coordinator = coordinators.get(key);
+    if (!coordinator) {
+      coordinator = new OtaCoordinator({
+        dir: path.join(runtime.ota.stateDir, 'ota', `${resource.namespace}.${resource.name}`),
+        publicKey: publicKeyOf(resource),
+        tls: tlsOf(resource),
+        dataPath,
+        agent: runtime.ota.agent,
+        onChange: (record) => {
+          const current = runtime.store.get<'Firmware'>(key) as StoredResource<'Firmware'> | undefined;
+          if (current?.object) report(current, record);
+        },
+        log: (level, message, fields) => logger[level]({ firmware: key, ...fields }, message),
+      });
+      coordinators.set(key, coordinator);
+    }
+    const target = coordinator;
+    if (target.isRunning()) {
+      const record = target.record;
+      if (record.phase === 'Downloading' && (record.targetVersion !== spec.version || record.targetSha256 !== spec.artifact.sha256.toLowerCase())) {
+        target.abortDownload(); // the run ends; the requeue below starts the new artifact
+      }
+      report(resource, record);
+      return {};
+    }
+    const generation = resource.generation;
+    void target.run(spec).then(
+      (record) => {
+        const now = runtime.store.get(key);
+        if (now && now.generation !== generation) runtime.enqueue(key);
+        // A download that ran out of attempts is tried again later; nothing else is retried.
+        else if (record.phase === 'Failed' && record.lastError?.reason === 'DownloadFailed') setTimeout(() => runtime.enqueue(key), DOWNLOAD_RETRY_MS).unref();
+      },
+      (error: unknown) => {
+        logger.error({ firmware: key, err: (error as Error).message }, 'OTA run failed; retrying');
+        runtime.metrics.errorsLogged.inc({ component: 'ota', reason: (error as { code?: string }).code ?? 'OtaError' });
+        setTimeout(() => runtime.enqueue(key), 5000).unref();
+      },
+    );
+    report(resource, target.record);
+    return {};
+  };
+}
