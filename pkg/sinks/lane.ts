@@ -28,7 +28,11 @@ export class Lane {
   private retryDelay = RETRY_BASE_MS;
   private loop: Promise<void> | undefined;
   private slotWaiter: (() => void) | undefined;
-  /** Set from a failed send until the outbox has been rewound; batches handed out meanwhile are discarded. */
+  /**
+   * Set from a failed send until the outbox has been rewound; batches handed out meanwhile are
+   * discarded (the rewind hands them out again). The rewind runs after a timer, so a batch handed
+   * out before it is always seen by the delivery loop while this is still set.
+   */
   private recovering: Promise<void> | undefined;
   state: ConnectionState = { connected: false, reason: 'Connecting', message: 'connecting' };
 
@@ -95,7 +99,7 @@ export class Lane {
         continue;
       }
       const epoch = this.epoch;
-      while (this.inFlight.length >= MAX_IN_FLIGHT && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+      while (this.inFlight.length >= (this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT) && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
       if (!this.running) return;
       if (epoch !== this.epoch || this.recovering) {
         await this.recovering; // a failure while this batch waited for a slot: the rewind re-sends it
@@ -125,7 +129,6 @@ export class Lane {
         if (epoch === this.epoch) {
           this.recovering = this.recover(error);
           await this.recovering;
-          this.recovering = undefined;
         }
         return;
       }
@@ -146,6 +149,9 @@ export class Lane {
     // been seen (and discarded) by the delivery loop.
     await new Promise((resolve) => setTimeout(resolve, this.retryDelay));
     this.retryDelay = Math.min(RETRY_CAP_MS, this.retryDelay * 2);
+    // Rewind and clear the flag in one synchronous step: a batch handed out after this point is
+    // the new head and must be sent, not discarded.
     this.outbox.rewind();
+    this.recovering = undefined;
   }
 }

@@ -41,6 +41,12 @@ export interface TransportContext {
 }
 
 export interface Transport {
+  /**
+   * How many batches may be on the wire at once (default 4). A transport whose requests can fail
+   * independently of each other (CoAP: one request 5.xx, the next 2.xx) must say 1, or a failed
+   * batch would be retried after a later one was delivered, and order would be lost.
+   */
+  readonly maxInFlightBatches?: number;
   /** Connects in the background and reconnects by itself with capped backoff. */
   start(): void;
   /** Delivers the readings in order; resolves once all were acknowledged, rejects otherwise. */

@@ -31,6 +31,8 @@ const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 30_000;
 
 export class CoapTransport implements Transport {
+  /** CoAP requests succeed or fail one by one: one batch at a time keeps delivery in order. */
+  readonly maxInFlightBatches = 1;
   readonly config: ResolvedCoapConfig;
   private readonly permanent: Record<string, number> = {};
   private udp: UdpCoapClient | undefined;

@@ -1,0 +1,84 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkQueue } from './workqueue.js';
+
+const tick = (ms = 5) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('a key added many times while queued is processed once', async () => {
+  const seen: string[] = [];
+  let release!: () => void;
+  const busy = new Promise<void>((resolve) => (release = resolve));
+  const queue = new WorkQueue(async (key) => {
+    seen.push(key);
+    if (key === 'first') await busy;
+    return {};
+  }, { concurrency: 1 });
+  queue.add('first'); // occupies the only worker, so the rest wait in the queue
+  queue.add('a');
+  queue.add('b');
+  queue.add('a');
+  queue.add('a');
+  release();
+  await queue.whenIdle();
+  assert.deepEqual(seen, ['first', 'a', 'b']);
+});
+
+test('a key is never processed twice at once; added while running, it runs again afterwards', async () => {
+  let running = 0;
+  let maxRunning = 0;
+  let passes = 0;
+  let release!: () => void;
+  const queue = new WorkQueue(
+    async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      passes++;
+      if (passes === 1) await new Promise<void>((resolve) => (release = resolve));
+      running--;
+      return {};
+    },
+    { concurrency: 4 },
+  );
+  queue.add('a');
+  await tick();
+  queue.add('a');
+  queue.add('a');
+  await tick();
+  assert.equal(passes, 1, 'no second pass while the first runs');
+  release();
+  await queue.whenIdle();
+  assert.equal(passes, 2, 'dirty key processed once more');
+  assert.equal(maxRunning, 1);
+});
+
+test('failures retry with capped exponential backoff; success resets it', async () => {
+  const times: number[] = [];
+  let failuresLeft = 4;
+  const queue = new WorkQueue(
+    async () => {
+      times.push(performance.now());
+      if (failuresLeft-- > 0) throw new Error('not yet');
+      return {};
+    },
+    { baseDelayMs: 10, maxDelayMs: 40 },
+  );
+  assert.deepEqual([1, 2, 3, 4, 5].map((n) => queue.backoffFor(n)), [10, 20, 40, 40, 40]);
+  queue.add('k');
+  const deadline = Date.now() + 2000;
+  while (times.length < 5 && Date.now() < deadline) await tick(10);
+  assert.equal(times.length, 5);
+  const gaps = times.slice(1).map((time, index) => time - times[index]);
+  assert.ok(gaps[0] >= 9 && gaps[1] >= 19 && gaps[2] >= 39 && gaps[3] >= 39, `gaps ${gaps.map(Math.round)}`);
+  assert.ok(gaps[3] < 200, 'capped');
+  queue.stop();
+});
+
+test('requeueAfter schedules another pass', async () => {
+  let passes = 0;
+  const queue = new WorkQueue(async () => (++passes < 3 ? { requeueAfter: 10 } : {}));
+  queue.add('k');
+  const deadline = Date.now() + 2000;
+  while (passes < 3 && Date.now() < deadline) await tick(10);
+  assert.equal(passes, 3);
+  queue.stop();
+});

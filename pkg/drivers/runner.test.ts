@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SensorRunner } from './runner.js';
+import { registerDriver } from './registry.js';
+import { StatusStore } from '../controller/status.js';
+import { Metrics } from '../observability/metrics.js';
+import { silentLogger } from '../observability/logger.js';
+import { systemClock } from '../observability/clock.js';
+import { SensorletError } from '../api/errors.js';
+import type { StoredResource } from '../api/resource.js';
+import type { Reading } from '../api/reading.js';
+
+// A test device whose behaviour each test scripts: the runner is the code under test.
+let behaviour: (signal: AbortSignal) => Promise<{ value: number }[]> = async () => [{ value: 1 }];
+registerDriver({ name: 'scripted', create: () => ({ read: (signal: AbortSignal) => behaviour(signal), async close() {} }) });
+
+function resource(interval: string, timeout: string): StoredResource<'Sensor'> {
+  const object = { apiVersion: 'sensorlet.io/v1alpha1', kind: 'Sensor', metadata: { name: 't' }, spec: { driver: { scripted: {} }, interval, timeout } } as any;
+  return { kind: 'Sensor', namespace: 'default', name: 't', key: 'Sensor/default/t', generation: 1, labels: {}, object, raw: object, origin: {}, errors: [] };
+}
+
+function start(interval: string, timeout: string) {
+  const status = new StatusStore('node', systemClock);
+  const readings: Reading[] = [];
+  let seq = 0;
+  const runner = new SensorRunner(resource(interval, timeout), {
+    device: 'd', clock: systemClock, logger: silentLogger(), metrics: new Metrics(), status,
+    sequences: { next: () => ++seq }, policy: { allowCommandDriver: false, commandAllowlist: [] }, shared: new Map(),
+    emit: (_key, batch) => readings.push(...batch),
+  });
+  runner.start();
+  const condition = (type: string) => status.get('Sensor/default/t')?.conditions.find((c) => c.type === type);
+  return { runner, readings, condition };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('readings carry identity, a per-sensor seq and the read time; Ready=True while reading', async () => {
+  behaviour = async () => [{ value: 42 }];
+  const { runner, readings, condition } = start('20ms', '1s');
+  await sleep(110);
+  await runner.stop();
+  assert.ok(readings.length >= 4, `${readings.length} readings`);
+  assert.deepEqual(readings.map((r) => r.seq), readings.map((_r, i) => i + 1));
+  assert.equal(readings[0].sensor, 't');
+  assert.equal(readings[0].value, 42);
+  assert.equal(condition('Ready')?.status, 'True');
+});
+
+test('a hung read is cut at spec.timeout: Degraded=True Timeout, then back to Ready by itself', async () => {
+  let hang = true;
+  behaviour = (signal) => (hang ? new Promise(() => {}) : Promise.resolve([{ value: 1 }]));
+  const { runner, readings, condition } = start('20ms', '50ms');
+  await sleep(120);
+  assert.equal(condition('Degraded')?.status, 'True');
+  assert.equal(condition('Degraded')?.reason, 'Timeout');
+  assert.equal(condition('Ready')?.status, 'False');
+  hang = false;
+  // First retry after the capped backoff (500 ms base).
+  const deadline = Date.now() + 3000;
+  while (condition('Ready')?.status !== 'True' && Date.now() < deadline) await sleep(20);
+  await runner.stop();
+  assert.equal(condition('Ready')?.status, 'True');
+  assert.equal(condition('Degraded')?.status, 'False');
+  assert.ok(readings.length > 0);
+});
+
+test('a failing driver backs off exponentially instead of hammering the device', async () => {
+  let attempts = 0;
+  behaviour = async () => {
+    attempts++;
+    throw new SensorletError('PortNotFound', '/dev/ttyUSB9 is gone');
+  };
+  const { runner, condition } = start('10ms', '1s');
+  await sleep(1200);
+  await runner.stop();
+  // Without backoff: ~120 attempts. With 500 ms, 1 s...: 3 at most.
+  assert.ok(attempts >= 2 && attempts <= 3, `${attempts} attempts`);
+  assert.equal(condition('Degraded')?.reason, 'PortNotFound');
+});

@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lane } from './lane.js';
+import { createMemoryOutbox } from '../outbox/memory.js';
+import { silentLogger } from '../observability/logger.js';
+import type { Reading } from '../api/reading.js';
+import type { Transport } from './transport.js';
+
+const reading = (seq: number): Reading => ({ device: 'd', sensor: 's', namespace: 'default', seq, time: new Date().toISOString(), quality: 'good', value: seq });
+
+/**
+ * One ordered connection, like MQTT over TCP: sends are processed in order, acknowledged after a
+ * random delay, and a failure resets the connection, failing every send already queued behind it.
+ */
+function flakyTransport(delivered: number[], shouldFail: () => boolean): Transport {
+  let issued = 0;
+  let failedThrough = 0;
+  let wire: Promise<void> = Promise.resolve();
+  return {
+    start() {},
+    send(readings) {
+      const number = ++issued;
+      const result = wire.then(async () => {
+        if (number <= failedThrough || shouldFail()) {
+          failedThrough = Math.max(failedThrough, issued);
+          throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+        }
+        delivered.push(...readings.map((r) => r.seq));
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 3));
+      });
+      wire = result.catch(() => undefined);
+      return result;
+    },
+    async close() {},
+  };
+}
+
+test('with failing sends, every reading is delivered, first occurrences in order, and all are acknowledged', async () => {
+  const outbox = createMemoryOutbox({ maxReadings: 10, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' });
+  const delivered: number[] = [];
+  let sends = 0;
+  const lane = new Lane(
+    { device: 'd' },
+    outbox,
+    () => flakyTransport(delivered, () => ++sends % 25 === 3),
+    { onState() {}, onDelivered() {}, onSendError() {} },
+    silentLogger(),
+  );
+  await lane.start();
+  const total = 1500;
+  for (let seq = 1; seq <= total; seq += 50) lane.append(Array.from({ length: 50 }, (_, i) => reading(seq + i)));
+  const deadline = Date.now() + 20_000;
+  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await lane.stop();
+  assert.equal(outbox.stats().readings, 0, 'everything acknowledged');
+  const seen = new Set<number>();
+  const firsts = delivered.filter((seq) => (seen.has(seq) ? false : (seen.add(seq), true)));
+  assert.deepEqual(firsts, Array.from({ length: total }, (_, i) => i + 1));
+  assert.ok(sends >= 150, "every batch was sent, several twice after failures");
+});
