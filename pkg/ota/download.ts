@@ -86,6 +86,8 @@ export async function downloadArtifact(options: DownloadOptions): Promise<Downlo
     requests++;
     const before = have;
     try {
+      // The validator on disk belongs to the bytes on disk (written before them).
+      meta = readMeta(metaFile) ?? meta;
       const outcome = await attempt(options, meta, have);
       if (outcome.restarted) restarts++;
       meta = outcome.meta;
@@ -190,32 +192,50 @@ async function attempt(options: DownloadOptions, meta: Meta, have: number): Prom
   const out = createWriteStream(options.file, { flags: 'a' });
   const began = Date.now();
   let paced = 0;
+  // Flowing mode: every byte the socket delivered reaches the file even when the connection is then
+  // cut (an async iterator would drop what it had buffered when the response errors).
+  let holds = 0;
+  const hold = () => holds++ === 0 && response.pause();
+  const release = () => --holds === 0 && response.resume();
+  let failure: Error | undefined;
   try {
-    for await (const chunk of response as AsyncIterable<Buffer>) {
-      if (written + chunk.length > expectedEnd) {
-        response.destroy();
-        out.destroy();
-        rmSync(options.file, { force: true });
-        throw new OtaError('SizeMismatch', `the server sent more than spec.artifact.size (${options.size} bytes)`);
-      }
-      if (!out.write(chunk)) await once(out, 'drain');
-      written += chunk.length;
-      paced += chunk.length;
-      options.onProgress?.(written, options.size);
-      if (options.bandwidthLimit && options.bandwidthLimit > 0) {
-        const due = began + (paced / options.bandwidthLimit) * 1000;
-        const wait = due - Date.now();
-        if (wait > 0) await sleep(wait, options.signal);
-      }
-    }
+    await new Promise<void>((resolve, reject) => {
+      response.on('data', (chunk: Buffer) => {
+        if (failure) return;
+        if (written + chunk.length > options.size) {
+          failure = new OtaError('SizeMismatch', `the server sent more than spec.artifact.size (${options.size} bytes)`);
+          response.destroy();
+          return reject(failure);
+        }
+        written += chunk.length;
+        paced += chunk.length;
+        if (!out.write(chunk)) {
+          hold();
+          out.once('drain', release);
+        }
+        options.onProgress?.(written, options.size);
+        if (options.bandwidthLimit && options.bandwidthLimit > 0) {
+          const wait = began + (paced / options.bandwidthLimit) * 1000 - Date.now();
+          if (wait > 0) {
+            hold();
+            setTimeout(release, wait);
+          }
+        }
+      });
+      response.on('end', resolve);
+      response.on('error', reject);
+      response.on('close', () => (response.complete ? resolve() : reject(new Error('the connection closed before the body was complete'))));
+    });
   } finally {
-    if (!out.destroyed) {
-      out.end();
-      await once(out, 'close').catch(() => undefined);
-    }
+    out.end();
+    await once(out, 'close').catch(() => undefined);
+  }
+  if (failure instanceof OtaError) {
+    rmSync(options.file, { force: true });
+    throw failure;
   }
   await fsyncFile(options.file);
-  return { complete: written === expectedEnd, restarted, meta: nextMeta };
+  return { complete: written === options.size, restarted, meta: nextMeta };
 }
 
 function header(response: http.IncomingMessage, name: string): string | undefined {
