@@ -246,9 +246,14 @@ test('30 % datagram loss at libcoap (-l 30%): every reading is delivered; duplic
   const produced = await stopSensors(agent, dir, 'sensors.yaml', sensors);
   const readings = await waitForLibcoap(server, produced, 60_000);
   let duplicates = 0;
-  for (const sensor of sensors) {
-    duplicates += assertEveryReading(readings, sensor, produced[sensor]);
-    assertInOrder(readings, sensor);
+  try {
+    for (const sensor of sensors) {
+      duplicates += assertEveryReading(readings, sensor, produced[sensor]);
+      assertInOrder(readings, sensor);
+    }
+  } finally {
+    writeFileSync(path.join(tmpdir(), `sensorlet-coap-it-loss-${process.pid}.log`), server.output);
+    writeFileSync(path.join(tmpdir(), `sensorlet-coap-it-loss-agent-${process.pid}.log`), agent.stdout + agent.stderr);
   }
   const total = produced['lossy-a'] + produced['lossy-b'];
   console.log(`# 30% loss through the agent: ${total} readings, ${readings.length} received, ${duplicates} duplicates`);
@@ -277,9 +282,14 @@ test('libcoap down for 30 s: readings wait in the outbox, then arrive in order w
   await server.restart();
   const produced = await stopSensors(agent, dir, 'sensors.yaml', sensors);
   const readings = await waitForLibcoap(server, produced, 90_000);
-  for (const sensor of sensors) {
-    assertEveryReading(readings, sensor, produced[sensor]);
-    assertInOrder(readings, sensor);
+  try {
+    for (const sensor of sensors) {
+      assertEveryReading(readings, sensor, produced[sensor]);
+      assertInOrder(readings, sensor);
+    }
+  } finally {
+    writeFileSync(path.join(tmpdir(), 'sensorlet-coap-it-outage.log'), server.output);
+    writeFileSync(path.join(tmpdir(), 'sensorlet-coap-it-outage-agent.log'), agent.stdout + agent.stderr);
   }
   await waitFor(async () => (await sinkFacts(agent, 'coap-outage')).queued === 0, { what: 'outbox drained', timeoutMs: 10_000 });
   await agent.waitForCondition('Sink', 'coap-outage', 'Connected', 'True');
