@@ -35,6 +35,27 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   let reconnectDelay = RECONNECT_BASE_MS;
   /** Why the last attempt failed: the close that follows an error must not hide its reason. */
   let lastFailure: { reason: string; message: string } | undefined;
+  /**
+   * Rejecters of the sends still waiting for acknowledgements. mqtt.js keeps the callbacks of QoS 1/2
+   * messages across a forced end() while reconnectPeriod ≠ 0 and never calls them, so close() fails
+   * them itself: otherwise the lane would wait forever on a replaced connection (seen on rotation
+   * under load: reconnected, nothing more delivered).
+   */
+  const pending = new Set<(error: Error) => void>();
+  const settleOnClose = (work: Promise<unknown>): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      pending.add(reject);
+      work.then(
+        () => {
+          pending.delete(reject);
+          resolve();
+        },
+        (error) => {
+          pending.delete(reject);
+          reject(error);
+        },
+      );
+    });
   const topicCache = new Map<string, string>();
 
   const topicFor = (reading: Reading): string => {
@@ -133,18 +154,24 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
           if (group) group.push(reading);
           else groups.set(topic, [reading]);
         }
-        await Promise.all(
-          [...groups].map(([topic, group]) =>
-            active.publishAsync(topic, `[${group.map((reading) => readingPayload(reading, tenantOfConnection)).join(',')}]`, { qos }),
+        await settleOnClose(
+          Promise.all(
+            [...groups].map(([topic, group]) =>
+              active.publishAsync(topic, `[${group.map((reading) => readingPayload(reading, tenantOfConnection)).join(',')}]`, { qos }),
+            ),
           ),
         );
         return;
       }
-      await Promise.all(readings.map((reading) => active.publishAsync(topicFor(reading), readingPayload(reading, tenantOfConnection), { qos })));
+      await settleOnClose(Promise.all(readings.map((reading) => active.publishAsync(topicFor(reading), readingPayload(reading, tenantOfConnection), { qos }))));
     },
 
     async close() {
       // Force: pending sends fail, and their readings stay in the outbox for the next connection.
+      if (client) client.options.reconnectPeriod = 0;
+      const closed = Object.assign(new Error(`connection to ${config.url} closed`), { code: 'ConnectionClosed' });
+      for (const reject of pending) reject(closed);
+      pending.clear();
       await client?.endAsync(true);
     },
   };
