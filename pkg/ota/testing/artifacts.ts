@@ -10,7 +10,7 @@ export interface SignedArtifact {
   algorithm: 'ecdsa-p256-sha256' | 'ed25519';
 }
 
-export function signedArtifact(size: number, algorithm: 'ecdsa-p256-sha256' | 'ed25519' = 'ed25519', body = randomBytes(size)): SignedArtifact {
+export function signedArtifact(size: number, algorithm: 'ecdsa-p256-sha256' | 'ed25519' = 'ed25519', body: Buffer = randomBytes(size)): SignedArtifact {
   const pair = algorithm === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const signature = sign(algorithm === 'ed25519' ? null : 'sha256', body, pair.privateKey).toString('base64');
   return {

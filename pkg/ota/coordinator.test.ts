@@ -1,0 +1,253 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createPublicKey, randomBytes } from 'node:crypto';
+import type { FirmwareSpec } from '../api/resource.js';
+import { OtaCoordinator, type DataPath } from './coordinator.js';
+import { OtaStateFile, writeFileDurable } from './state.js';
+import { verifyArtifact } from './verify.js';
+import { ArtifactServer } from './testing/artifact-server.js';
+import { signedArtifact, type SignedArtifact } from './testing/artifacts.js';
+
+const SIZE = 200 * 1024;
+
+/**
+ * The device side: install copies the artifact to `installed` and appends to `events`; rollback
+ * restores `installed.previous`. Real programs run through argv, as in production.
+ */
+function device(dir: string) {
+  const events = path.join(dir, 'events');
+  const install = path.join(dir, 'install.sh');
+  const rollback = path.join(dir, 'rollback.sh');
+  writeFileSync(install, `#!/bin/sh\nset -e\necho "install $1" >> "${events}"\n[ -f "${dir}/installed" ] && cp "${dir}/installed" "${dir}/installed.previous"\ncp "$1" "${dir}/installed"\nexit \${INSTALL_EXIT:-0}\n`);
+  writeFileSync(rollback, `#!/bin/sh\necho rollback >> "${events}"\nif [ -f "${dir}/installed.previous" ]; then cp "${dir}/installed.previous" "${dir}/installed"; else rm -f "${dir}/installed"; fi\n`);
+  chmodSync(install, 0o755);
+  chmodSync(rollback, 0o755);
+  return {
+    install,
+    rollback,
+    events: () => (existsSync(events) ? readFileSync(events, 'utf8').trim().split('\n') : []),
+    installed: () => (existsSync(path.join(dir, 'installed')) ? readFileSync(path.join(dir, 'installed')) : undefined),
+    log: (line: string) => writeFileSync(events, `${line}\n`, { flag: 'a' }),
+  };
+}
+
+function specFor(artifact: SignedArtifact, server: ArtifactServer, dev: ReturnType<typeof device>, keyFile: string, change: Partial<FirmwareSpec> = {}): FirmwareSpec {
+  return {
+    version: '2.0.0',
+    target: 'command',
+    artifact: {
+      url: server.url(),
+      sha256: artifact.sha256,
+      size: artifact.body.length,
+      signature: { algorithm: artifact.algorithm, value: artifact.signature, publicKey: { file: keyFile } },
+    },
+    install: { command: [dev.install, '{file}'] },
+    rollback: { command: [dev.rollback] },
+    healthCheck: { timeout: '1s', require: ['sinksConnected', 'sensorsReady'] },
+    drain: { timeout: '1s' },
+    ...change,
+  };
+}
+
+interface Fixture {
+  dir: string;
+  server: ArtifactServer;
+  artifact: SignedArtifact;
+  dev: ReturnType<typeof device>;
+  keyFile: string;
+  healthy: { value: boolean };
+  coordinator(onChange?: (record: { phase: string }) => void): OtaCoordinator;
+}
+
+async function fixture(run: (f: Fixture) => Promise<void>, algorithm: 'ed25519' | 'ecdsa-p256-sha256' = 'ed25519'): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ota-co-'));
+  const artifact = signedArtifact(SIZE, algorithm);
+  const server = await ArtifactServer.start(artifact.body);
+  const keyFile = path.join(dir, 'key.pem');
+  writeFileSync(keyFile, artifact.publicKeyPem);
+  const dev = device(dir);
+  const healthy = { value: true };
+  const dataPath: DataPath = {
+    async drain() {
+      dev.log('drain');
+      return { queued: 0 };
+    },
+    health: () => ({ healthy: healthy.value, problems: healthy.value ? [] : ['Sink/default/s not Connected'] }),
+  };
+  const coordinator = (onChange?: (record: { phase: string }) => void) =>
+    new OtaCoordinator({
+      onChange,
+      dir: path.join(dir, 'ota'),
+      publicKey: (spec) => createPublicKey(readFileSync(spec.artifact.signature.publicKey.file!)),
+      dataPath,
+      download: { backoff: { initialMs: 10, maxMs: 20 } },
+      healthPollMs: 20,
+    });
+  try {
+    await run({ dir, server, artifact, dev, keyFile, healthy, coordinator });
+  } finally {
+    await server.close();
+  }
+}
+
+for (const algorithm of ['ed25519', 'ecdsa-p256-sha256'] as const) {
+  test(`${algorithm}: download, verify, drain, install, health check → Succeeded; drain happens before install`, async () => {
+    await fixture(async ({ server, artifact, dev, keyFile, coordinator }) => {
+      const phases: string[] = [];
+      const record = await coordinator((r) => phases.push(r.phase)).run(specFor(artifact, server, dev, keyFile));
+      assert.equal(record.phase, 'Succeeded');
+      assert.equal(record.currentVersion, '2.0.0');
+      assert.ok(dev.installed()!.equals(artifact.body));
+      assert.deepEqual(dev.events().map((line) => line.split(' ')[0]), ['drain', 'install']);
+      assert.deepEqual([...new Set(phases)], ['Downloading', 'Verifying', 'Draining', 'Installing', 'Restarting', 'HealthCheck', 'Succeeded']);
+      // Done: the same spec does nothing more.
+      const again = await coordinator().run(specFor(artifact, server, dev, keyFile));
+      assert.equal(again.phase, 'Succeeded');
+      assert.equal(server.log.length, 1);
+    }, algorithm);
+  });
+}
+
+const badArtifacts: { name: string; reason: string; change: (f: Fixture) => Partial<FirmwareSpec>; corrupt?: boolean }[] = [
+  {
+    name: 'a signature by another key',
+    reason: 'SignatureInvalid',
+    change: ({ artifact }) => ({ artifact: { ...base(artifact), signature: { ...base(artifact).signature, value: signedArtifact(16, 'ed25519', artifact.body).signature } } }),
+  },
+  {
+    name: 'a signature of other bytes',
+    reason: 'SignatureInvalid',
+    change: ({ artifact }) => ({ artifact: { ...base(artifact), signature: { ...base(artifact).signature, value: Buffer.alloc(64).toString('base64') } } }),
+  },
+  { name: 'a wrong SHA-256', reason: 'ChecksumMismatch', change: ({ artifact }) => ({ artifact: { ...base(artifact), sha256: 'ab'.repeat(32) } }) },
+  { name: 'a wrong size', reason: 'SizeMismatch', change: ({ artifact }) => ({ artifact: { ...base(artifact), size: SIZE - 1 } }) },
+  { name: 'corrupted bytes on the wire', reason: 'ChecksumMismatch', change: () => ({}), corrupt: true },
+];
+
+// The spec's artifact block without url/publicKey (filled by specFor's defaults below).
+let currentBase: FirmwareSpec['artifact'] | undefined;
+function base(_artifact: SignedArtifact): FirmwareSpec['artifact'] {
+  return currentBase!;
+}
+
+for (const bad of badArtifacts) {
+  test(`${bad.name} → Failed (${bad.reason}), nothing installed, nothing drained`, async () => {
+    await fixture(async (f) => {
+      const good = specFor(f.artifact, f.server, f.dev, f.keyFile);
+      currentBase = good.artifact;
+      f.server.faults.corrupt = bad.corrupt;
+      const record = await f.coordinator().run({ ...good, ...bad.change(f) });
+      assert.equal(record.phase, 'Failed');
+      assert.equal(record.lastError?.reason, bad.reason);
+      assert.equal(f.dev.installed(), undefined);
+      assert.deepEqual(f.dev.events(), []);
+      assert.equal(record.currentVersion, undefined);
+      // Terminal for this artifact: not retried by another run.
+      assert.equal((await f.coordinator().run({ ...good, ...bad.change(f) })).phase, 'Failed');
+    });
+  });
+}
+
+test('a health check that fails after install → rollback runs → RolledBack, the previous version stays current', async () => {
+  await fixture(async ({ server, artifact, dev, keyFile, healthy, coordinator }) => {
+    const previous = randomBytes(10);
+    writeFileSync(path.join(path.dirname(keyFile), 'installed'), previous);
+    const seed = new OtaStateFile(path.join(path.dirname(keyFile), 'ota'));
+    seed.patch({ currentVersion: '1.0.0' });
+    healthy.value = false;
+    const record = await coordinator().run(specFor(artifact, server, dev, keyFile));
+    assert.equal(record.phase, 'RolledBack');
+    assert.equal(record.lastError?.reason, 'HealthCheckFailed');
+    assert.match(record.lastError!.message, /not Connected/);
+    assert.equal(record.currentVersion, '1.0.0');
+    assert.deepEqual(dev.events().map((line) => line.split(' ')[0]), ['drain', 'install', 'rollback']);
+    assert.ok(dev.installed()!.equals(previous), 'the previous firmware is back');
+  });
+});
+
+test('an install command that fails → rollback → RolledBack (InstallFailed)', async () => {
+  await fixture(async ({ server, artifact, dev, keyFile, coordinator }) => {
+    const spec = specFor(artifact, server, dev, keyFile, { install: { command: ['/bin/sh', '-c', 'echo flash error >&2; exit 3', 'sh', '{file}'] } });
+    const record = await coordinator().run(spec);
+    assert.equal(record.phase, 'RolledBack');
+    assert.equal(record.lastError?.reason, 'InstallFailed');
+    assert.match(record.lastError!.message, /exited with 3: flash error/);
+  });
+});
+
+test('no shell: {file} is one argv element, metacharacters are not interpreted', async () => {
+  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
+    const marker = path.join(dir, 'pwned');
+    const spec = specFor(artifact, server, dev, keyFile, { install: { command: [dev.install, '{file}', `; touch ${marker}`] } });
+    assert.equal((await coordinator().run(spec)).phase, 'Succeeded');
+    assert.equal(existsSync(marker), false);
+  });
+});
+
+test('crash recovery: Installing on start → rolled back (never half-installed); Draining and Verifying run again', async () => {
+  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
+    const spec = specFor(artifact, server, dev, keyFile);
+    const stateDir = path.join(dir, 'ota');
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(path.join(stateDir, 'artifact'), artifact.body); // the verified file
+    writeFileDurable(path.join(stateDir, 'state.json'), JSON.stringify({ version: 1, phase: 'Installing', targetVersion: '2.0.0', targetSha256: artifact.sha256, target: 'command', spec }));
+    const record = await coordinator().run(spec);
+    assert.equal(record.phase, 'RolledBack');
+    assert.equal(record.lastError?.reason, 'InstallInterrupted');
+    assert.deepEqual(dev.events(), ['rollback']);
+  });
+  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
+    const spec = specFor(artifact, server, dev, keyFile);
+    const stateDir = path.join(dir, 'ota');
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(path.join(stateDir, 'artifact'), artifact.body);
+    writeFileDurable(path.join(stateDir, 'state.json'), JSON.stringify({ version: 1, phase: 'Draining', targetVersion: '2.0.0', targetSha256: artifact.sha256, target: 'command', spec }));
+    assert.equal((await coordinator().run(spec)).phase, 'Succeeded');
+    assert.equal(server.log.length, 0, 'the verified artifact on disk was used');
+  });
+});
+
+test('crash recovery: a crash-looping agent in HealthCheck is rolled back after MAX_HEALTH_BOOTS starts', async () => {
+  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
+    const spec = specFor(artifact, server, dev, keyFile);
+    writeFileDurable(path.join(dir, 'ota', 'state.json'), JSON.stringify({ version: 1, phase: 'HealthCheck', healthBoots: 3, targetVersion: '2.0.0', targetSha256: artifact.sha256, target: 'command', spec }));
+    const record = await coordinator().run(spec);
+    assert.equal(record.phase, 'RolledBack');
+    assert.match(record.lastError!.message, /restarted 3 times/);
+  });
+});
+
+test('a new version while downloading abandons the old artifact; a new version after Succeeded starts again', async () => {
+  await fixture(async ({ server, artifact, dev, keyFile, coordinator }) => {
+    server.faults.bytesPerSecond = 100 * 1024;
+    const co = coordinator();
+    const first = co.run(specFor(artifact, server, dev, keyFile));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    co.abortDownload();
+    assert.equal((await first).phase, 'Downloading');
+    server.faults.bytesPerSecond = undefined;
+    const next = signedArtifact(SIZE);
+    server.setBody(next.body);
+    writeFileSync(keyFile, next.publicKeyPem);
+    const record = await co.run({ ...specFor(next, server, dev, keyFile), version: '3.0.0' });
+    assert.equal(record.phase, 'Succeeded');
+    assert.equal(record.currentVersion, '3.0.0');
+    assert.ok(dev.installed()!.equals(next.body));
+  });
+});
+
+test('an unsigned artifact (no signature, or no key) is SignatureInvalid', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ota-v-'));
+  const artifact = signedArtifact(1024, 'ecdsa-p256-sha256');
+  const file = path.join(dir, 'artifact');
+  writeFileSync(file, artifact.body);
+  const expected = { size: 1024, sha256: artifact.sha256 };
+  await assert.rejects(verifyArtifact(file, expected, artifact.publicKey), { code: 'SignatureInvalid', message: /unsigned/ });
+  await assert.rejects(verifyArtifact(file, { ...expected, signature: { algorithm: 'ecdsa-p256-sha256', value: artifact.signature } }, undefined), { code: 'SignatureInvalid' });
+  // The algorithm must match the key: an ECDSA signature checked as ed25519 is refused.
+  await assert.rejects(verifyArtifact(file, { ...expected, signature: { algorithm: 'ed25519', value: artifact.signature } }, artifact.publicKey), { code: 'SignatureInvalid' });
+  await verifyArtifact(file, { ...expected, signature: { algorithm: 'ecdsa-p256-sha256', value: artifact.signature } }, artifact.publicKey);
+});
