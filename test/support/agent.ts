@@ -57,7 +57,13 @@ export class AgentProcess {
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
     const agent = new AgentProcess(child, adminAddr, stateDir);
-    await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: `agent ready (stderr: ${agent.stderr.slice(-2000)})` });
+    try {
+      await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: 'agent ready' });
+    } catch (error) {
+      // A child left running keeps the test runner waiting on its pipes for ever.
+      await agent.kill();
+      throw new Error(`${(error as Error).message} (stderr: ${agent.stderr.slice(-2000)}; stdout: ${agent.stdout.slice(-2000)})`);
+    }
     return agent;
   }
 
