@@ -16,19 +16,23 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
     plural: 'sensors',
     singular: 'sensor',
     shortNames: ['sn'],
+    // JSONPath cannot print which key of the driver union is set: the agent reports it as a fact.
     columns: [
+      { name: 'Driver', type: 'string', jsonPath: '.status.nodes[0].driver' },
       { name: 'Interval', type: 'string', jsonPath: '.spec.interval' },
-      { name: 'Unit', type: 'string', jsonPath: '.spec.unit' },
       { name: 'Ready', type: 'string', jsonPath: READY_NODES },
-      { name: 'Last', type: 'string', jsonPath: '.status.nodes[*].lastReading.value', priority: 1 },
+      { name: 'Last', type: 'string', jsonPath: '.status.nodes[0].lastReading.value' },
+      { name: 'Unit', type: 'string', jsonPath: '.spec.unit', priority: 1 },
     ],
   },
   Sink: {
     plural: 'sinks',
     singular: 'sink',
     shortNames: ['sk'],
+    // Protocol and URL come from the agent's facts: the transport is a union (mqtt, coap, stdout).
     columns: [
-      { name: 'URL', type: 'string', jsonPath: '.spec.mqtt.url' },
+      { name: 'Protocol', type: 'string', jsonPath: '.status.nodes[0].protocol' },
+      { name: 'URL', type: 'string', jsonPath: '.status.nodes[0].url' },
       { name: 'Ready', type: 'string', jsonPath: READY_NODES },
       { name: 'Queued', type: 'integer', jsonPath: '.status.nodes[*].queued' },
     ],

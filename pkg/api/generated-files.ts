@@ -11,6 +11,21 @@ function crdYaml(kind: (typeof KINDS)[number]): string {
   return HEADER + yaml.dump(buildCrd(kind), { noRefs: true, lineWidth: -1, sortKeys: false });
 }
 
+/** The CRDs as a kustomize base, generated so a new kind cannot be left out of it. */
+function crdKustomization(): string {
+  return (
+    HEADER +
+    yaml.dump(
+      {
+        apiVersion: 'kustomize.config.k8s.io/v1beta1',
+        kind: 'Kustomization',
+        resources: KINDS.map((kind) => `${KIND_NAMES[kind].plural}.sensorlet.io.yaml`),
+      },
+      { lineWidth: -1, sortKeys: false },
+    )
+  );
+}
+
 /** Types are closed (no index signatures) and unions are left to runtime validation. */
 function typingSchema(): JsonSchema {
   const definitions: JsonSchema = {};
@@ -48,5 +63,6 @@ export async function renderGenerated(): Promise<Record<string, string>> {
     files[`manifests/crds/${name}`] = crdYaml(kind);
     files[`helm/sensorlet/crds/${name}`] = crdYaml(kind);
   }
+  files['manifests/crds/kustomization.yaml'] = crdKustomization();
   return files;
 }

@@ -66,7 +66,8 @@ export class SensorRunner {
     const spec = this.resource.object!.spec;
     const { name, config } = selectedDriver(spec.driver as Record<string, unknown>);
     const factory = driverFactory(name);
-    this.setStatus({ type: 'Ready', status: 'False', reason: 'Starting', message: `starting the ${name} driver` });
+    // `driver` is a fact so `kubectl get sensors` can print it (JSONPath cannot name a union's key).
+    this.setStatus({ type: 'Ready', status: 'False', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name });
     try {
       if (!factory) throw new SensorletError('DriverNotFound', `no driver named ${name} is built in`, { terminal: true });
       this.driver = factory.create(config, {
@@ -225,8 +226,8 @@ export class SensorRunner {
     });
   }
 
-  private setStatus(condition: { type: string; status: 'True' | 'False'; reason: string; message: string }): void {
-    this.deps.status.update(this.key, { observedGeneration: this.generation, conditions: [condition] });
+  private setStatus(condition: { type: string; status: 'True' | 'False'; reason: string; message: string }, facts?: Record<string, unknown>): void {
+    this.deps.status.update(this.key, { observedGeneration: this.generation, conditions: [condition], ...(facts ? { facts } : {}) });
   }
 }
 

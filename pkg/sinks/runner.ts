@@ -129,6 +129,8 @@ export class SinkRunner implements RouteTarget {
     this.deps.status.update(this.key, {
       observedGeneration: this.generation,
       conditions: [{ type: 'Ready', status: 'True', reason: 'Started', message: `${factory.name} sink started with ${this.lanes.length} connection(s)` }],
+      // Facts for `kubectl get sinks` (JSONPath cannot name a union's key); undefined clears a stale url.
+      facts: { protocol: factory.name, url: typeof (config as { url?: unknown } | undefined)?.url === 'string' ? (config as { url: string }).url : undefined },
     });
     this.reportConnection();
     this.statsTimer = setInterval(() => this.reportQueue(), 1000);

@@ -105,8 +105,12 @@ test('apply: the Sensor runs and its readings reach Mosquitto; status reaches th
     what: 'alpha Ready=True on the API server',
   });
   assert.equal(entry.observedGeneration, 1);
+  // The printer columns (pkg/api/crds.ts) read these facts: JSONPath cannot name a union's key.
+  assert.equal(entry.driver, 'simulated');
   const sinkEntry = await waitFor(() => serverEntry('Sink', 'plant-mqtt'), { timeoutMs: 15_000, what: 'Sink status on the API server' });
   assert.equal(ready(sinkEntry)?.status, 'True');
+  assert.equal(sinkEntry.protocol, 'mqtt');
+  assert.equal(sinkEntry.url, broker.url);
 });
 
 test('spec change: a new generation is reconciled and observedGeneration follows it', async () => {
