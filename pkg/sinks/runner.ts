@@ -177,6 +177,9 @@ export class SinkRunner implements RouteTarget {
       start: () => transport.start(),
       close: () => transport.close(),
       ...(transport.permanentFailures ? { permanentFailures: () => transport.permanentFailures!() } : {}),
+      // Keep the transport's in-flight limit: without it a mutual-TLS CoAP lane (which has a tenant)
+      // would pipeline 4 batches, and a 5.xx on one with a 2.xx on the next would reorder readings.
+      ...(transport.maxInFlightBatches !== undefined ? { maxInFlightBatches: transport.maxInFlightBatches } : {}),
       send: async (readings: Reading[]) => {
         const own = readings.filter((reading) => reading.tenant === undefined || reading.tenant === tenant);
         if (own.length < readings.length) {
