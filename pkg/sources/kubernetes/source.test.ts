@@ -6,6 +6,10 @@ import { waitFor } from '../../../test/support/ports.js';
 import { silentLogger } from '../../observability/logger.js';
 import type { SourceDocument, SourceListener } from '../source.js';
 import { createKubernetesSource, type KubernetesSource } from './source.js';
+import { KINDS } from '../../api/schemas.js';
+
+/** One watch per kind, plus the Node and the Secrets. */
+const WATCHES = KINDS.length + 2;
 
 const NODE = 'gateway-7';
 const FAST_BACKOFF = { initialMs: 50, maxMs: 200 };
@@ -109,13 +113,13 @@ describe('kubernetes source', () => {
     for (const mode of ['destroy', 'end'] as const) {
       await waitFor(() => fake.openWatchCount('Sensor') === 1, { what: `sensor watch open before ${mode}` });
       const callsBefore = listener.calls.length;
-      assert.ok(fake.dropWatches(mode) >= 5, 'all five informers had a watch open');
+      assert.ok(fake.dropWatches(mode) >= WATCHES, 'every informer had a watch open');
       // Changes while no watch is open must arrive on resume.
       fake.apply(sensor(`while-${mode}`, { interval: '3s' }));
       fake.apply(sensor('pump', { interval: mode === 'end' ? '8s' : '7s' }, 'edge'));
       await waitFor(() => listener.current.has(`k8s:Sensor/default/while-${mode}`), { what: `added while dropped (${mode})` });
       await waitFor(() => (listener.spec('k8s:Sensor/edge/pump') as { interval?: string }).interval === (mode === 'end' ? '8s' : '7s'));
-      await waitFor(() => fake.openWatchCount() === 5, { what: 'all watches reopened' });
+      await waitFor(() => fake.openWatchCount() === WATCHES, { what: 'all watches reopened' });
       // Exactly the two changes were reported: no duplicates from replay.
       assert.deepEqual(
         listener.calls.slice(callsBefore).map((call) => call.origin).sort(),
@@ -126,7 +130,7 @@ describe('kubernetes source', () => {
 
   test('410 Gone relists: deletes missed while away are reported, nothing duplicated', async () => {
     const listener = await currentListener();
-    await waitFor(() => fake.openWatchCount() === 5, { what: 'watches open' });
+    await waitFor(() => fake.openWatchCount() === WATCHES, { what: 'watches open' });
     const callsBefore = listener.calls.length;
     fake.dropWatches('destroy');
     fake.delete('Sensor', 'default', 'while-destroy');
@@ -135,7 +139,7 @@ describe('kubernetes source', () => {
     fake.expireWatches();
     await waitFor(() => listener.current.has('k8s:Sensor/default/after-gone'), { what: 'added across 410' });
     await waitFor(() => !listener.current.has('k8s:Sensor/default/while-destroy'), { what: 'deleted across 410' });
-    await waitFor(() => fake.openWatchCount() === 5, { what: 'watches reopened' });
+    await waitFor(() => fake.openWatchCount() === WATCHES, { what: 'watches reopened' });
     assert.ok(fake.goneAnswers >= 1, 'a watch resumed from a compacted version and got 410');
     const relists = fake.requests.filter((request) => !request.url.includes('watch=') && request.url.includes('/sensors'));
     assert.ok(relists.length >= 2, 'the Sensor informer listed again');
@@ -149,12 +153,12 @@ describe('kubernetes source', () => {
     fake.expireWatches();
     fake.apply(sensor('after-open-gone', { interval: '4s' }));
     await waitFor(() => listener.current.has('k8s:Sensor/default/after-open-gone'));
-    await waitFor(() => fake.openWatchCount() === 5, { what: 'watches reopened' });
+    await waitFor(() => fake.openWatchCount() === WATCHES, { what: 'watches reopened' });
     assert.deepEqual(listener.calls.slice(openCalls).map((call) => call.origin), ['k8s:Sensor/default/after-open-gone']);
   });
 
   test('bookmarks are requested and advance the resume version', async () => {
-    await waitFor(() => fake.openWatchCount() === 5);
+    await waitFor(() => fake.openWatchCount() === WATCHES);
     const watches = fake.requests.filter((request) => request.url.includes('watch=true'));
     assert.ok(watches.every((request) => request.url.includes('allowWatchBookmarks=true')));
     fake.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'unrelated', namespace: 'elsewhere' }, type: 'Opaque', data: {} });
@@ -163,7 +167,7 @@ describe('kubernetes source', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     const count = fake.requests.length;
     fake.dropWatches('end');
-    await waitFor(() => fake.openWatchCount() === 5);
+    await waitFor(() => fake.openWatchCount() === WATCHES);
     const resumed = fake.requests.slice(count).find((request) => request.url.startsWith('/apis/sensorlet.io/v1alpha1/sensors?'));
     assert.ok(resumed, 'sensor watch resumed');
     assert.match(resumed.url, new RegExp(`resourceVersion=${bookmarkedAt}(&|$)`));
@@ -227,7 +231,7 @@ describe('kubernetes source', () => {
     await source!.resync();
     assert.deepEqual(new Set(listener.current.keys()), before);
     assert.equal(listener.calls.length, callsBefore, 'an unchanged relist reports nothing');
-    await waitFor(() => fake.openWatchCount() === 5, { what: 'watches reopened after resync' });
+    await waitFor(() => fake.openWatchCount() === WATCHES, { what: 'watches reopened after resync' });
 
     // A deletion whose watch event was lost is found by the next relist.
     assert.ok(fake.deleteSilently('Sensor', 'default', 'marker'));
