@@ -37,7 +37,7 @@ export interface ChunkStore {
   put(meta: ChunkMeta, readings: Reading[]): { bytes: number; persisted: Promise<void> };
   /** Reads a chunk's readings back; rejects with ChunkCorruptError when it fails its checks. */
   load(chunk: SealedChunkInfo): Promise<Reading[]>;
-  /** Deletes acknowledged or dropped chunks. */
+  /** Deletes acknowledged or dropped chunks; one whose put() was not written yet is never written. */
   remove(chunks: SealedChunkInfo[]): Promise<void>;
   /** Moves a corrupt chunk aside so it is kept for inspection but never read again. */
   quarantine(chunk: SealedChunkInfo, reason: string): Promise<void>;
@@ -78,6 +78,9 @@ function emptyDropped(): Record<DropReason, number> {
   return { dropOldest: 0, dropNewest: 0, maxAge: 0, corrupt: 0 };
 }
 
+/** How far beyond maxBytes `whenFull: block` admits the readings of reads already under way. */
+const BLOCK_OVERSHOOT = 1.25;
+
 function limitOrInfinity(value: number): number {
   return Number.isFinite(value) && value > 0 ? value : Infinity;
 }
@@ -110,7 +113,7 @@ export class OutboxCore implements Outbox {
   private readonly fullListeners: Array<(full: boolean) => void> = [];
   private waiters: Array<() => void> = [];
   private nextChain: Promise<unknown> = Promise.resolve();
-  private removals: Promise<void> = Promise.resolve();
+  private readonly removals = new Set<Promise<void>>();
   private opened = false;
   private closed = false;
 
@@ -157,16 +160,20 @@ export class OutboxCore implements Outbox {
     this.expire();
     let accepted = readings.length;
     const incomingBytes = readings.length * this.bytesPerReading;
-    // With block, a full outbox refuses everything until it drains below the low-water mark.
-    const blocked = this.options.whenFull === 'block' && this.full;
-    if (blocked || (this.maxBytes !== Infinity && this.totalBytes() + incomingBytes > this.maxBytes)) {
+    // With block, the producers pause as soon as `full` flips, but reads already under way still
+    // arrive: they are admitted up to BLOCK_OVERSHOOT beyond maxBytes, so block loses nothing.
+    // Only a producer that ignores the pause runs into the hard ceiling (counted as dropNewest).
+    const block = this.options.whenFull === 'block';
+    const ceiling = block ? this.maxBytes * BLOCK_OVERSHOOT : this.maxBytes;
+    if (block && this.maxBytes !== Infinity && this.totalBytes() + incomingBytes > this.maxBytes) this.setFull(true);
+    if (this.maxBytes !== Infinity && this.totalBytes() + incomingBytes > ceiling) {
       if (this.options.whenFull === 'dropOldest') {
         const freed = this.dropOldestUntil(this.maxBytes - incomingBytes);
         if (freed > 0) dropped.dropOldest = freed;
       } else {
         // dropNewest and block refuse what does not fit. With block the caller pauses its producers
         // on full=true; readings it sends anyway are lost to the outbox and counted as dropNewest.
-        const room = blocked ? 0 : Math.max(0, this.maxBytes - this.totalBytes());
+        const room = Math.max(0, ceiling - this.totalBytes());
         accepted = Math.min(readings.length, Math.floor(room / this.bytesPerReading));
         if (accepted < readings.length) {
           dropped.dropNewest = readings.length - accepted;
@@ -271,7 +278,7 @@ export class OutboxCore implements Outbox {
     clearTimeout(this.sealTimer);
     clearInterval(this.ageTimer);
     this.wake();
-    await this.removals;
+    await Promise.all(this.removals);
     await this.store.close(this.counters);
   }
 
@@ -445,14 +452,13 @@ export class OutboxCore implements Outbox {
   }
 
   private scheduleRemoval(chunks: Chunk[]): void {
-    const waitFor = Promise.all(chunks.map((chunk) => chunk.persisted.catch(() => undefined)));
-    this.removals = this.removals
-      .then(() => waitFor)
-      .then(() => this.store.remove(chunks))
-      .catch((error: unknown) => {
-        // The chunk stays on disk and is re-delivered after a restart: at-least-once holds.
-        this.logger?.error({ err: error }, 'could not delete acknowledged outbox chunks');
-      });
+    // Straight to the store, which orders it after the chunk's own write (or cancels that write).
+    const removal = this.store.remove(chunks).catch((error: unknown) => {
+      // The chunk stays on disk and is re-delivered after a restart: at-least-once holds.
+      this.logger?.error({ err: error }, 'could not delete acknowledged outbox chunks');
+    });
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
   }
 
   private updateFull(): void {

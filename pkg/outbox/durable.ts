@@ -81,8 +81,12 @@ export function chunkIdOf(fileName: string): number | undefined {
   return Number.isSafeInteger(id) && id > 0 ? id : undefined;
 }
 
+function indexId(chunkId: number): string {
+  return `c${chunkId}`;
+}
+
 function indexDoc(info: SealedChunkInfo): ChunkIndexDoc {
-  return { _id: `c${info.id}`, kind: 'chunk', id: info.id, count: info.count, bytes: info.bytes, firstTime: info.firstTime, lastTime: info.lastTime };
+  return { _id: indexId(info.id), kind: 'chunk', id: info.id, count: info.count, bytes: info.bytes, firstTime: info.firstTime, lastTime: info.lastTime };
 }
 
 interface WriteJob {
@@ -92,12 +96,20 @@ interface WriteJob {
   reject: (error: unknown) => void;
 }
 
+/** A group commit in progress: these chunk ids are being written. */
+interface WriteGroup {
+  ids: Set<number>;
+  done: Promise<void>;
+}
+
 class DiskChunkStore implements ChunkStore {
   readonly evictable = true;
   private readonly chunksDir: string;
   private readonly corruptDir: string;
   private db!: DatastoreInstance;
-  private pendingWrites: WriteJob[] = [];
+  /** Sealed, not yet being written; acked or dropped before their turn, they are never written. */
+  private readonly pendingWrites = new Map<number, WriteJob>();
+  private currentGroup: WriteGroup | undefined;
   private writing: Promise<void> | undefined;
   /** Serializes index updates so a chunk's insert always precedes its removal. */
   private indexChain: Promise<unknown> = Promise.resolve();
@@ -155,7 +167,7 @@ class DiskChunkStore implements ChunkStore {
     }
 
     const staleDocs = [...indexed.keys()].filter((id) => !onDisk.has(id));
-    if (staleDocs.length > 0) await this.db.remove({ kind: 'chunk', id: { $in: staleDocs } }, { multi: true });
+    if (staleDocs.length > 0) await this.db.remove({ _id: { $in: staleDocs.map(indexId) } }, { multi: true });
 
     const corrupt: SealedChunkInfo[] = [];
     // Truncation shows as a size that differs from the index; stat is cheap, bodies are not read.
@@ -206,7 +218,7 @@ class DiskChunkStore implements ChunkStore {
     const data = encodeChunk(meta, readings);
     const info: SealedChunkInfo = { ...meta, bytes: data.length };
     this.nextId = Math.max(this.nextId, meta.id + 1);
-    const persisted = new Promise<void>((resolve, reject) => this.pendingWrites.push({ info, data, resolve, reject }));
+    const persisted = new Promise<void>((resolve, reject) => this.pendingWrites.set(meta.id, { info, data, resolve, reject }));
     if (!this.writing) this.writing = this.writeLoop();
     return { bytes: data.length, persisted };
   }
@@ -214,19 +226,24 @@ class DiskChunkStore implements ChunkStore {
   /** Group commit: writes everything sealed so far, then one directory fsync for the group. */
   private async writeLoop(): Promise<void> {
     try {
-      while (this.pendingWrites.length > 0) {
-        const jobs = this.pendingWrites;
-        this.pendingWrites = [];
+      while (this.pendingWrites.size > 0) {
+        const jobs = [...this.pendingWrites.values()];
+        this.pendingWrites.clear();
+        let finish!: () => void;
+        this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
         try {
           await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
           await fsyncDirectory(this.chunksDir);
           for (const job of jobs) job.resolve();
+          const docs = jobs.map((job) => indexDoc(job.info));
+          // Queued before `finish`, so a removal waiting for this group follows the insert.
+          void this.queueIndex(() => this.db.insert(docs)).catch(() => undefined);
         } catch (error) {
           for (const job of jobs) job.reject(error);
-          continue;
+        } finally {
+          this.currentGroup = undefined;
+          finish();
         }
-        const docs = jobs.map((job) => indexDoc(job.info));
-        this.queueIndex(() => this.db.insert(docs));
       }
     } finally {
       this.writing = undefined;
@@ -259,17 +276,32 @@ class DiskChunkStore implements ChunkStore {
   }
 
   async remove(chunks: SealedChunkInfo[]): Promise<void> {
+    // Acked before its write started (a sink that keeps up while the disk lags): skip the write.
+    const written: SealedChunkInfo[] = [];
+    for (const chunk of chunks) {
+      const job = this.pendingWrites.get(chunk.id);
+      if (job) {
+        this.pendingWrites.delete(chunk.id);
+        job.resolve();
+      } else {
+        written.push(chunk);
+      }
+    }
+    if (written.length === 0) return;
+    const group = this.currentGroup;
+    if (group && written.some((chunk) => group.ids.has(chunk.id))) await group.done;
     // File first: a crash after it leaves an index document without file, which open() drops.
-    await Promise.all(chunks.map((chunk) => unlink(this.chunkPath(chunk.id)).catch(ignoreMissing)));
-    const ids = chunks.map((chunk) => chunk.id);
-    await this.queueIndex(() => this.db.remove({ kind: 'chunk', id: { $in: ids } }, { multi: true }));
+    await Promise.all(written.map((chunk) => unlink(this.chunkPath(chunk.id)).catch(ignoreMissing)));
+    // By _id, which nedb indexes; a query on other fields scans every document.
+    const ids = written.map((chunk) => indexId(chunk.id));
+    await this.queueIndex(() => this.db.remove({ _id: { $in: ids } }, { multi: true }));
   }
 
   async quarantine(chunk: SealedChunkInfo, reason: string): Promise<void> {
     const target = path.join(this.corruptDir, `${chunkFileName(chunk.id)}.${Date.now()}`);
     await rename(this.chunkPath(chunk.id), target).catch(ignoreMissing);
     this.logger.warn({ chunk: chunk.id, file: target, reason }, 'corrupt outbox chunk moved aside');
-    await this.queueIndex(() => this.db.remove({ kind: 'chunk', id: chunk.id }, { multi: true }));
+    await this.queueIndex(() => this.db.remove({ _id: indexId(chunk.id) }, { multi: true }));
   }
 
   saveCounters(counters: Counters): void {

@@ -232,25 +232,39 @@ for (const [name, create] of implementations) {
       await outbox.close();
     });
 
-    it('whenFull=block reports full, refuses, and signals when there is room again', async () => {
-      const outbox = await openOutbox({ maxBytes: 6000, whenFull: 'block' });
+    it('whenFull=block reports full, admits reads under way up to a hard ceiling, and signals room again', async () => {
+      const maxBytes = 12_000;
+      const outbox = await openOutbox({ maxBytes, whenFull: 'block' });
       const flips: boolean[] = [];
       outbox.onFullChange((full) => flips.push(full));
       let accepted = 0;
-      let lastResult;
-      for (let i = 0; i < 20; i++) {
-        lastResult = outbox.append(readingsFrom(accepted + 1, 10));
-        accepted += lastResult.accepted;
-        if (lastResult.full) break;
+      let result;
+      for (let i = 0; i < 100; i++) {
+        result = outbox.append(readingsFrom(accepted + 1, 5));
+        accepted += result.accepted;
+        if (result.full) break;
       }
-      assert.equal(lastResult?.full, true);
+      assert.equal(result?.full, true);
       assert.deepEqual(flips, [true]);
-      const refused = outbox.append(readingsFrom(accepted + 1, 10));
-      assert.equal(refused.accepted, 0);
-      assert.equal(refused.full, true);
+      assert.equal(outbox.stats().dropped.dropNewest, 0, 'nothing lost when the producer pauses at once');
+      // Readings already under way when `full` flipped are still admitted, up to the hard ceiling.
+      const underWay = outbox.append(readingsFrom(accepted + 1, 5));
+      assert.equal(underWay.accepted, 5);
+      accepted += 5;
+      // A producer that ignores the pause runs into the ceiling; the refused readings are counted.
+      let refused = 0;
+      for (let i = 0; i < 50 && refused === 0; i++) {
+        const more = outbox.append(readingsFrom(accepted + 1, 10));
+        accepted += more.accepted;
+        refused = more.dropped.dropNewest ?? 0;
+        assert.equal(more.full, true);
+      }
+      assert.ok(refused > 0, 'a hard ceiling exists');
+      assert.equal(outbox.stats().dropped.dropNewest, refused);
+      assert.ok(outbox.stats().bytes <= maxBytes * 1.3, `bytes ${outbox.stats().bytes} bounded`);
       await outbox.flush();
       const { seqs } = await take(outbox, accepted);
-      assert.deepEqual(seqs, range(1, accepted), 'nothing accepted was dropped');
+      assert.deepEqual(seqs, range(1, accepted), 'everything accepted is delivered, in order');
       assert.deepEqual(flips, [true, false]);
       assert.equal(outbox.stats().full, false);
       assert.equal(outbox.append(readingsFrom(accepted + 1, 5)).accepted, 5);
