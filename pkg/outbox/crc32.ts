@@ -1,6 +1,8 @@
-// CRC-32 (IEEE 802.3, the zlib/PNG polynomial) for chunk framing. node:zlib gained crc32 only in
-// Node 22, and the agent supports Node 20, so this is a small slicing-by-8 table implementation:
-// about 400 MB/s here, well above the outbox's JSON encode rate.
+// CRC-32 (IEEE 802.3, the zlib/PNG polynomial) for chunk framing. node:zlib has crc32 only from
+// Node 20.15 / 22.2, and the agent supports every Node 20, so it is used when present (about 4 GB/s)
+// with a slicing-by-8 table implementation as the fallback (about 400 MB/s, still well above the
+// outbox's JSON encode rate).
+import * as zlib from 'node:zlib';
 
 // One flat Int32Array of 8 tables: entries above 2^31 in a Uint32Array would load as doubles, and
 // an array of tables adds a lookup per byte; both measured at less than half the speed.
@@ -23,7 +25,15 @@ function buildTable(): Int32Array {
   return table;
 }
 
+const nativeCrc32 = (zlib as unknown as { crc32?: (data: Uint8Array) => number }).crc32;
+
 export function crc32(data: Uint8Array, start = 0, end = data.length): number {
+  if (nativeCrc32) return nativeCrc32(start === 0 && end === data.length ? data : data.subarray(start, end)) >>> 0;
+  return crc32Table(data, start, end);
+}
+
+/** The portable implementation; exported so tests check it against the native one. */
+export function crc32Table(data: Uint8Array, start = 0, end = data.length): number {
   const t = TABLE;
   let crc = -1; // 0xffffffff as int32
   let i = start;

@@ -18,7 +18,9 @@
 //   `chunks/<id>.chunk`, and the directory is fsynced; only then is it durable. Chunks sealed
 //   while a write is in flight are written as one group with one directory fsync (group commit).
 //   No per-reading fsync, nedb write or promise. The index document is written after the rename
-//   without fsync: the chunk file, not the index, is the source of truth.
+//   without fsync: the chunk file, not the index, is the source of truth. A chunk acknowledged (or
+//   dropped) before its group commit started is never written: a sink that keeps up costs no I/O
+//   beyond what the disk can absorb in the background.
 // * Power cut: the open chunk (at most maxReadings readings or maxDelayMs of data) and chunks
 //   whose group commit had not finished are lost; everything durable is delivered after restart.
 //   Acks delete chunk files in FIFO order in the background; a chunk acked but not yet deleted is
