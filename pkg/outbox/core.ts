@@ -392,11 +392,16 @@ export class OutboxCore implements Outbox {
     this.liveChunks += sign;
   }
 
-  /** Drops the oldest live chunks until the total is at most `target`; returns readings dropped. */
+  /**
+   * Drops the oldest queued chunks until the total is at most `target`; returns readings dropped.
+   * Chunks out for delivery are never dropped: the transport may already hold them (mqtt.js keeps
+   * unacknowledged QoS 1 publishes across a reconnect), so they would arrive and be counted as
+   * dropped too. The limit can thus be exceeded by at most the sink's in-flight window.
+   */
   private dropOldestUntil(target: number): number {
     let dropped = 0;
     while (this.totalBytes() > target) {
-      const oldest = this.queue.find((chunk) => chunk.state !== 'acked');
+      const oldest = this.queue.find((chunk) => chunk.state === 'queued');
       if (!oldest) break;
       dropped += oldest.count;
       this.dropChunk(oldest, 'dropOldest');
@@ -407,11 +412,13 @@ export class OutboxCore implements Outbox {
   private expire(): void {
     if (this.maxAgeMs === Infinity || !this.opened) return;
     const cutoff = this.clock.now() - this.maxAgeMs;
-    for (;;) {
-      const oldest = this.queue.find((chunk) => chunk.state !== 'acked');
-      // A chunk expires when its newest reading is too old, so nothing younger than maxAge is lost.
-      if (!oldest || oldest.lastTime >= cutoff) break;
-      this.dropChunk(oldest, 'maxAge');
+    // A chunk expires when its newest reading is too old, so nothing younger than maxAge is lost;
+    // chunks out for delivery are left to their ack, as in dropOldestUntil.
+    for (let i = 0; i < this.queue.length; ) {
+      const chunk = this.queue[i];
+      if (chunk.lastTime >= cutoff) break;
+      if (chunk.state === 'queued') this.dropChunk(chunk, 'maxAge');
+      else i++;
     }
   }
 
