@@ -50,7 +50,7 @@ export class Lane {
 
   async start(): Promise<void> {
     await this.outbox.open();
-    this.transport = this.newTransport(this.identity);
+    this.installTransport(this.identity);
     this.running = true;
     this.loop = this.deliver();
   }
@@ -66,7 +66,7 @@ export class Lane {
   async replaceTransport(identity: ConnectionIdentity): Promise<void> {
     const previous = this.transport;
     (this as { identity: ConnectionIdentity }).identity = identity;
-    this.transport = this.newTransport(identity);
+    this.installTransport(identity);
     await previous?.close();
   }
 
@@ -79,14 +79,16 @@ export class Lane {
     await this.loop?.catch(() => undefined);
   }
 
-  private newTransport(identity: ConnectionIdentity): Transport {
+  /** Creates the connection and makes it current before starting it, so even a report made
+   * synchronously inside start() speaks for the lane; a replaced connection no longer does. */
+  private installTransport(identity: ConnectionIdentity): void {
     const transport = this.createTransport(identity, (state) => {
-      if (transport !== this.transport) return; // a replaced connection no longer speaks for the lane
+      if (transport !== this.transport) return;
       this.state = state;
       this.events.onState(state);
     });
+    this.transport = transport;
     transport.start();
-    return transport;
   }
 
   private async deliver(): Promise<void> {

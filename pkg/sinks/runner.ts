@@ -208,7 +208,8 @@ export class SinkRunner implements RouteTarget {
           : { type: 'BufferFull', status: 'False', reason: 'OutboxAccepting', message: '' },
       ],
     });
-    this.deps.onFullChange(this.key, full);
+    // Only `block` pauses producers; the drop policies keep accepting and drop by their rule.
+    if (this.resource.object!.spec.outbox?.whenFull === 'block') this.deps.onFullChange(this.key, full);
   }
 
   private reportConnection(): void {
@@ -294,8 +295,7 @@ function waitingTransport(waiting: { reason: string; message: string }, onState:
   const pending = new Set<(error: Error) => void>();
   return {
     start() {
-      // After start() returns: the lane only listens to the transport it has already installed.
-      queueMicrotask(() => onState({ connected: false, reason: waiting.reason, message: waiting.message }));
+      onState({ connected: false, reason: waiting.reason, message: waiting.message });
     },
     send() {
       return new Promise<void>((_resolve, reject) => pending.add(reject));
