@@ -42,7 +42,7 @@ async function withAgent<T>(files: Record<string, string>, run: (agent: AgentPro
 async function sensorletRate(url: string, payload: 'reading' | 'batch'): Promise<number> {
   // Offer far more than the sink can take, so the figure is the delivery path's, not the sensor's.
   const files = {
-    'sensor.yaml': counterSensor('counter', '10ms', payload === 'batch' ? 5000 : 1000),
+    'sensor.yaml': counterSensor('counter', '10ms', payload === 'batch' ? 4000 : 1000),
     'sink.yaml': mqttSink('bench', url, { payload, maxReadings: payload === 'batch' ? 2000 : 500, maxDelay: '50ms' }),
   };
   return withAgent(files, (agent) => deliveredRate(agent, 'bench', 2000, 4000));
