@@ -9,16 +9,9 @@ import { Mosquitto } from '../support/mosquitto.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
+import { assertInOrderWithoutGaps } from '../support/sequences.js';
 
 const OUTAGE_MS = 30_000;
-
-/** First occurrences of each seq, in arrival order: must be exactly first..last, increasing. */
-export function assertInOrderWithoutGaps(readings: { seq: number }[], what: string): void {
-  const seen = new Set<number>();
-  const firsts = readings.filter((reading) => (seen.has(reading.seq) ? false : (seen.add(reading.seq), true)));
-  assert.ok(firsts.length > 0, `${what}: nothing arrived`);
-  firsts.forEach((reading, index) => assert.equal(reading.seq, firsts[0].seq + index, `${what}: gap or reorder at ${index}`));
-}
 
 test('broker outage of 30 s: every reading arrives, in order, no gap; the backlog drains while new readings flow', { timeout: 120_000 }, async () => {
   // Persistence and a persistent session keep the *test's* subscriber from missing messages while
