@@ -5,7 +5,7 @@ import mqtt from 'mqtt';
 import { Mosquitto } from '../support/mosquitto.js';
 import { waitFor } from '../support/ports.js';
 import {
-  AgentProcess, counterSensor, cpuSeconds, deliveredRate, histogramQuantile, manifestsDir, metricValue, mqttSink, repeat, rssMb, sleep,
+  AgentProcess, counterSensor, cpuSeconds, deliveredRate, histogramQuantile, manifestsDir, median, metricValue, mqttSink, repeat, rssMb, sleep,
 } from './harness.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -144,6 +144,35 @@ async function serial(): Promise<void> {
   }
 }
 
+async function mtls(): Promise<void> {
+  const { benchMtls } = await import('./mtls.js');
+  const runs = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await benchMtls());
+  const plain = median(runs.map((run) => run.plainReadingsPerSec));
+  const secured = median(runs.map((run) => run.mtlsReadingsPerSec));
+  const ratio = median(runs.map((run) => run.ratio));
+  report('plain MQTT through the agent (readings/s, median)', plain.toFixed(0));
+  report('mutual-TLS MQTT through the agent (readings/s, median)', secured.toFixed(0));
+  report('  mTLS ratio to plain (median of per-run ratios)', ratio.toFixed(2), '≥ 0.8', ratio >= 0.8);
+  report('reconnect after certificate rotation (ms, median)', median(runs.map((run) => run.rotationReconnectMs)).toFixed(0));
+}
+
+async function coap(): Promise<void> {
+  const { benchCoap } = await import('./coap.js');
+  const runs = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await benchCoap());
+  report('CoAP, one reading per request (readings/s, median)', median(runs.map((run) => run.coapPerRequest)).toFixed(0));
+  report('CoAP, SenML packs (readings/s, median)', median(runs.map((run) => run.coapSenml)).toFixed(0));
+  report('MQTT, one reading per message, same run (readings/s, median)', median(runs.map((run) => run.mqttPerMessage)).toFixed(0));
+}
+
+async function cluster(): Promise<void> {
+  const { benchClusterRss, CLUSTER_RSS_TARGET_MB } = await import('./cluster.js');
+  const { clusterMb, folderMb } = await benchClusterRss();
+  report('RSS in cluster mode (MB)', clusterMb.toFixed(1), `≤ ${CLUSTER_RSS_TARGET_MB}`, clusterMb <= CLUSTER_RSS_TARGET_MB);
+  report('RSS in folder mode, same manifests (MB)', folderMb.toFixed(1));
+}
+
 const sections = process.argv.slice(2);
 const wanted = (name: string) => sections.length === 0 || sections.includes(name);
 const broker = await Mosquitto.start();
@@ -154,6 +183,9 @@ try {
   if (wanted('backlog')) await backlog(broker, raw);
   if (wanted('scheduler')) await scheduler(broker);
   if (wanted('serial')) await serial();
+  if (wanted('mtls')) await mtls();
+  if (wanted('coap')) await coap();
+  if (wanted('cluster')) await cluster();
 } finally {
   await broker.stop();
 }
