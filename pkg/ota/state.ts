@@ -26,7 +26,8 @@
 // 4. Succeeded, RolledBack and Failed are terminal for (version, sha256): the same spec never
 //    starts again (no retry loop on a bad artifact); a new version or artifact starts from Idle.
 // 5. `currentVersion` changes only on Succeeded (commit); on RolledBack it stays the previous one.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fsyncDir, writeFileDurable } from '../storage/durable-file.js';
 import path from 'node:path';
 import type { FirmwareSpec } from '../api/resource.js';
 
@@ -94,32 +95,7 @@ export function initialRecord(): OtaRecord {
   return { version: 1, phase: 'Idle' };
 }
 
-/** Writes a file durably: temp + fsync + rename + fsync of the folder (the rename itself). */
-export function writeFileDurable(file: string, content: string | Buffer): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const temp = `${file}.tmp`;
-  const fd = openSync(temp, 'w');
-  try {
-    writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
-  fsyncDir(path.dirname(file));
-}
-
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EPERM') throw error;
-  } finally {
-    closeSync(fd);
-  }
-}
+export { writeFileDurable, fsyncDir };
 
 /** The persisted record of one Firmware resource on this node. */
 export class OtaStateFile {

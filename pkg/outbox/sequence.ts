@@ -8,7 +8,8 @@
 // reserved but unused at the crash are skipped (a gap across restarts, never within a run). A
 // clean close() persists the exact next numbers, leaving no gap. Blocks double (up to a cap) when
 // a sensor uses one up within a second, so a 10k readings/s sensor reserves a few times a second.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileDurable } from '../storage/durable-file.js';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { SensorletError } from '../api/errors.js';
@@ -105,27 +106,6 @@ export class SequenceStore {
     const next: Record<string, number> = {};
     for (const [key, counter] of this.counters) next[key] = mark(counter);
     const body: SequenceFile = { version: 1, next };
-    const temp = `${this.file}.tmp`;
-    const fd = openSync(temp, 'w');
-    try {
-      writeSync(fd, JSON.stringify(body));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, this.file);
-    fsyncDirSync(path.dirname(this.file));
-  }
-}
-
-function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EPERM') throw error;
-  } finally {
-    closeSync(fd);
+    writeFileDurable(this.file, JSON.stringify(body));
   }
 }

@@ -3,6 +3,7 @@
 // replacement keeps the previous identity (and its connections) and says so.
 import chokidar, { type FSWatcher } from 'chokidar';
 import { loadCertificate, type LoadedCertificate } from '../../pki/load.js';
+import { certificateStatusFacts } from '../../pki/status.js';
 import { materialFromSecret } from './secret-material.js';
 import type { StoredResource } from '../../api/resource.js';
 import type { ConditionUpdate } from '../conditions.js';
@@ -38,19 +39,13 @@ function conditionsOf(loaded: LoadedCertificate, keptPrevious: boolean): Conditi
   ];
 }
 
+/** What status.nodes[] shows of a Certificate: pkg/pki's secret-free facts plus the chain result. */
 function factsOf(loaded: LoadedCertificate): Record<string, unknown> {
-  const facts = loaded.facts;
-  if (!facts) return {};
+  if (!loaded.facts) return {};
   return {
-    subject: facts.subject,
-    issuer: facts.issuer,
-    serial: facts.serial,
-    notBefore: facts.notBefore.toISOString(),
-    notAfter: facts.notAfter.toISOString(),
-    sans: [...facts.sans.uris.map((uri) => `URI:${uri}`), ...facts.sans.dns.map((dns) => `DNS:${dns}`)],
-    fingerprint: facts.fingerprint,
-    tenant: loaded.identity?.tenant ?? null,
-    device: loaded.identity?.device ?? null,
+    tenant: null,
+    device: null,
+    ...certificateStatusFacts(loaded),
     chain: loaded.chain ? (loaded.chain.trusted ? 'trusted' : `untrusted: ${loaded.chain.reason}`) : 'not checked (no caFile)',
   };
 }
