@@ -1,0 +1,117 @@
+// Bench: graceful degradation under overload. One counter Sensor offers ~500k readings/s (5000 per
+// read every 10 ms), at least 10x what an MQTT QoS 1 sink sending one reading per message can take
+// (~30-50k msgs/s to a local Mosquitto), into a bounded durable outbox with `whenFull: dropOldest`.
+// A well-behaved agent keeps delivering near the sink's capacity, drops the excess (counted), keeps
+// its memory bounded and stays responsive. Every loop is bounded in count and time.
+// Run alone with `node dist/test/bench/overload.js`; `benchOverload()` is what `npm run bench` can call.
+import { rmSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Mosquitto } from '../support/mosquitto.js';
+import { AgentProcess, counterSensor, manifestsDir, metricValue, rssMb, sleep } from './harness.js';
+
+export interface OverloadResult {
+  /** Readings/s the Sensor produced over the window. */
+  offered: number;
+  /** Readings/s the broker acknowledged over the window. */
+  delivered: number;
+  /** Peak RSS of the agent during the run (MB). */
+  rssMb: number;
+}
+
+export interface OverloadDetails extends OverloadResult {
+  /** Readings/s the outbox dropped (all reasons) over the window. */
+  dropped: number;
+  /** Slowest admin API answer (GET /metrics) during the window (ms). */
+  adminMaxMs: number;
+  /** Longest time the Sink reported Connected!=True during the window, from 100 ms samples (ms). */
+  disconnectedMs: number;
+}
+
+const WARMUP_MS = 3000;
+const WINDOW_MS = 6000;
+const SAMPLE_MS = 100;
+
+function overloadSink(url: string): string {
+  return `apiVersion: sensorlet.io/v1alpha1
+kind: Sink
+metadata: { name: bench }
+spec:
+  selector: {}
+  mqtt: { url: "${url}", qos: 1, payload: reading, topic: "bench/{sensor}" }
+  batch: { maxReadings: 500, maxDelay: 50ms }
+  outbox: { maxBytes: 64Mi, whenFull: dropOldest }
+`;
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const started = performance.now();
+  const value = await work();
+  return { value, ms: performance.now() - started };
+}
+
+/** Runs against `brokerUrl` when given, else starts (and stops) its own Mosquitto. */
+export async function benchOverloadDetailed(brokerUrl?: string): Promise<OverloadDetails> {
+  const broker = brokerUrl ? undefined : await Mosquitto.start();
+  const url = brokerUrl ?? broker!.url;
+  const dir = manifestsDir({ 'sensor.yaml': counterSensor('counter', '10ms', 5000), 'sink.yaml': overloadSink(url) });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: ['--log-level', 'error'] });
+  let peakRss = 0;
+  try {
+    const pid = agent.child.pid!;
+    const warmupEnd = Date.now() + WARMUP_MS;
+    while (Date.now() < warmupEnd) {
+      peakRss = Math.max(peakRss, rssMb(pid));
+      await sleep(SAMPLE_MS);
+    }
+    const first = await agent.metrics();
+    const started = Date.now();
+    let adminMaxMs = 0;
+    let disconnectedSince: number | undefined;
+    let disconnectedMs = 0;
+    while (Date.now() - started < WINDOW_MS) {
+      peakRss = Math.max(peakRss, rssMb(pid));
+      const { value: connected, ms } = await timed(async () => (await agent.condition('Sink', 'bench', 'Connected'))?.status === 'True');
+      adminMaxMs = Math.max(adminMaxMs, ms);
+      const now = Date.now();
+      if (!connected) disconnectedSince ??= now;
+      else disconnectedSince = undefined;
+      if (disconnectedSince !== undefined) disconnectedMs = Math.max(disconnectedMs, now - disconnectedSince);
+      await sleep(SAMPLE_MS);
+    }
+    const { value: last, ms } = await timed(() => agent.metrics());
+    adminMaxMs = Math.max(adminMaxMs, ms);
+    const seconds = (Date.now() - started) / 1000;
+    const delta = (name: string, filter = '') => (metricValue(last, name, filter) - metricValue(first, name, filter)) / seconds;
+    peakRss = Math.max(peakRss, rssMb(pid));
+    return {
+      offered: delta('sensorlet_readings_total'),
+      delivered: delta('sensorlet_sink_published_total', 'sink="bench"'),
+      dropped: delta('sensorlet_outbox_dropped_total', 'sink="bench"'),
+      rssMb: peakRss,
+      adminMaxMs,
+      disconnectedMs,
+    };
+  } finally {
+    await agent.kill();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(agent.stateDir, { recursive: true, force: true });
+    await broker?.stop();
+  }
+}
+
+export async function benchOverload(): Promise<{ offered: number; delivered: number; rssMb: number }> {
+  const { offered, delivered, rssMb: rss } = await benchOverloadDetailed();
+  return { offered, delivered, rssMb: rss };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const runs = Number(process.env.BENCH_RUNS ?? 1);
+  for (let i = 0; i < runs; i++) {
+    const result = await benchOverloadDetailed();
+    console.log(
+      `overload: offered ${result.offered.toFixed(0)}/s, delivered ${result.delivered.toFixed(0)}/s, dropped ${result.dropped.toFixed(0)}/s, ` +
+        `peak RSS ${result.rssMb.toFixed(1)} MB, slowest admin answer ${result.adminMaxMs.toFixed(0)} ms, longest Connected!=True ${result.disconnectedMs} ms`,
+    );
+  }
+  process.exit(0);
+}
