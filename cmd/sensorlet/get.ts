@@ -14,6 +14,11 @@ const KIND_ALIASES: Record<string, string> = {
   certificate: 'Certificate', certificates: 'Certificate', cert: 'Certificate', slcert: 'Certificate',
 };
 
+/** Six significant digits: a table cell, not a data export (-o json has the full value). */
+function formatValue(value: number | undefined): string {
+  return value === undefined ? '' : String(Number(value.toPrecision(6)));
+}
+
 function condition(resource: ListedResource, type: string) {
   return resource.status.nodes[0]?.conditions?.find((item) => item.type === type);
 }
@@ -31,7 +36,7 @@ function columnsFor(kind: string, wide: boolean): [string, (resource: ListedReso
       ['DRIVER', (r) => Object.keys(r.spec?.driver ?? {})[0] ?? ''],
       ['INTERVAL', (r) => r.spec?.interval ?? ''],
       ['READINGS', (r) => node(r).readings ?? 0],
-      ['LAST', (r) => (node(r).lastReading as { value?: number } | undefined)?.value ?? ''],
+      ['LAST', (r) => formatValue((node(r).lastReading as { value?: number } | undefined)?.value)],
     ],
     Sink: [
       ['TYPE', (r) => ['mqtt', 'coap', 'stdout'].find((type) => r.spec?.[type]) ?? ''],
