@@ -5,6 +5,8 @@ import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
 import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
 import { getCommand } from './get.js';
+import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
+import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
@@ -25,11 +27,27 @@ program
   .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
   .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']).default('json'))
+  .option('--self-update', 'standalone: run under a launcher so that a Firmware with target: agent can update this agent (A/B slots in the state dir)')
   .action(async (options) => {
     const modes = [options.manifests, options.kubeconfig, options.inCluster].filter(Boolean).length;
     if (modes !== 1) program.error('error: give exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+    if (options.selfUpdate && !options.manifests) program.error('error: --self-update needs --manifests (in a cluster the DaemonSet image updates the agent)');
+    let restarting: Promise<void> | undefined;
+    const agentUpdater =
+      options.manifests && isLaunchedChild()
+        ? new SlotUpdater({
+            stateDir: options.stateDir,
+            // Drained by the coordinator already; stop() seals and persists the rest, then the launcher starts the active build.
+            restart: () => (restarting ??= agent.stop().then(() => process.exit(RESTART_EXIT_CODE), () => process.exit(RESTART_EXIT_CODE))),
+          })
+        : undefined;
     // The device id goes into topics: a level separator or wildcard there would forge other topics.
     if (/[+#/\u0000]/.test(options.deviceId)) program.error(`error: --device-id ${JSON.stringify(options.deviceId)} must not contain +, #, / or NUL`);
+    // Self-update: this process becomes the launcher and runs the agent (the active build) as its
+    // child; see pkg/ota/launcher.ts.
+    if (options.manifests && shouldLaunch(options.stateDir, options.selfUpdate ?? false)) {
+      process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
+    }
     const agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,
@@ -43,10 +61,11 @@ program
       logFormat: options.logFormat,
       allowCommandDriver: options.allowCommandDriver ?? false,
       commandAllowlist: options.commandAllowlist ?? [],
+      agentUpdater,
     });
     let stopping = false;
     const stop = () => {
-      if (stopping) return;
+      if (stopping || restarting) return;
       stopping = true;
       agent.stop().then(
         () => process.exit(0),
@@ -59,6 +78,7 @@ program
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => void agent.reload());
+    if (agentUpdater) watchLauncher(stop);
   });
 
 program

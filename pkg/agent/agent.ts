@@ -21,6 +21,8 @@ import { createDurableOutbox } from '../outbox/durable.js';
 import { SequenceStore } from '../outbox/sequence.js';
 import { createReportFilter } from '../drivers/report-filter.js';
 import type { AgentUpdater } from '../ota/coordinator.js';
+import { runningBuild } from '../ota/slots.js';
+import { Gauge } from 'prom-client';
 import '../drivers/index.js';
 import '../sinks/index.js';
 
@@ -102,6 +104,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     },
   };
   const manager = new Manager(runtime, createCertificateReconciler(runtime));
+  // Which build runs (its package.json version, and its A/B slot after a self-update).
+  const build = runningBuild();
+  new Gauge({ name: 'sensorlet_build_info', help: 'The running build: version and A/B slot (installed: not updated through OTA).', labelNames: ['version', 'slot'], registers: [metrics.registry] })
+    .set({ version: build.version, slot: build.slot ?? 'installed' }, 1);
 
   let source: ResourceSource;
   let closeCluster = async () => {};

@@ -34,8 +34,16 @@ export interface AgentUpdater {
   runningSlot(): string | undefined;
   /** Unpacks and checks a verified artifact into the inactive slot; returns that slot. */
   install(file: string, version: string): Promise<{ slot: string; previous?: string }>;
-  /** Makes a slot the one the launcher starts (undefined: the installed build). */
-  activate(slot: string | undefined): void;
+  /**
+   * Makes a slot the one the launcher starts (undefined: the installed build). With trialTimeoutMs
+   * the slot is a trial: the launcher returns to the running build if it is not committed in time
+   * or keeps exiting; without it the slot is a known-good build (rollback).
+   */
+  activate(slot: string | undefined, options?: { trialTimeoutMs?: number }): void;
+  /** Marks the trial slot good: from now on the launcher keeps starting it (RAUC's mark-good). */
+  commit(slot: string): void;
+  /** When the launcher gave up on a trial slot (crash loop, hang): why. */
+  trialFailure(slot: string): { reason: string } | undefined;
   /** Asks the process to stop cleanly and be started again by the launcher; never resolves normally. */
   restart(): Promise<void>;
 }
@@ -57,6 +65,8 @@ export interface CoordinatorOptions {
 interface AttemptSpec extends FirmwareSpec {}
 
 const PROGRESS_PERSIST_BYTES = 1 << 20;
+/** target: agent — time a new build gets to start before its health check timeout counts (launcher backstop). */
+const TRIAL_STARTUP_MS = 60_000;
 
 export class OtaCoordinator {
   readonly state: OtaStateFile;
@@ -113,6 +123,10 @@ export class OtaCoordinator {
     }
     const sameAttempt = record.targetVersion === spec.version && record.targetSha256 === spec.artifact.sha256.toLowerCase();
     if (TERMINAL_PHASES.includes(record.phase)) {
+      // Succeeded was written after commit(); committing again is idempotent and closes any gap.
+      if (record.phase === 'Succeeded' && record.target === 'agent' && record.slots && this.options.agent?.runningSlot() === record.slots.trying) {
+        this.options.agent.commit(record.slots.trying);
+      }
       if (record.currentVersion === spec.version) return; // already there (invariant 4/5)
       if (sameAttempt && record.phase === 'Failed' && record.lastError?.reason === 'DownloadFailed') {
         // The network gave up, not the artifact: try again later, resuming the bytes already here.
@@ -284,8 +298,15 @@ export class OtaCoordinator {
         this.state.transition('RollingBack', { lastError: { reason: 'SlotInvalid', message: 'no slot recorded for the new build' } });
         return 'continue';
       }
+      const failure = agent.trialFailure(trying);
+      if (failure && agent.runningSlot() !== trying) {
+        // The new build ran and the launcher returned to this one: it never became healthy.
+        this.state.transition('RollingBack', { lastError: { reason: 'HealthCheckFailed', message: failure.reason } });
+        this.emit();
+        return 'continue';
+      }
       if (agent.runningSlot() !== trying) {
-        agent.activate(trying);
+        agent.activate(trying, { trialTimeoutMs: parseDuration(spec.healthCheck?.timeout ?? '2m') + TRIAL_STARTUP_MS });
         this.log('info', 'restarting into the new build', { slot: trying, version: spec.version });
         await agent.restart();
         return 'stop';
@@ -298,6 +319,17 @@ export class OtaCoordinator {
   }
 
   private async healthCheck(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+    const trying = this.state.record.slots?.trying;
+    if (spec.target === 'agent' && this.options.agent && trying && this.options.agent.runningSlot() !== trying) {
+      // The health check judges the new build only: this is the previous one, so the launcher
+      // returned to it (the new one crashed or hung) — never commit the wrong build.
+      const failure = this.options.agent.trialFailure(trying);
+      this.state.transition('RollingBack', {
+        lastError: { reason: 'HealthCheckFailed', message: failure?.reason ?? 'the previous build is running again during the health check of the new one' },
+      });
+      this.emit();
+      return 'continue';
+    }
     const boots = this.state.record.healthBoots ?? 1;
     if (boots > MAX_HEALTH_BOOTS) {
       this.state.transition('RollingBack', {
@@ -321,7 +353,9 @@ export class OtaCoordinator {
       this.emit();
       return 'continue';
     }
-    // Commit: the new version is the current one from here on (invariant 5).
+    // Commit: the new version is the current one from here on (invariant 5). The slot is marked
+    // good first: a crash between the two resumes HealthCheck in the new build and commits again.
+    if (spec.target === 'agent' && trying) this.options.agent?.commit(trying);
     this.state.transition('Succeeded', { currentVersion: spec.version, healthBoots: 0 });
     rmSync(this.artifactFile, { force: true });
     this.log('info', 'update committed', { version: spec.version });

@@ -55,7 +55,9 @@ export class AgentProcess {
       '--log-level', 'info',
       ...(options.extraArgs ?? []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+    // Its own process group: with --self-update the child is a launcher whose agent is a grandchild,
+    // and kill() (SIGKILL cannot be forwarded) must take both down, as a power cut would.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true });
     const agent = new AgentProcess(child, adminAddr, stateDir);
     try {
       await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: 'agent ready' });
@@ -110,10 +112,14 @@ export class AgentProcess {
     return this.exited;
   }
 
-  /** kill -9: no chance to flush. */
+  /** kill -9 of the whole process group (launcher and agent): no chance to flush. */
   async kill(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    this.child.kill('SIGKILL');
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    try {
+      process.kill(-this.child.pid!, 'SIGKILL');
+    } catch {
+      this.child.kill('SIGKILL');
+    }
     await this.exited;
   }
 }

@@ -116,7 +116,7 @@ export function createFirmwareReconciler(runtime: Runtime) {
     };
     if (spec.target === 'command' && !spec.install?.command?.length) return invalid('spec.install.command: required when target is command');
     if (spec.target === 'agent' && !runtime.ota?.agent) {
-      return invalid('spec.target: agent updates itself only in standalone mode (in a cluster, the DaemonSet image does); use target: command', 'AgentUpdateUnsupported');
+      return invalid('spec.target: agent updates the agent only in standalone mode started with --self-update (in a cluster, the DaemonSet image does); use target: command', 'AgentUpdateUnsupported');
     }
     if (!runtime.ota) return invalid('no state dir for OTA updates', 'OtaUnavailable');
     if (!matchesNodeSelector(spec.nodeSelector, runtime.nodeLabels())) {
