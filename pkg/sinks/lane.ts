@@ -34,6 +34,9 @@ export class Lane {
    * out before it is always seen by the delivery loop while this is still set.
    */
   private recovering: Promise<void> | undefined;
+  /** Ends a recovery's backoff early when the connection is re-established. */
+  private wakeRetry: (() => void) | undefined;
+  private reconnectedSinceFailure = false;
   state: ConnectionState = { connected: false, reason: 'Connecting', message: 'connecting' };
 
   constructor(
@@ -84,8 +87,13 @@ export class Lane {
   private installTransport(identity: ConnectionIdentity): void {
     const transport = this.createTransport(identity, (state) => {
       if (transport !== this.transport) return;
+      const reconnected = state.connected && !this.state.connected;
       this.state = state;
       this.events.onState(state);
+      if (reconnected) {
+        this.reconnectedSinceFailure = true;
+        this.wakeRetry?.();
+      }
     });
     this.transport = transport;
     transport.start();
@@ -143,14 +151,25 @@ export class Lane {
 
   private async recover(error: unknown): Promise<void> {
     this.epoch++;
+    this.reconnectedSinceFailure = false;
     const reason = reasonOf(error, 'SendFailed');
     this.events.onSendError(reason, messageOf(error));
     this.logger.warn({ reason, err: messageOf(error), retryInMs: this.retryDelay }, 'delivery failed; rewinding the outbox');
     await Promise.all(this.inFlight);
-    // The rewind must come after a macrotask, so that any batch handed out before it has already
-    // been seen (and discarded) by the delivery loop.
-    await new Promise((resolve) => setTimeout(resolve, this.retryDelay));
-    this.retryDelay = Math.min(RETRY_CAP_MS, this.retryDelay * 2);
+    // The rewind must come after a macrotask (a timer or a connection event), so that any batch
+    // handed out before it has already been seen (and discarded) by the delivery loop.
+    // Back off, but resume at once when the connection comes back: after an outage the backlog
+    // should start draining when the broker returns, not when the backoff happens to expire.
+    const reconnected = await new Promise<boolean>((resolve) => {
+      // A connection that came back while in-flight sends were still settling counts too.
+      const timer = setTimeout(() => resolve(this.reconnectedSinceFailure), this.reconnectedSinceFailure ? 0 : this.retryDelay);
+      this.wakeRetry = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+    this.wakeRetry = undefined;
+    this.retryDelay = reconnected ? RETRY_BASE_MS : Math.min(RETRY_CAP_MS, this.retryDelay * 2);
     // Rewind and clear the flag in one synchronous step: a batch handed out after this point is
     // the new head and must be sent, not discarded.
     this.outbox.rewind();

@@ -1,4 +1,4 @@
-// Issue 3: kill -9 under load, five times on one state dir. Every reading sealed before a kill is
+// Issue 3: kill -9 under load (12.5k readings/s offered, ≥ 10k/s asserted), five times on one state dir. Every reading sealed before a kill is
 // delivered after the restart; only the open chunk may be lost; seq keeps going up.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +23,7 @@ const manifests = (url: string) => `apiVersion: sensorlet.io/v1alpha1
 kind: Sensor
 metadata: { name: counter, labels: { app: crash } }
 spec:
-  driver: { simulated: { waveform: counter, samplesPerRead: 100 } }
+  driver: { simulated: { waveform: counter, samplesPerRead: 125 } }
   interval: 10ms
 ---
 apiVersion: sensorlet.io/v1alpha1

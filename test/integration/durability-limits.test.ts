@@ -96,13 +96,13 @@ for (const whenFull of ['dropOldest', 'dropNewest', 'block'] as const) {
       if (whenFull === 'dropOldest') {
         // Batches already out for delivery are never dropped (the transport may hold them), so a
         // head of at most the handed-out window (4 batches in flight + 1 waiting for a slot, of 100
-        // readings each) arrives; then one gap: the
-        // oldest queued readings, exactly as many as counted.
+        // readings each) arrives before the first gap. (While the backlog drains the outbox may
+        // still be full, so later gaps of the then-oldest queued chunks are legitimate.) Every
+        // missing reading is counted.
         assert.ok(missing > 0, 'the oldest readings were dropped');
         const gapAt = seqs.findIndex((seq, index) => seq !== index + 1);
         assert.ok(gapAt >= 0 && gapAt <= 500, `delivered head before the gap: ${gapAt}`);
-        const afterGap = seqs.slice(gapAt);
-        afterGap.forEach((seq, index) => assert.equal(seq, afterGap[0] + index, 'one gap only: everything newer arrived'));
+        assert.ok(seqs.slice(-1000).every((seq, index, tail) => index === 0 || seq === tail[index - 1] + 1), 'the newest readings all arrived');
         assert.equal(counted.dropOldest, missing, 'every missing reading is counted as dropOldest');
         assert.equal(counted.dropNewest, 0);
       } else if (whenFull === 'dropNewest') {

@@ -1,8 +1,8 @@
 // The MQTT sink (mqtt.js): MQTT 3.1.1 or 5, QoS 0/1/2, optional mutual TLS. send() resolves when
 // the broker acknowledged every message: PUBACK at QoS 1, PUBCOMP at QoS 2; at QoS 0 when the
 // message was written to the socket (nothing more can be known, so QoS 0 can lose readings).
-// While the connection is down, mqtt.js keeps unacknowledged QoS 1/2 messages and re-sends them
-// on reconnect, so a pending send() simply waits; the outbox holds the readings meanwhile.
+// When the connection drops, pending sends fail and the lane re-sends from the outbox once it is
+// back; while it is down, sends are refused, so readings wait in the outbox, not in mqtt.js.
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Reading } from '../../api/reading.js';
@@ -23,6 +23,12 @@ const RECONNECT_CAP_MS = 30_000;
 /** The payload of one reading: the reading itself, with the tenant the connection carries. */
 export function readingPayload(reading: Reading, tenant: string | undefined): string {
   return JSON.stringify(reading.tenant || !tenant ? reading : { ...reading, tenant });
+}
+
+/** A JSON array of readings: one stringify when none needs the connection's tenant stamped. */
+export function batchPayload(readings: Reading[], tenant: string | undefined): string {
+  if (!tenant || readings.every((reading) => reading.tenant)) return JSON.stringify(readings);
+  return `[${readings.map((reading) => readingPayload(reading, tenant)).join(',')}]`;
 }
 
 export function createMqttTransport(config: MqttConfig, context: TransportContext): Transport {
@@ -56,9 +62,18 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         },
       );
     });
+  const failPending = (error: Error): void => {
+    for (const reject of pending) reject(error);
+    pending.clear();
+  };
   const topicCache = new Map<string, string>();
+  // Consecutive readings almost always come from the same Sensor: skip building the cache key.
+  let lastTopic: { namespace: string; sensor: string; tenant: string | undefined; topic: string } | undefined;
 
   const topicFor = (reading: Reading): string => {
+    if (lastTopic && lastTopic.sensor === reading.sensor && lastTopic.namespace === reading.namespace && lastTopic.tenant === reading.tenant) {
+      return lastTopic.topic;
+    }
     const cacheKey = `${reading.namespace}/${reading.sensor}/${reading.tenant ?? ''}`;
     let topic = topicCache.get(cacheKey);
     if (topic === undefined) {
@@ -70,8 +85,50 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       });
       topicCache.set(cacheKey, topic);
     }
+    lastTopic = { namespace: reading.namespace, sensor: reading.sensor, tenant: reading.tenant, topic };
     return topic;
   };
+
+  /**
+   * Resolves once the client is connected. Publishing before that hands QoS 1/2 messages to
+   * mqtt.js's offline store, which it replays one message per round trip after CONNACK (and only
+   * then reports `connect`): with a lane's batches waiting, that took seconds under load.
+   */
+  const untilConnected = (active: MqttClient): Promise<void> | undefined =>
+    active.connected ? undefined : new Promise<void>((resolve) => active.once('connect', () => resolve()));
+
+  /** Publishes every message and resolves when all are acknowledged: one callback each, no promise per message. */
+  const publishAll = (active: MqttClient, messages: { topic: string; payload: string | Buffer }[], publishOptions: Parameters<MqttClient['publish']>[2]) =>
+    new Promise<void>((resolve, reject) => {
+      let left = messages.length;
+      let failed = false;
+      if (left === 0) return resolve();
+      const done = (error?: Error) => {
+        if (failed) return;
+        if (error) {
+          failed = true;
+          reject(error);
+        } else if (--left === 0) resolve();
+      };
+      for (const message of messages) active.publish(message.topic, message.payload, publishOptions!, done);
+    });
+
+  /** One reading per message, the common case: no intermediate array. */
+  const publishReadings = (active: MqttClient, readings: Reading[]) =>
+    new Promise<void>((resolve, reject) => {
+      let left = readings.length;
+      let failed = false;
+      if (left === 0) return resolve();
+      const publishOptions = { qos };
+      const done = (error?: Error) => {
+        if (failed) return;
+        if (error) {
+          failed = true;
+          reject(error);
+        } else if (--left === 0) resolve();
+      };
+      for (const reading of readings) active.publish(topicFor(reading), readingPayload(reading, tenantOfConnection), publishOptions, done);
+    });
 
   const options: IClientOptions = {
     protocolVersion: (config.protocolVersion ?? 4) as 4 | 5,
@@ -110,6 +167,11 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         context.onState({ connected: false, reason, message });
       });
       client.on('close', () => {
+        // Fail what is in flight: the lane rewinds and re-sends from its oldest unacknowledged
+        // batch on the next connection. mqtt.js also replays its own unacknowledged messages on
+        // reconnect; they are older than anything the lane re-sends, so the first copy of every
+        // reading still arrives in order (duplicates are what at-least-once allows).
+        failPending(Object.assign(new Error(`connection to ${config.url} lost`), { code: 'ConnectionLost' }));
         // Capped exponential backoff: mqtt.js reads reconnectPeriod before each reconnect attempt.
         reconnectDelay = Math.min(RECONNECT_CAP_MS, reconnectDelay * 2);
         client!.options.reconnectPeriod = reconnectDelay;
@@ -125,6 +187,11 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       if (refusal) throw refusal;
       if (!client) throw new Error('transport not started');
       const active = client;
+      const connecting = untilConnected(active);
+      if (connecting) await settleOnClose(connecting);
+      // Never let mqtt.js queue publishes while offline: its offline queue and its replay of
+      // unacknowledged messages can interleave on reconnect, which would reorder readings.
+      if (!active.connected) throw Object.assign(new Error(`not connected to ${config.url}`), { code: 'NotConnected' });
       if (config.payload === 'senml-json' || config.payload === 'senml-cbor') {
         // One SenML pack per topic and chunk (RFC 8428); MQTT 5 says what it is in the content type.
         const cbor = config.payload === 'senml-cbor';
@@ -136,14 +203,13 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
           if (group) group.push(reading);
           else groups.set(topic, [reading]);
         }
-        await Promise.all(
-          [...groups].map(([topic, group]) => {
-            // Readings without a value have no SenML record; an empty pack is not worth a message.
-            if (!group.some((reading) => reading.value !== undefined || reading.values !== undefined)) return undefined;
-            const pack = cbor ? encodeSenmlCbor(group) : encodeSenmlJson(group);
-            return active.publishAsync(topic, pack, { qos, ...(properties ? { properties } : {}) });
-          }),
-        );
+        const messages: { topic: string; payload: string | Buffer }[] = [];
+        for (const [topic, group] of groups) {
+          // Readings without a value have no SenML record; an empty pack is not worth a message.
+          if (!group.some((reading) => reading.value !== undefined || reading.values !== undefined)) continue;
+          messages.push({ topic, payload: cbor ? encodeSenmlCbor(group) : encodeSenmlJson(group) });
+        }
+        await settleOnClose(publishAll(active, messages, { qos, ...(properties ? { properties } : {}) }));
         return;
       }
       if (config.payload === 'batch') {
@@ -154,24 +220,18 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
           if (group) group.push(reading);
           else groups.set(topic, [reading]);
         }
-        await settleOnClose(
-          Promise.all(
-            [...groups].map(([topic, group]) =>
-              active.publishAsync(topic, `[${group.map((reading) => readingPayload(reading, tenantOfConnection)).join(',')}]`, { qos }),
-            ),
-          ),
-        );
+        const messages: { topic: string; payload: string }[] = [];
+        for (const [topic, group] of groups) messages.push({ topic, payload: batchPayload(group, tenantOfConnection) });
+        await settleOnClose(publishAll(active, messages, { qos }));
         return;
       }
-      await settleOnClose(Promise.all(readings.map((reading) => active.publishAsync(topicFor(reading), readingPayload(reading, tenantOfConnection), { qos }))));
+      await settleOnClose(publishReadings(active, readings));
     },
 
     async close() {
       // Force: pending sends fail, and their readings stay in the outbox for the next connection.
       if (client) client.options.reconnectPeriod = 0;
-      const closed = Object.assign(new Error(`connection to ${config.url} closed`), { code: 'ConnectionClosed' });
-      for (const reject of pending) reject(closed);
-      pending.clear();
+      failPending(Object.assign(new Error(`connection to ${config.url} closed`), { code: 'ConnectionClosed' }));
       await client?.endAsync(true);
     },
   };
