@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import coap from 'coap';
-import { decode as decodeCbor } from 'cbor-x';
+import { decodeCborIndependently as decodeCbor } from '../support/cbor.js';
 import mqtt from 'mqtt';
 import { AgentProcess } from '../support/agent.js';
 import { LibcoapServer } from '../support/libcoap.js';

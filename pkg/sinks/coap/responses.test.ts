@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type OutgoingMessage } from 'coap';
-import { Decoder } from 'cbor-x';
+import { decodeCborIndependently } from '../../../test/support/cbor.js';
 import dgram from 'node:dgram';
 import { MessageType, decodeDatagram, encodeDatagram } from './codec.js';
 import { silentLogger } from '../../observability/logger.js';
@@ -81,7 +81,7 @@ test('senml-cbor: content-format 112, RFC 8428 integer labels, values as sent', 
   assert.equal(received.length, 1);
   assert.equal(received[0].url, '/sensorlet/acme/gw-7/boiler-temp');
   assert.equal(received[0].format, 'application/senml+cbor');
-  const pack = new Decoder({ mapsAsObjects: false, useRecords: false }).decode(received[0].payload) as Array<Map<number, unknown>>;
+  const pack = decodeCborIndependently(received[0].payload) as Array<Map<number, unknown>>;
   const bt = pack[0].get(-3) as number;
   assert.equal(pack[0].get(-2), 'gw-7/boiler-temp/');
   assert.equal(pack[0].get(-4), 'Cel');

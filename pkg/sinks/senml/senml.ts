@@ -9,7 +9,7 @@
 // Units: `bu` when every record of the pack has the same unit, else `u` per record — a base unit
 // cannot be unset, so a pack mixing units with unit-less readings must spell each one out.
 // Readings with neither `value` nor `values` have no SenML form (a record needs a value) and are left out.
-import { Encoder } from 'cbor-x';
+import { encode as encodeCbor } from 'cborg';
 import type { Reading } from '../../api/reading.js';
 
 export const SENML_JSON_CONTENT_FORMAT = 110;
@@ -86,10 +86,7 @@ export function encodeSenmlJson(readings: readonly Reading[]): Buffer {
   return Buffer.from(JSON.stringify(toSenmlRecords(readings)));
 }
 
-// Integer labels need a Map as input. Records, structured clone and tag 259 (cbor-x's explicit-Map
-// tag) are off so the output is the plain RFC 8949 CBOR of RFC 8428: an array of maps.
-const cborEncoder = new Encoder({ useRecords: false, structuredClone: false, tagUint8Array: false, useTag259ForMaps: false } as ConstructorParameters<typeof Encoder>[0]);
-
+// Integer labels need a Map as input; cborg writes plain RFC 8949 CBOR (no tags), an array of maps.
 export function encodeSenmlCbor(readings: readonly Reading[]): Buffer {
   const pack = toSenmlRecords(readings).map((record) => {
     const map = new Map<number, string | number>();
@@ -98,5 +95,5 @@ export function encodeSenmlCbor(readings: readonly Reading[]): Buffer {
     }
     return map;
   });
-  return Buffer.from(cborEncoder.encode(pack));
+  return Buffer.from(encodeCbor(pack));
 }
