@@ -245,6 +245,9 @@ export class FakeApiServer {
     for (let i = 0; i < count; i++) this.patchFailures.push(status);
   }
 
+  /** Kinds (plural names) whose CRD is "not installed": every request for them answers 404. */
+  readonly missingKinds = new Set<string>();
+
   /** The next `count` list requests (GET of a collection without watch) answer `status` (500 by default). */
   failNextLists(count: number, status = 500): void {
     for (let i = 0; i < count; i++) this.listFailures.push(status);
@@ -273,7 +276,7 @@ export class FakeApiServer {
     this.requests.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
     const url = new URL(req.url ?? '/', this.url);
     const route = parseRoute(url.pathname);
-    if (!route) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
+    if (!route || this.missingKinds.has(route.type_.plural)) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const query = url.searchParams;
     if (req.method === 'GET' && !route.name) {
       const watching = query.get('watch') === 'true' || query.get('watch') === '1';

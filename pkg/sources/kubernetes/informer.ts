@@ -30,6 +30,12 @@ export interface SupervisedInformerOptions {
   logger: Logger;
   backoff?: BackoffOptions;
   onSynced?: () => void;
+  /**
+   * A 404 on the collection (its CRD is not installed, e.g. an upgrade that skipped new CRDs)
+   * lists as empty, so the other kinds still sync and run; the watch keeps retrying with backoff
+   * and picks the kind up once the CRD appears.
+   */
+  tolerateMissing?: boolean;
 }
 
 /** More watch (re)connects than this within CONNECT_WINDOW_MS means the server drops us at once. */
@@ -148,6 +154,11 @@ export class SupervisedInformer {
     }
     const listFn = async () => {
       const response = await connection.request('GET', path, { query: { fieldSelector } });
+      if (response.status === 404 && this.options.tolerateMissing) {
+        logger.warn({ path }, 'the collection does not exist (is its CRD installed? kubectl apply -f manifests/crds/); treating it as empty and retrying');
+        this.listCount++;
+        return { items: [], metadata: {} };
+      }
       if (response.status !== 200) throw apiErrorFrom('GET', path, response);
       const list = response.body as { items?: KubernetesObject[]; metadata?: { resourceVersion?: string } };
       this.listCount++;

@@ -269,3 +269,21 @@ describe('kubernetes source, namespaced and with a failing API server', () => {
     }
   });
 });
+
+test('a kind whose CRD is not installed lists as empty: the rest syncs and runs, and the kind appears once its CRD does', async () => {
+  const fake = await FakeApiServer.start();
+  fake.missingKinds.add('firmwares');
+  fake.setNodeLabels(NODE, {});
+  fake.apply(sensor('without-firmware-crd', { interval: '1s' }));
+  const { source, listener } = await startSource(fake);
+  try {
+    assert.equal(listener.syncedCount, 1, 'synced although the Firmware CRD is missing');
+    assert.ok(listener.current.has('k8s:Sensor/default/without-firmware-crd'));
+    fake.missingKinds.delete('firmwares');
+    fake.apply({ apiVersion: 'sensorlet.io/v1alpha1', kind: 'Firmware', metadata: { name: 'late', namespace: 'default' }, spec: { version: '1.0.0' } });
+    await waitFor(() => listener.current.has('k8s:Firmware/default/late'), { timeoutMs: 5000, what: 'Firmware listed once its CRD exists' });
+  } finally {
+    await source.stop();
+    await fake.close();
+  }
+});

@@ -120,11 +120,17 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
     logger.info({ namespace: options.namespace ?? '(all)', secretsNamespace, node: options.nodeName }, 'cluster source synced');
     listener.synced();
   };
-  const informer = (path: string, handlers: { upsert(o: KubernetesObject): void; remove(o: KubernetesObject): void }, fieldSelector?: string) => {
+  const informer = (
+    path: string,
+    handlers: { upsert(o: KubernetesObject): void; remove(o: KubernetesObject): void },
+    fieldSelector?: string,
+    tolerateMissing = false,
+  ) => {
     const created = new SupervisedInformer({
       connection,
       path,
       fieldSelector,
+      tolerateMissing,
       handlers,
       logger: logger.child({ path }),
       backoff: options.backoff,
@@ -158,7 +164,7 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
         if (!delivered.delete(origin)) return;
         listener?.replace(origin, []);
       },
-    });
+    }, undefined, true);
   }
 
   // The agent's own Node, by field selector (RBAC: list/watch nodes is needed for this informer).
