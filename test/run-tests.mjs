@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // Runs every compiled test file with Node's test runner. Node 20 takes no globs, so the files are
 // listed here. `node test/run-tests.mjs unit|integration [filter]` narrows the set.
+// Tests that measure timing under load (production rate, interval jitter) run first and alone;
+// everything else runs two files at a time.
 import { readdirSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'dist');
 const [scope = 'all', filter = ''] = process.argv.slice(2);
+const TIMING_SENSITIVE = ['durability-crash.test.js', 'driver-isolation.test.js'];
 
 function findTests(dir) {
   return readdirSync(dir).flatMap((entry) => {
@@ -30,8 +33,15 @@ if (files.length === 0) {
   console.error(`no test files found under ${root} for scope=${scope} filter=${filter}`);
   process.exit(1);
 }
-const concurrency = process.env.TEST_CONCURRENCY ?? '2';
-const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-});
-process.exit(result.status ?? 1);
+
+function run(group, concurrency) {
+  if (group.length === 0) return 0;
+  const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...group], { stdio: 'inherit' });
+  return result.status ?? 1;
+}
+
+const alone = files.filter((file) => TIMING_SENSITIVE.includes(path.basename(file)));
+const together = files.filter((file) => !alone.includes(file));
+const aloneStatus = run(alone, 1);
+const togetherStatus = run(together, process.env.TEST_CONCURRENCY ?? '2');
+process.exit(aloneStatus || togetherStatus);

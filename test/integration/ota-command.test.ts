@@ -148,7 +148,8 @@ test('kill -9 while Installing: the restarted agent rolls back, never leaves a h
   let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
   try {
     await waitPhase(agent, 'Installing');
-    await waitFor(async () => s.events().includes('install-start'), { timeoutMs: 5000, what: 'install started' });
+    // The installer logs install-start before its first step; kill once that step has happened.
+    await waitFor(async () => s.events().includes('install-start') && existsSync(path.join(s.dir, 'installing')), { timeoutMs: 5000, what: 'install half done' });
     await agent.kill();
     // kill -9 of the agent does not stop its child: the device's installer is still at it. Stop it
     // too, as a power cut would.
