@@ -1,6 +1,6 @@
 // `npm run bench`: every performance figure the issues ask for, each beside its baseline measured in
 // the same run. Throughputs are the median of several runs. `npm run bench -- NAME...` runs a subset
-// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster).
+// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota).
 import mqtt from 'mqtt';
 import { Mosquitto } from '../support/mosquitto.js';
 import { waitFor } from '../support/ports.js';
@@ -173,12 +173,30 @@ async function cluster(): Promise<void> {
   report('RSS in folder mode, same manifests (MB)', folderMb.toFixed(1));
 }
 
+async function overload(broker: Mosquitto, rawRate: number): Promise<void> {
+  const { benchOverloadDetailed } = await import('./overload.js');
+  const result = await benchOverloadDetailed(broker.url);
+  report('overload: offered (readings/s)', result.offered.toFixed(0));
+  report('overload: delivered (readings/s)', result.delivered.toFixed(0));
+  report('  delivered under overload, ratio to raw mqtt.js', (result.delivered / rawRate).toFixed(2));
+  report('overload: dropped by dropOldest (readings/s)', result.dropped.toFixed(0));
+  report('overload: peak RSS (MB); slowest admin answer (ms); longest Connected gap (ms)', `${result.rssMb.toFixed(1)}; ${result.adminMaxMs.toFixed(0)}; ${result.disconnectedMs.toFixed(0)}`);
+}
+
+async function ota(): Promise<void> {
+  const { benchOtaDowntimeDetailed } = await import('./ota.js');
+  const result = await benchOtaDowntimeDetailed();
+  report('agent self-update: gap in reading times across the update (ms)', result.downtimeMs.toFixed(0));
+  report('agent self-update: largest gap between arrivals at the subscriber (ms)', result.arrivalGapMs.toFixed(0));
+  report('agent self-update: Firmware applied → Succeeded (ms)', result.updateMs.toFixed(0));
+}
+
 const sections = process.argv.slice(2);
 const wanted = (name: string) => sections.length === 0 || sections.includes(name);
 const broker = await Mosquitto.start();
 try {
   let raw = 0;
-  if (wanted('throughput') || wanted('backlog')) raw = await throughput(broker);
+  if (wanted('throughput') || wanted('backlog') || wanted('overload')) raw = await throughput(broker);
   if (wanted('memory')) await memory(broker);
   if (wanted('backlog')) await backlog(broker, raw);
   if (wanted('scheduler')) await scheduler(broker);
@@ -186,6 +204,8 @@ try {
   if (wanted('mtls')) await mtls();
   if (wanted('coap')) await coap();
   if (wanted('cluster')) await cluster();
+  if (wanted('overload')) await overload(broker, raw);
+  if (wanted('ota')) await ota();
 } finally {
   await broker.stop();
 }
