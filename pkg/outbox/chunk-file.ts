@@ -34,11 +34,16 @@ export function encodeChunk(meta: ChunkMeta, readings: readonly Reading[]): Buff
   const header = Buffer.from(
     JSON.stringify({ id: meta.id, count: meta.count, firstTime: meta.firstTime, lastTime: meta.lastTime }),
   );
-  const body = Buffer.from(JSON.stringify(readings));
-  const out = Buffer.allocUnsafe(MAGIC.length + 2 * FRAME_HEADER_BYTES + header.length + body.length);
+  // The body is written straight into the chunk's buffer: no intermediate copy of it.
+  const text = JSON.stringify(readings);
+  const bodyLength = Buffer.byteLength(text);
+  const out = Buffer.allocUnsafe(MAGIC.length + 2 * FRAME_HEADER_BYTES + header.length + bodyLength);
   let offset = MAGIC.copy(out, 0);
   offset = writeFrame(out, offset, header);
-  writeFrame(out, offset, body);
+  out.writeUInt32LE(bodyLength, offset);
+  const bodyStart = offset + FRAME_HEADER_BYTES;
+  out.write(text, bodyStart, 'utf8');
+  out.writeUInt32LE(crc32(out, bodyStart, bodyStart + bodyLength), offset + 4);
   return out;
 }
 

@@ -45,6 +45,13 @@ export interface ChunkStore {
   saveCounters(counters: Counters): void;
   /** True when readings of sealed chunks may be dropped from memory and loaded again later. */
   readonly evictable: boolean;
+  /**
+   * Bytes of sealed chunks held in memory because they are not written yet (disk behind), and
+   * whether a chunk is among those not yet being written (dropping it then frees its memory and
+   * skips its write). Absent for stores that write nothing.
+   */
+  unwrittenBytes?(): number;
+  isUnwritten?(id: number): boolean;
   close(counters: Counters): Promise<void>;
 }
 
@@ -73,6 +80,14 @@ const FULL_LOW_WATER = 0.9;
 /** A chunk also seals at this share of maxBytes, so dropOldest can always free space by whole chunks. */
 const MAX_CHUNK_SHARE_OF_LIMIT = 0.25;
 const MAX_CHUNK_BYTES = 8 * 1024 * 1024;
+/**
+ * Memory bound for sealed chunks waiting to be written. When producers outrun the disk, chunks
+ * would otherwise pile up in memory without limit (maxBytes is a disk budget, often GiBs): past
+ * this, the whenFull policy applies as if the outbox were full (dropOldest drops the oldest chunks
+ * not yet written, which frees their memory and skips their writes; dropNewest refuses; block
+ * pauses the producers until the writes catch up).
+ */
+export const MAX_UNWRITTEN_BYTES = 16 * 1024 * 1024;
 
 function emptyDropped(): Record<DropReason, number> {
   return { dropOldest: 0, dropNewest: 0, maxAge: 0, corrupt: 0 };
@@ -98,6 +113,8 @@ export class OutboxCore implements Outbox {
 
   private openChunk: Reading[] = [];
   private openStartedAt = 0;
+  /** Monotonic time the open chunk started, for the maxDelay seal (the injected clock may be manual). */
+  private openStartedMono = 0;
   private sealTimer: NodeJS.Timeout | undefined;
   private ageTimer: NodeJS.Timeout | undefined;
 
@@ -114,6 +131,7 @@ export class OutboxCore implements Outbox {
   private waiters: Array<() => void> = [];
   private nextChain: Promise<unknown> = Promise.resolve();
   private readonly removals = new Set<Promise<void>>();
+  private pendingDrops: Chunk[] = [];
   private opened = false;
   private closed = false;
 
@@ -183,6 +201,7 @@ export class OutboxCore implements Outbox {
       }
       this.setFull(true);
     }
+    if (accepted > 0 && this.store.unwrittenBytes) accepted = this.admitWhileDiskBehind(accepted, incomingBytes, dropped);
     const expired = this.counters.dropped.maxAge - maxAgeBefore;
     if (expired > 0) dropped.maxAge = expired;
 
@@ -199,6 +218,50 @@ export class OutboxCore implements Outbox {
     }
     if (this.totalBytes() >= this.maxBytes) this.setFull(true);
     return { accepted, dropped, full: this.full };
+  }
+
+  /**
+   * The disk is behind when chunks waiting to be written exceed MAX_UNWRITTEN_BYTES: memory, not
+   * maxBytes, is then the limit, and the whenFull policy applies to it. Returns how many readings
+   * may be accepted.
+   */
+  private admitWhileDiskBehind(accepted: number, incomingBytes: number, dropped: Partial<Record<DropReason, number>>): number {
+    const unwritten = this.store.unwrittenBytes!();
+    if (unwritten + incomingBytes <= MAX_UNWRITTEN_BYTES) return accepted;
+    if (this.options.whenFull === 'dropOldest') {
+      // Oldest first among the chunks not yet written: dropping them frees memory and their writes.
+      let freed = 0;
+      let remaining = unwritten;
+      for (let i = 0; i < this.queue.length && remaining + incomingBytes > MAX_UNWRITTEN_BYTES; ) {
+        const chunk = this.queue[i];
+        if (chunk.state !== 'queued' || !this.store.isUnwritten!(chunk.id)) {
+          i++;
+          continue;
+        }
+        remaining -= chunk.bytes;
+        freed += chunk.count;
+        this.forget(chunk);
+        this.counters.dropped.dropOldest += chunk.count;
+        this.pendingDrops.push(chunk);
+      }
+      if (freed > 0) {
+        dropped.dropOldest = (dropped.dropOldest ?? 0) + freed;
+        this.flushDrops();
+      }
+      return accepted;
+    }
+    const block = this.options.whenFull === 'block';
+    if (block) this.setFull(true);
+    const ceiling = block ? MAX_UNWRITTEN_BYTES * BLOCK_OVERSHOOT : MAX_UNWRITTEN_BYTES;
+    const room = Math.max(0, ceiling - unwritten);
+    const admitted = Math.min(accepted, Math.floor(room / this.bytesPerReading));
+    if (admitted < accepted) {
+      dropped.dropNewest = (dropped.dropNewest ?? 0) + (accepted - admitted);
+      this.counters.dropped.dropNewest += accepted - admitted;
+      this.store.saveCounters(this.counters);
+      this.setFull(true);
+    }
+    return admitted;
   }
 
   next(): Promise<OutboxBatch | undefined> {
@@ -276,6 +339,7 @@ export class OutboxCore implements Outbox {
     if (this.opened) await this.flush();
     this.closed = true;
     clearTimeout(this.sealTimer);
+    this.sealTimer = undefined;
     clearInterval(this.ageTimer);
     this.wake();
     await Promise.all(this.removals);
@@ -337,10 +401,20 @@ export class OutboxCore implements Outbox {
 
   private startOpenChunk(): void {
     this.openStartedAt = this.clock.now();
-    if (this.options.maxDelayMs >= 0 && Number.isFinite(this.options.maxDelayMs)) {
-      clearTimeout(this.sealTimer);
-      this.sealTimer = setTimeout(() => this.seal(), this.options.maxDelayMs);
-    }
+    this.openStartedMono = performance.now();
+    // One timer, re-armed when it fires early: chunks sealed by size at thousands per second
+    // would otherwise each clear and create a timer.
+    if (!this.sealTimer && this.options.maxDelayMs >= 0 && Number.isFinite(this.options.maxDelayMs)) this.armSealTimer(this.options.maxDelayMs);
+  }
+
+  private armSealTimer(delayMs: number): void {
+    this.sealTimer = setTimeout(() => {
+      this.sealTimer = undefined;
+      if (this.openChunk.length === 0 || this.closed) return;
+      const remaining = this.options.maxDelayMs - (performance.now() - this.openStartedMono);
+      if (remaining > 1) this.armSealTimer(remaining);
+      else this.seal();
+    }, Math.max(0, delayMs));
   }
 
   private sealThreshold(): number {
@@ -349,8 +423,6 @@ export class OutboxCore implements Outbox {
   }
 
   private seal(): void {
-    clearTimeout(this.sealTimer);
-    this.sealTimer = undefined;
     if (this.openChunk.length === 0 || this.closed) return;
     const readings = this.openChunk;
     this.openChunk = [];
@@ -358,7 +430,10 @@ export class OutboxCore implements Outbox {
     const lastTime = readingTime(readings[readings.length - 1]) ?? this.clock.now();
     const meta: ChunkMeta = { id: this.nextId++, count: readings.length, firstTime, lastTime };
     const { bytes, persisted } = this.store.put(meta, readings);
-    const chunk: Chunk = { ...meta, bytes, state: 'queued', readings, persisted };
+    // A chunk far from the delivery point keeps no readings in memory: the store can load them
+    // (from its write buffer while the write is pending, from disk after).
+    const hot = !this.store.evictable || this.queuedChunks < HOT_CHUNKS;
+    const chunk: Chunk = { ...meta, bytes, state: 'queued', readings: hot ? readings : undefined, persisted };
     this.bytesPerReading = bytes / readings.length;
     this.queue.push(chunk);
     this.byId.set(chunk.id, chunk);
@@ -369,6 +444,8 @@ export class OutboxCore implements Outbox {
         // Memory stays bounded by chunks: a persisted chunk far from the delivery point drops its
         // readings and is read back when handed out.
         if (this.store.evictable && chunk.state === 'queued' && this.queuedChunks > HOT_CHUNKS) chunk.readings = undefined;
+        // `block` paused the producers while the disk was behind: writes catching up may resume them.
+        if (this.full) this.updateFull();
       },
       (error: unknown) => {
         // Kept in memory and still delivered; only its durability is lost.
@@ -400,13 +477,28 @@ export class OutboxCore implements Outbox {
    */
   private dropOldestUntil(target: number): number {
     let dropped = 0;
-    while (this.totalBytes() > target) {
-      const oldest = this.queue.find((chunk) => chunk.state === 'queued');
-      if (!oldest) break;
+    // Under sustained overload this runs for every append: one pass, one removal, one counter save.
+    for (let i = 0; i < this.queue.length && this.totalBytes() > target; ) {
+      const oldest = this.queue[i];
+      if (oldest.state !== 'queued') {
+        i++;
+        continue;
+      }
       dropped += oldest.count;
-      this.dropChunk(oldest, 'dropOldest');
+      this.forget(oldest);
+      this.counters.dropped.dropOldest += oldest.count;
+      this.pendingDrops.push(oldest);
     }
+    if (dropped > 0) this.flushDrops();
     return dropped;
+  }
+
+  private flushDrops(): void {
+    const chunks = this.pendingDrops;
+    this.pendingDrops = [];
+    this.store.saveCounters(this.counters);
+    this.scheduleRemoval(chunks);
+    this.updateFull();
   }
 
   private expire(): void {
@@ -469,7 +561,9 @@ export class OutboxCore implements Outbox {
   }
 
   private updateFull(): void {
-    if (this.full && this.totalBytes() <= this.maxBytes * FULL_LOW_WATER) this.setFull(false);
+    if (!this.full || this.totalBytes() > this.maxBytes * FULL_LOW_WATER) return;
+    if (this.store.unwrittenBytes && this.store.unwrittenBytes() > MAX_UNWRITTEN_BYTES * FULL_LOW_WATER) return;
+    this.setFull(false);
   }
 
   private setFull(full: boolean): void {
