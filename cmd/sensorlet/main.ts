@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 // The sensorlet CLI: run, validate, get, crds, cert inspect, outbox stats.
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';

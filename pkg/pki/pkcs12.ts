@@ -3,7 +3,8 @@
 // forge cannot parse EC keys or EC certificates; when it fails it keeps the bag's raw ASN.1, which
 // we hand to Node's crypto as DER (PKCS#8 PrivateKeyInfo, X.509 Certificate).
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import forge from 'node-forge';
+import type forge from 'node-forge';
+import { lazyRequire } from '../api/lazy-require.js';
 import { CertificateError } from './problems.js';
 
 export interface Pkcs12Contents {
@@ -12,7 +13,10 @@ export interface Pkcs12Contents {
   certificates: X509Certificate[];
 }
 
+const loadForge = lazyRequire<typeof forge>('node-forge');
+
 export function openPkcs12(bytes: Buffer, password: string | undefined, file: string): Pkcs12Contents {
+  const forge = loadForge();
   let container: forge.pkcs12.Pkcs12Pfx;
   try {
     const asn1 = forge.asn1.fromDer(forge.util.createBuffer(bytes.toString('binary')));
@@ -44,7 +48,8 @@ function keyFromBag(bag: forge.pkcs12.Bag, file: string): KeyObject {
   try {
     if (bag.key) {
       // RSA: forge parsed it; re-encode as PKCS#8 so both paths meet in Node's crypto.
-      const info = forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(bag.key));
+      const { pki } = loadForge();
+      const info = pki.wrapRsaPrivateKey(pki.privateKeyToAsn1(bag.key));
       return createPrivateKey({ key: derOf(info), format: 'der', type: 'pkcs8' });
     }
     if (bag.asn1) return createPrivateKey({ key: derOf(bag.asn1), format: 'der', type: 'pkcs8' });
@@ -56,7 +61,7 @@ function keyFromBag(bag: forge.pkcs12.Bag, file: string): KeyObject {
 
 function certificateFromBag(bag: forge.pkcs12.Bag, file: string): X509Certificate {
   try {
-    if (bag.cert) return new X509Certificate(derOf(forge.pki.certificateToAsn1(bag.cert)));
+    if (bag.cert) return new X509Certificate(derOf(loadForge().pki.certificateToAsn1(bag.cert)));
     if (bag.asn1) return new X509Certificate(derOf(bag.asn1));
   } catch {
     // fall through
@@ -65,5 +70,5 @@ function certificateFromBag(bag: forge.pkcs12.Bag, file: string): X509Certificat
 }
 
 function derOf(asn1: forge.asn1.Asn1): Buffer {
-  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
+  return Buffer.from(loadForge().asn1.toDer(asn1).getBytes(), 'binary');
 }

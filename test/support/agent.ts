@@ -7,6 +7,8 @@ import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { freePort, waitFor } from './ports.js';
 
 export const CLI = path.join(PACKAGE_ROOT, 'dist', 'cmd', 'sensorlet', 'main.js');
+/** The Node flags every shipped launcher uses (npm start, the bin's shebang, the DaemonSet). */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1'];
 
 export interface AgentProcessOptions {
   /** Folder mode. Omit it for cluster mode and pass `--kubeconfig FILE --node-name N` in extraArgs. */
@@ -47,6 +49,7 @@ export class AgentProcess {
     const stateDir = options.stateDir ?? mkdtempSync(path.join(tmpdir(), 'sensorlet-state-'));
     const adminAddr = `127.0.0.1:${await freePort()}`;
     const args = [
+      ...AGENT_NODE_FLAGS,
       CLI, 'run',
       ...(options.manifests !== undefined ? ['--manifests', options.manifests] : []),
       '--state-dir', stateDir,

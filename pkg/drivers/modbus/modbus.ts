@@ -2,7 +2,7 @@
 // modbus-serial (see README for why). One connection per TCP endpoint and one per RTU bus is shared
 // by every Sensor that names it, and requests on it run one at a time: Modbus has no pipelining on
 // a serial bus, and many TCP gateways mishandle concurrent transactions.
-import ModbusSerial from 'modbus-serial';
+import { lazyRequire } from '../../api/lazy-require.js';
 import type { ModbusRTU as ModbusClient } from 'modbus-serial/ModbusRTU.js';
 import type { FieldError, Sensor } from '../../api/resource.js';
 import type { Sample } from '../../api/reading.js';
@@ -16,7 +16,7 @@ export type ModbusConfig = NonNullable<Sensor['spec']['driver']['modbus']>;
 type RegisterType = NonNullable<ModbusConfig['type']>;
 
 // modbus-serial is CommonJS; its default export is the client class itself.
-const ModbusRTU = ModbusSerial as unknown as new () => ModbusClient;
+const modbusSerial = lazyRequire<new () => ModbusClient>('modbus-serial');
 
 const WORDS: Record<RegisterType, number> = { int16: 1, uint16: 1, int32: 2, uint32: 2, float32: 2 };
 const FUNCTION_NAMES = { 1: 'read coils', 2: 'read discrete inputs', 3: 'read holding registers', 4: 'read input registers' } as const;
@@ -40,6 +40,7 @@ class ModbusLink {
   async connected(timeoutMs: number): Promise<ModbusClient> {
     if (this.client?.isOpen) return this.client;
     await this.disconnect();
+    const ModbusRTU = modbusSerial();
     const client = new ModbusRTU();
     try {
       if (this.config.tcp) {

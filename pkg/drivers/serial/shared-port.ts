@@ -1,7 +1,10 @@
 // One open serial port per device path, shared by every Sensor that names it (a multi-value device
 // on one RS-485 line or USB adapter). The port reopens itself with capped backoff when the device
 // disappears (USB unplug) and comes back, and serialises request/response exchanges.
-import { SerialPort } from 'serialport';
+import type { SerialPort } from 'serialport';
+import { lazyRequire } from '../../api/lazy-require.js';
+
+const serialport = lazyRequire<typeof import('serialport')>('serialport');
 import { SensorletError, messageOf } from '../../api/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { SerialQueue, backoffDelay } from '../serialize.js';
@@ -83,7 +86,7 @@ export class SharedSerialPort {
   private open(): void {
     if (this.closed) return;
     const { path, baudRate, dataBits, parity, stopBits } = this.settings;
-    const port = new SerialPort({ path, baudRate, dataBits, parity, stopBits, autoOpen: false });
+    const port = new (serialport().SerialPort)({ path, baudRate, dataBits, parity, stopBits, autoOpen: false });
     this.port = port;
     port.on('data', (chunk: Buffer) => {
       for (const listener of this.listeners) listener.data(chunk);
