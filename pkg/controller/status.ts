@@ -55,15 +55,15 @@ export class StatusStore {
       status = { conditions: [], facts: {} };
       this.statuses.set(key, status);
     }
-    const now = new Date(this.clock.now());
     let flipped = false;
     if (change.observedGeneration !== undefined && status.observedGeneration !== change.observedGeneration) {
       status.observedGeneration = change.observedGeneration;
       flipped = true;
     }
+    const now = change.conditions ? new Date(this.clock.now()) : undefined;
     for (const condition of change.conditions ?? []) {
       const update = { ...condition, observedGeneration: condition.observedGeneration ?? status.observedGeneration };
-      flipped = setCondition(status.conditions, update, now) || flipped;
+      flipped = setCondition(status.conditions, update, now!) || flipped;
     }
     for (const type of change.removeConditions ?? []) flipped = removeCondition(status.conditions, type) || flipped;
     if (change.facts) Object.assign(status.facts, change.facts);
@@ -90,8 +90,10 @@ export class StatusStore {
   }
 
   private changed(key: string, conditionFlipped: boolean): void {
-    const entry = this.nodeEntry(key);
-    for (const listener of this.listeners) listener(key, entry, conditionFlipped);
+    if (this.listeners.length > 0) {
+      const entry = this.nodeEntry(key);
+      for (const listener of this.listeners) listener(key, entry, conditionFlipped);
+    }
     // Status changes with every reading; persisting once a second bounds the write rate.
     if (this.file && !this.persistTimer) {
       this.persistTimer = setTimeout(() => this.persist(), 1000);

@@ -47,6 +47,9 @@ export class SensorRunner {
   private driver: Driver | undefined;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: AbortController | undefined;
+  private readController: AbortController | undefined;
+  /** The labelled child, bound once: prom-client hashes labels on every inc() otherwise. */
+  private readonly readingsCounter: { inc(value: number): void };
   private stopped = false;
   private failures = 0;
   private readingsCount = 0;
@@ -70,6 +73,7 @@ export class SensorRunner {
     this.timeoutMs = parseDuration(spec.timeout ?? '2s');
     this.admit = deps.reportFilter?.(resource);
     this.logger = deps.logger.child({ sensor: `${resource.namespace}/${resource.name}` });
+    this.readingsCounter = deps.metrics.readings.labels({ sensor: resource.name });
   }
 
   start(): void {
@@ -144,11 +148,19 @@ export class SensorRunner {
     if (this.stopped || !this.driver?.read) return;
     if (this.blockedBy.size > 0) return; // resumed by setBlocked
     this.deps.metrics.schedulerLateness.observe(Math.max(0, this.deps.clock.now() - this.nextDue) / 1000);
-    const controller = new AbortController();
+    // One controller serves every read until a read is aborted: an AbortController per poll was
+    // ~6 % of CPU at 1000 sensors. Drivers remove the listeners they add.
+    if (!this.readController || this.readController.signal.aborted) this.readController = new AbortController();
+    const controller = this.readController;
     this.inFlight = controller;
-    const timeout = setTimeout(() => controller.abort(new SensorletError('Timeout', `no answer within ${this.resource.object!.spec.timeout ?? '2s'}`)), this.timeoutMs);
+    const driver = this.driver;
     try {
-      const samples = await raceAbort(this.driver.read(controller.signal), controller.signal);
+      const samples = await readWithin(
+        (signal) => driver.read!(signal),
+        controller,
+        this.timeoutMs,
+        () => new SensorletError('Timeout', `no answer within ${this.resource.object!.spec.timeout ?? '2s'}`),
+      );
       if (this.stopped) return;
       if (samples.length <= ACCEPT_SLICE) this.accept(samples);
       else {
@@ -171,7 +183,6 @@ export class SensorRunner {
       this.nextDue = this.deps.clock.now() + delay;
       this.schedule(delay);
     } finally {
-      clearTimeout(timeout);
       this.inFlight = undefined;
     }
   }
@@ -217,7 +228,7 @@ export class SensorRunner {
     }
     if (readings.length === 0) return;
     this.readingsCount += readings.length;
-    this.deps.metrics.readings.inc({ sensor: name }, readings.length);
+    this.readingsCounter.inc(readings.length);
     const last = readings[readings.length - 1];
     this.deps.status.update(this.key, {
       facts: { lastReading: { time: last.time, value: last.value, values: last.values, seq: last.seq }, readings: this.readingsCount },
@@ -261,12 +272,27 @@ export class SensorRunner {
   }
 }
 
-/** Settles with the abort reason as soon as the signal fires, even if the driver ignores it. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+/**
+ * The driver's read, settled by the driver or at the timeout, whichever comes first; the timeout
+ * also aborts the driver's work. One timer and no abort listener per read: this runs 10k times/s
+ * with 1000 sensors at 100 ms.
+ */
+function readWithin<T>(read: (signal: AbortSignal) => Promise<T>, controller: AbortController, timeoutMs: number, timeoutError: () => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    const timer = setTimeout(() => {
+      const error = timeoutError();
+      controller.abort(error);
+      reject(error);
+    }, timeoutMs);
+    read(controller.signal).then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
   });
 }

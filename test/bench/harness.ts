@@ -45,13 +45,22 @@ export function metricValue(text: string, name: string, labelFilter = ''): numbe
   return total;
 }
 
-/** p-quantile upper bound from a Prometheus histogram (the first bucket reaching the quantile). */
-export function histogramQuantile(text: string, name: string, quantile: number): number {
+function histogramBuckets(text: string, name: string): [number, number][] {
   const buckets: [number, number][] = [];
   for (const line of text.split('\n')) {
     const match = new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\}\\s+(\\d+)`).exec(line);
     if (match) buckets.push([match[1] === '+Inf' ? Infinity : Number(match[1]), Number(match[2])]);
   }
+  return buckets;
+}
+
+/**
+ * p-quantile upper bound (the first bucket reaching the quantile) of what a Prometheus histogram
+ * observed between two scrapes, so start-up does not count in a steady-state figure.
+ */
+export function histogramQuantile(after: string, name: string, quantile: number, before = ''): number {
+  const earlier = new Map(histogramBuckets(before, name));
+  const buckets = histogramBuckets(after, name).map(([le, count]) => [le, count - (earlier.get(le) ?? 0)] as [number, number]);
   const total = buckets.at(-1)?.[1] ?? 0;
   return buckets.find(([, count]) => count >= quantile * total)?.[0] ?? NaN;
 }

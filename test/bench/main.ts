@@ -80,21 +80,25 @@ async function backlog(broker: Mosquitto, rawRate: number): Promise<void> {
   const fill = { 'sensor.yaml': counterSensor('counter', '20ms', 10_000), 'sink.yaml': mqttSink('bench', closedPort, { maxReadings: 2000, maxDelay: '100ms' }) };
   const dir = manifestsDir(fill);
   let agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
-  let holdingRss = 0;
+  const { writeFileSync, rmSync } = await import('node:fs');
   try {
+    let fillingRss = 0;
     const filled = await waitFor(async () => {
       const queued = metricValue(await agent.metrics(), 'sensorlet_outbox_readings', 'sink="bench"');
-      holdingRss = Math.max(holdingRss, rssMb(agent.child.pid!));
+      fillingRss = Math.max(fillingRss, rssMb(agent.child.pid!));
       return queued >= target ? queued : undefined;
     }, { timeoutMs: 120_000, intervalMs: 500, what: `${target} readings in the outbox` });
     report(`outbox backlog built (readings)`, String(filled));
-    report('RSS while holding the backlog (MB, peak while filling)', holdingRss.toFixed(1), '≤ 100', holdingRss <= 100);
+    report('RSS while filling at ~500k readings/s offered (MB, peak; an overload figure)', fillingRss.toFixed(1));
+    // Holding: the producer stops (its manifest goes), the backlog stays, the agent idles.
+    rmSync(`${dir}/sensor.yaml`);
+    await sleep(5000);
+    const holdingRss = rssMb(agent.child.pid!);
+    report('RSS while holding the backlog (MB)', holdingRss.toFixed(1), '≤ 100', holdingRss <= 100);
   } finally {
     await agent.stop();
   }
   // Restart with the broker reachable and no new readings: time to ready, then the drain.
-  const { writeFileSync, rmSync } = await import('node:fs');
-  rmSync(`${dir}/sensor.yaml`);
   writeFileSync(`${dir}/sink.yaml`, mqttSink('bench', broker.url, { maxReadings: 2000, maxDelay: '100ms' }));
   const started = performance.now();
   agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
@@ -120,20 +124,30 @@ async function backlog(broker: Mosquitto, rawRate: number): Promise<void> {
 }
 
 async function scheduler(broker: Mosquitto): Promise<void> {
+  // Twice: the scheduler and drivers alone (no Sink selects the Sensors), then with their 10k
+  // readings/s delivered over MQTT through the durable outbox.
+  await schedulerRun('scheduler and drivers only', {});
+  await schedulerRun('readings delivered over MQTT', { 'sink.yaml': mqttSink('bench', broker.url, { payload: 'batch', maxReadings: 2000 }) });
+}
+
+async function schedulerRun(what: string, sinks: Record<string, string>): Promise<void> {
   const sensors = Array.from({ length: 1000 }, (_, i) => counterSensor(`s${i}`, '100ms', 1)).join('---\n');
-  await withAgent({ 'sensors.yaml': sensors, 'sink.yaml': mqttSink('bench', broker.url, { payload: 'batch', maxReadings: 2000 }) }, async (agent) => {
+  await withAgent({ 'sensors.yaml': sensors, ...sinks }, async (agent) => {
+    // Steady state: every Sensor reading, then a few seconds more, before the window opens.
+    await waitFor(async () => metricValue(await agent.metrics(), 'sensorlet_readings_total') >= 1000 * 20, { timeoutMs: 60_000, what: 'all sensors reading' });
     await sleep(3000);
     const pid = agent.child.pid!;
+    const startText = await agent.metrics();
     const cpuBefore = cpuSeconds(pid);
     const before = performance.now();
     await sleep(15_000);
     const cpu = (cpuSeconds(pid) - cpuBefore) / ((performance.now() - before) / 1000);
     const text = await agent.metrics();
-    const p50 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.5) * 1000;
-    const p99 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.99) * 1000;
-    report('scheduler lateness, 1000 sensors at 100 ms: p50 (ms, histogram bucket bound)', `≤ ${p50}`);
-    report('scheduler lateness, 1000 sensors at 100 ms: p99 (ms, histogram bucket bound)', `≤ ${p99}`, '≤ 10', p99 <= 10);
-    report('CPU, 1000 sensors at 100 ms (% of one core, readings delivered over MQTT)', (cpu * 100).toFixed(1), '≤ 30', cpu * 100 <= 30);
+    const p50 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.5, startText) * 1000;
+    const p99 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.99, startText) * 1000;
+    report(`scheduler lateness, 1000 sensors at 100 ms, ${what}: p50 (ms, histogram bucket bound, steady 15 s window)`, `≤ ${p50}`);
+    report(`scheduler lateness, 1000 sensors at 100 ms, ${what}: p99 (ms, histogram bucket bound, steady 15 s window)`, `≤ ${p99}`, '≤ 10', p99 <= 10);
+    report(`CPU, 1000 sensors at 100 ms, ${what} (% of one core)`, (cpu * 100).toFixed(1), '≤ 30', cpu * 100 <= 30);
   });
 }
 
