@@ -1,6 +1,7 @@
 // One open serial port per device path, shared by every Sensor that names it (a multi-value device
 // on one RS-485 line or USB adapter). The port reopens itself with capped backoff when the device
 // disappears (USB unplug) and comes back, and serialises request/response exchanges.
+import { existsSync } from 'node:fs';
 import type { SerialPort } from 'serialport';
 import { lazyRequire } from '../../api/lazy-require.js';
 
@@ -25,6 +26,11 @@ export interface PortListener {
 }
 
 /** Reopen delays: fast enough to notice a replug quickly, capped so a missing port costs little. */
+/**
+ * How often an open port checks that its device node still exists. An unplugged USB adapter's
+ * node disappears; the hang-up event alone was seen not to arrive (a pty whose far end closed).
+ */
+export const PRESENCE_CHECK_MS = 1_000;
 export const REOPEN_BASE_MS = 100;
 export const REOPEN_MAX_MS = 2_000;
 
@@ -36,6 +42,7 @@ export class SharedSerialPort {
   private references = 0;
   private attempt = 0;
   private reopenTimer: NodeJS.Timeout | undefined;
+  private presenceTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private lastError: SensorletError | undefined = new SensorletError('PortNotFound', 'port not opened yet');
 
@@ -64,6 +71,7 @@ export class SharedSerialPort {
     if (this.references > 0) return false;
     this.closed = true;
     clearTimeout(this.reopenTimer);
+    clearInterval(this.presenceTimer);
     const port = this.port;
     this.port = undefined;
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
@@ -106,11 +114,22 @@ export class SharedSerialPort {
       this.attempt = 0;
       this.lastError = undefined;
       this.logger.info({ port: path }, 'serial port open');
+      this.watchPresence(port);
       this.notify({ up: true });
     });
   }
 
+  private watchPresence(port: SerialPort): void {
+    clearInterval(this.presenceTimer);
+    this.presenceTimer = setInterval(() => {
+      if (this.closed || this.port !== port) return clearInterval(this.presenceTimer);
+      if (!existsSync(this.settings.path)) this.down(new SensorletError('DeviceGone', `${this.settings.path} disappeared (its device node is gone)`));
+    }, PRESENCE_CHECK_MS);
+    this.presenceTimer.unref();
+  }
+
   private down(error: SensorletError): void {
+    clearInterval(this.presenceTimer);
     const wasReported = this.lastError?.code === error.code && this.attempt > 0;
     this.lastError = error;
     this.port?.removeAllListeners('data');
