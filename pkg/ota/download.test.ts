@@ -136,11 +136,13 @@ test('a stalled link is abandoned after the idle timeout and resumed', async () 
   const size = 64 * 1024;
   const body = randomBytes(size);
   await withServer(body, async (server, file) => {
-    server.faults.bytesPerSecond = 20; // effectively stalled after the first byte
-    const attempt = downloadArtifact({ ...options(server, file), size, idleTimeoutMs: 300, maxAttempts: 2 });
-    setTimeout(() => (server.faults.bytesPerSecond = undefined), 400);
-    await attempt;
-    assert.ok(server.log.length >= 2);
+    // The first response goes silent after 16 KiB without closing; the client must notice.
+    server.faults.stallOnceAfterBytes = 16 * 1024;
+    await downloadArtifact({ ...options(server, file), size, idleTimeoutMs: 300, maxAttempts: 2 });
+    assert.equal(server.log.length, 2);
+    assert.ok(server.log[0].bytesSent >= 16 * 1024 && server.log[0].bytesSent < size);
+    assert.equal(server.log[1].status, 206, 'resumed with Range');
+    assert.equal(server.log[1].start, server.log[0].bytesSent, 'from where the stall left it');
     assert.ok(readFileSync(file).equals(body));
   });
 });

@@ -21,6 +21,8 @@ export interface ArtifactFaults {
   ignoreRange?: boolean;
   /** Flip one byte in the middle of what is served. */
   corrupt?: boolean;
+  /** The next request stops sending after this many bytes and keeps the connection open (a stalled link); used once. */
+  stallOnceAfterBytes?: number;
   /** Answer every request with this status. */
   status?: number;
   /** Send only ETag (default both ETag and Last-Modified); 'none' sends no validator. */
@@ -107,9 +109,16 @@ export class ArtifactServer {
   private async send(response: http.ServerResponse, body: Buffer, start: number, end: number, entry: ServedRequest): Promise<void> {
     const step = this.faults.bytesPerSecond ? Math.max(1, Math.floor(this.faults.bytesPerSecond / 20)) : 64 * 1024;
     let offset = start;
+    const stallAt = this.faults.stallOnceAfterBytes;
+    this.faults.stallOnceAfterBytes = undefined;
     while (offset < end) {
       if (response.destroyed) return;
-      const chunk = body.subarray(offset, Math.min(end, offset + step));
+      if (stallAt !== undefined && entry.bytesSent >= stallAt) {
+        // Silent but open, until the client gives up on the connection.
+        await new Promise<void>((resolve) => response.once('close', () => resolve()));
+        return;
+      }
+      const chunk = body.subarray(offset, Math.min(end, offset + step, stallAt === undefined ? end : start + stallAt));
       await new Promise<void>((resolve) => response.write(chunk, () => resolve()));
       entry.bytesSent += chunk.length;
       offset += chunk.length;
