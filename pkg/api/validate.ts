@@ -9,16 +9,7 @@ import { DEFAULT_NAMESPACE, type FieldError } from './resource.js';
 import { parseDuration, parseQuantity } from './units.js';
 import { joinPath, pointerSegments, type PathSegment } from './field-path.js';
 import { driverFactory, selectedDriver } from '../drivers/index.js';
-import { transportFactories } from '../sinks/registry.js';
-
-// The sinks index registers the built-in transports; it may not exist yet in every build of the tree,
-// and without it transports simply get no validate hook. Any other load failure is a real bug.
-const SINKS_INDEX = '../sinks/index.js';
-await import(SINKS_INDEX).catch((error: unknown) => {
-  const code = (error as { code?: string }).code;
-  if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes('sinks/index.js')) return;
-  throw error;
-});
+import { transportFactories } from '../sinks/index.js';
 
 export const INVALID_SPEC = 'InvalidSpec';
 

@@ -15,6 +15,7 @@ const sensor = (interval: string, labels: Record<string, string> = {}) => ({
 test('the generation counts spec changes only, and survives a restart', () => {
   const stateDir = mkdtempSync(path.join(tmpdir(), 'store-'));
   const store = new ResourceStore(stateDir);
+  store.synced(); // as a source does after its first listing
   const changes: string[][] = [];
   store.onChange((keys) => changes.push(keys));
   store.replace('a.yaml', [sensor('1s')]);
@@ -26,6 +27,7 @@ test('the generation counts spec changes only, and survives a restart', () => {
   store.replace('a.yaml', [sensor('2s', { site: 'x' })]);
   assert.equal(changes.length, 3, 'an identical replace is no change');
   const restarted = new ResourceStore(stateDir);
+  restarted.synced();
   restarted.replace('a.yaml', [sensor('2s')]);
   assert.equal(restarted.get('Sensor/default/s')!.generation, 2);
   restarted.replace('a.yaml', [sensor('3s')]);
@@ -34,6 +36,7 @@ test('the generation counts spec changes only, and survives a restart', () => {
 
 test('removing an origin removes its resources and reports them', () => {
   const store = new ResourceStore();
+  store.synced();
   const changes: string[][] = [];
   store.onChange((keys) => changes.push(keys));
   store.replace('a.yaml', [sensor('1s')]);
@@ -44,8 +47,20 @@ test('removing an origin removes its resources and reports them', () => {
 
 test('an invalid document is kept with its errors, not dropped', () => {
   const store = new ResourceStore();
+  store.synced();
   store.replace('a.yaml', [sensor('5 seconds')]);
   const stored = store.get('Sensor/default/s')!;
   assert.equal(stored.object, undefined);
   assert.equal(stored.errors[0].path, 'spec.interval');
+});
+
+test('the first listing is validated once, when the source says it is complete', () => {
+  const store = new ResourceStore();
+  const changes: string[][] = [];
+  store.onChange((keys) => changes.push(keys));
+  store.replace('a.yaml', [sensor('1s')]);
+  assert.equal(store.get('Sensor/default/s'), undefined, 'nothing is applied before the listing is complete');
+  store.synced();
+  assert.equal(store.get('Sensor/default/s')!.generation, 1);
+  assert.deepEqual(changes, [['Sensor/default/s']]);
 });

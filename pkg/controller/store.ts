@@ -54,11 +54,16 @@ export class ResourceStore implements SourceListener {
   replace(origin: string, documents: SourceDocument[]): void {
     if (documents.length === 0) this.origins.delete(origin);
     else this.origins.set(origin, documents);
-    this.revalidate();
+    // The first listing arrives one origin at a time; validating the whole set after each would
+    // cost O(origins²). It is validated once, when the source says the listing is complete.
+    if (this.isSynced) this.revalidate();
   }
 
   synced(): void {
-    this.isSynced = true;
+    if (!this.isSynced) {
+      this.isSynced = true;
+      this.revalidate();
+    }
     for (const listener of this.syncedListeners) listener();
   }
 

@@ -205,13 +205,14 @@ export class OtaCoordinator {
         ...this.options.download,
         onProgress: (bytes, total) => {
           // The file is the truth for resuming; the record's copy is for status after a restart.
+          // Status follows the persisted progress: every MiB and at the end, not every chunk.
           if (Math.abs(bytes - persisted) >= PROGRESS_PERSIST_BYTES || bytes === total) {
             persisted = bytes;
             this.state.patch({ progress: { bytes, total } });
+            this.emit();
           } else {
             (this.state.record as OtaRecord).progress = { bytes, total };
           }
-          this.emit();
         },
         onAttempt: (info) => {
           if (info.error) this.log('warn', 'download interrupted; resuming', { from: info.from, error: info.error });

@@ -1,34 +1,24 @@
 // The coordinator's view of the running agent: drain the sink outboxes, judge health.
 import type { Runtime } from '../controller/runtime.js';
-import type { Outbox } from '../outbox/outbox.js';
 import { matchesNodeSelector } from '../router/selector.js';
 import type { DataPath, HealthRequirement } from './coordinator.js';
-
-/**
- * The outboxes of a running Sink. SinkRunner keeps its lanes private; the drain needs each lane's
- * outbox (flush + stats), so it reads the field structurally rather than widening SinkRunner's API.
- */
-function outboxesOf(runner: unknown): Outbox[] {
-  const lanes = (runner as { lanes?: { outbox: Outbox }[] }).lanes;
-  return Array.isArray(lanes) ? lanes.map((lane) => lane.outbox) : [];
-}
 
 function conditionTrue(runtime: Runtime, key: string, type: string): boolean {
   return runtime.status.get(key)?.conditions.some((condition) => condition.type === type && condition.status === 'True') ?? false;
 }
 
 export function runtimeDataPath(runtime: Runtime, pollMs = 100): DataPath {
-  const queued = () => [...runtime.sinks.values()].flatMap(outboxesOf).reduce((sum, outbox) => sum + outbox.stats().readings, 0);
+  const queued = () => [...runtime.sinks.values()].flatMap((runner) => runner.outboxes()).reduce((sum, outbox) => sum + outbox.stats().readings, 0);
   return {
     async drain(timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       // Seal the open chunks so that everything read so far is durable and can be sent now.
-      await Promise.all([...runtime.sinks.values()].flatMap(outboxesOf).map((outbox) => outbox.flush()));
+      await Promise.all([...runtime.sinks.values()].flatMap((runner) => runner.outboxes()).map((outbox) => outbox.flush()));
       let left = queued();
       while (left > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, Math.max(1, deadline - Date.now()))));
         // Readings taken meanwhile are sealed too, so they are sent (or kept) like the rest.
-        await Promise.all([...runtime.sinks.values()].flatMap(outboxesOf).map((outbox) => outbox.flush()));
+        await Promise.all([...runtime.sinks.values()].flatMap((runner) => runner.outboxes()).map((outbox) => outbox.flush()));
         left = queued();
       }
       return { queued: left };

@@ -278,19 +278,12 @@ export class OutboxCore implements Outbox {
     const chunk = this.byId.get(batch.id);
     // Unknown: already acked, or dropped (dropOldest/maxAge) while it was out for delivery.
     if (!chunk || chunk.state === 'acked') return;
-    if (chunk.state === 'queued') this.queuedChunks--;
-    chunk.state = 'acked';
-    chunk.readings = undefined;
-    chunk.loading = undefined;
-    this.countLive(chunk, -1);
+    this.forget(chunk);
     this.updateFull();
     // Chunk files are independent, so an acked chunk is deleted at once even when an earlier one
     // is still out: after a crash only unacknowledged chunks come back. The ack resolves without
     // waiting for the deletion (a crash before it only re-delivers the chunk), which keeps fsync
     // latency out of the sink's loop; close() waits for pending deletions.
-    const index = this.queue.indexOf(chunk);
-    if (index >= 0) this.queue.splice(index, 1);
-    this.byId.delete(chunk.id);
     this.scheduleRemoval([chunk]);
   }
 

@@ -23,8 +23,9 @@
 //   beyond what the disk can absorb in the background.
 // * Power cut: the open chunk (at most maxReadings readings or maxDelayMs of data) and chunks
 //   whose group commit had not finished are lost; everything durable is delivered after restart.
-//   Acks delete chunk files in FIFO order in the background; a chunk acked but not yet deleted is
-//   delivered again (at-least-once; consumers dedupe on (device, sensor, seq)).
+//   An acked chunk's file is deleted at once, in the background, whatever came before it; a
+//   chunk acked but not yet deleted is delivered again (at-least-once; consumers dedupe on
+//   (device, sensor, seq)).
 // * What a crash mid-write leaves, and how open() recovers it, reading no chunk bodies:
 //     - `*.tmp` files: a write that never completed and was never durable: deleted.
 //     - a chunk file with no index document (crash between rename and index write): its header
@@ -37,6 +38,7 @@
 //   Every remaining chunk is queued again, oldest first, before any new reading.
 // * Reading back: only handed-out chunks, a few recently sealed ones and one prefetched chunk
 //   hold their readings in memory; the rest are read from disk when next() reaches them.
+import { fsyncDirAsync } from '../storage/durable-file.js';
 import { mkdir, open as openFile, readdir, stat } from 'node:fs/promises';
 import * as fsCallback from 'node:fs';
 import { promisify } from 'node:util';
@@ -260,7 +262,7 @@ class DiskChunkStore implements ChunkStore {
         this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
         try {
           await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
-          await fsyncDirectory(this.chunksDir);
+          await fsyncDirAsync(this.chunksDir);
           for (const job of jobs) {
             this.unwrittenData.delete(job.info.id);
             job.resolve();
@@ -397,17 +399,6 @@ export function createDurableOutbox(dir: string, options: OutboxOptions, logger?
   return new OutboxCore(new DiskChunkStore(dir, options, log), options, { clock: deps.clock, logger: log });
 }
 
-async function fsyncDirectory(dir: string): Promise<void> {
-  const fd = await fdOpen(dir, 'r');
-  try {
-    await fdSync(fd);
-  } catch (error) {
-    // Some filesystems cannot fsync a directory; the rename is then as durable as they allow.
-    if ((error as NodeJS.ErrnoException).code !== 'EINVAL' && (error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
-  } finally {
-    await fdClose(fd);
-  }
-}
 
 function ignoreMissing(error: unknown): void {
   if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;

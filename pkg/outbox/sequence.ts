@@ -66,7 +66,18 @@ export class SequenceStore {
         throw new SensorletError('SequenceStateCorrupt', `${file} is not valid JSON; move it aside to restart numbering`, { cause: error });
       }
     }
-    return new SequenceStore(file, persisted);
+    const store = new SequenceStore(file, persisted);
+    // One durable write reserves a block for every known sensor, instead of one fsync per sensor
+    // on the read path as each first reads after the restart.
+    if (store.counters.size > 0) {
+      const now = Date.now();
+      for (const counter of store.counters.values()) {
+        counter.reservedUntil = counter.next + counter.block;
+        counter.reservedAt = now;
+      }
+      store.persist((counter) => counter.reservedUntil);
+    }
+    return store;
   }
 
   /** The next sequence number for a sensor (first one is 1). */

@@ -18,7 +18,11 @@ export function classifyTlsError(error: unknown): TlsFailureCode | undefined {
     return 'UntrustedServer';
   }
   // The server's alert after it rejected our certificate (TLS 1.3 reports it on the first read).
-  if (/alert (unknown ca|bad certificate|certificate unknown|certificate required|certificate expired|decrypt error)|SSLV3_ALERT_(BAD_CERTIFICATE|CERTIFICATE_UNKNOWN)|TLSV1_ALERT_UNKNOWN_CA|TLSV13_ALERT_CERTIFICATE_REQUIRED/i.test(`${code} ${message}`)) {
+  if (
+    /alert (unknown ca|bad certificate|certificate unknown|certificate required|certificate expired|certificate revoked|unsupported certificate|access denied|decrypt error)|ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR)/i.test(
+      `${code} ${message}`,
+    )
+  ) {
     return 'ClientCertificateRejected';
   }
   if (/^ERR_SSL_|^ERR_TLS_/.test(code)) return 'TlsHandshakeFailed';

@@ -43,7 +43,7 @@ test('with failing sends, every reading is delivered, first occurrences in order
     { device: 'd' },
     outbox,
     () => flakyTransport(delivered, () => ++sends % 25 === 3),
-    { onState() {}, onDelivered() {}, onSendError() {} },
+    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant() {} },
     silentLogger(),
   );
   await lane.start();
@@ -57,4 +57,30 @@ test('with failing sends, every reading is delivered, first occurrences in order
   const firsts = delivered.filter((seq) => (seen.has(seq) ? false : (seen.add(seq), true)));
   assert.deepEqual(firsts, Array.from({ length: total }, (_, i) => i + 1));
   assert.ok(sends >= 150, "every batch was sent, several twice after failures");
+});
+
+test("a lane with a tenant never sends another tenant's queued readings; it counts them instead", async () => {
+  const outbox = createMemoryOutbox({ maxReadings: 10, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' });
+  const sent: Reading[] = [];
+  let foreign = 0;
+  const lane = new Lane(
+    { device: 'd', tenant: 'acme' },
+    outbox,
+    () => ({ start() {}, async send(readings) { sent.push(...readings); }, async close() {} }),
+    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant: (count) => (foreign += count) },
+    silentLogger(),
+  );
+  await lane.start();
+  lane.append([
+    { ...reading(1), tenant: 'acme' },
+    { ...reading(2), tenant: 'globex' },
+    reading(3),
+    { ...reading(4), tenant: 'globex' },
+  ]);
+  const deadline = Date.now() + 5000;
+  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  await lane.stop();
+  assert.deepEqual(sent.map((r) => r.seq), [1, 3]);
+  assert.equal(foreign, 2);
+  assert.equal(outbox.stats().readings, 0, 'the foreign readings leave the outbox: dropped, not retried');
 });

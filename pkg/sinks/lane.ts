@@ -17,6 +17,8 @@ export interface LaneEvents {
   onState(state: ConnectionState): void;
   onDelivered(count: number): void;
   onSendError(reason: string, message: string): void;
+  /** Queued readings of another tenant, dropped instead of sent (see dispatch). */
+  onForeignTenant(count: number): void;
 }
 
 export class Lane {
@@ -37,6 +39,7 @@ export class Lane {
   /** Ends a recovery's backoff early when the connection is re-established. */
   private wakeRetry: (() => void) | undefined;
   private reconnectedSinceFailure = false;
+  private readonly retiredRejections: Record<string, number> = {};
   state: ConnectionState = { connected: false, reason: 'Connecting', message: 'connecting' };
 
   constructor(
@@ -58,8 +61,10 @@ export class Lane {
     this.loop = this.deliver();
   }
 
-  /** Readings the current connection's far end refused for good (CoAP 4.xx), per code; see Transport. */
-  permanentFailures(): Record<string, number> { return this.transport?.permanentFailures?.() ?? {}; }
+  /** Readings the far end refused for good (CoAP 4.xx), per code, over every connection this lane had. */
+  permanentFailures(): Record<string, number> {
+    return addCounts({ ...this.retiredRejections }, this.transport?.permanentFailures?.() ?? {});
+  }
 
   append(readings: Reading[]) {
     return this.outbox.append(readings);
@@ -68,6 +73,8 @@ export class Lane {
   /** Swaps the connection (certificate rotation): in-flight batches are re-sent on the new one. */
   async replaceTransport(identity: ConnectionIdentity): Promise<void> {
     const previous = this.transport;
+    // A transport counts its refusals from its own start: keep what the old one counted.
+    addCounts(this.retiredRejections, previous?.permanentFailures?.() ?? {});
     (this as { identity: ConnectionIdentity }).identity = identity;
     this.installTransport(identity);
     await previous?.close();
@@ -121,7 +128,7 @@ export class Lane {
 
   private dispatch(batch: OutboxBatch): void {
     const epoch = this.epoch;
-    const sent = this.transport!.send(batch.readings);
+    const sent = this.sendOwnTenant(batch.readings);
     const settled = sent.then(
       () => undefined,
       () => undefined,
@@ -147,6 +154,20 @@ export class Lane {
       this.retryDelay = RETRY_BASE_MS;
       this.events.onDelivered(batch.readings.length);
     });
+  }
+
+  /**
+   * A reading never crosses tenants. A lane whose Certificate had not loaded queued readings for
+   * the tenant it was expected to have; any of another tenant are dropped (and counted), not sent.
+   */
+  private sendOwnTenant(readings: Reading[]): Promise<void> {
+    const tenant = this.identity.tenant;
+    const own = tenant === undefined ? readings : readings.filter((reading) => reading.tenant === undefined || reading.tenant === tenant);
+    if (own.length < readings.length) {
+      this.events.onForeignTenant(readings.length - own.length);
+      this.logger.warn({ tenant, dropped: readings.length - own.length }, 'dropped queued readings of another tenant');
+    }
+    return own.length > 0 ? this.transport!.send(own) : Promise.resolve();
   }
 
   private async recover(error: unknown): Promise<void> {
@@ -175,4 +196,9 @@ export class Lane {
     this.outbox.rewind();
     this.recovering = undefined;
   }
+}
+
+function addCounts(into: Record<string, number>, counts: Record<string, number>): Record<string, number> {
+  for (const [code, count] of Object.entries(counts)) into[code] = (into[code] ?? 0) + count;
+  return into;
 }

@@ -46,8 +46,6 @@ export class SinkRunner implements RouteTarget {
   private statsTimer: NodeJS.Timeout | undefined;
   private full = false;
   private unroutable = 0;
-  /** Permanent refusals per lane: what its connection reported last, and what replaced connections had counted. */
-  private readonly rejectedSeen = new Map<Lane, { last: Record<string, number>; carried: Record<string, number> }>();
   /** Per code, how much of the rejected total the metric already counts. */
   private readonly rejectedCounted: Record<string, number> = {};
 
@@ -61,6 +59,11 @@ export class SinkRunner implements RouteTarget {
     this.generation = resource.generation;
     this.selector = resource.object!.spec.selector;
     this.logger = deps.logger.child({ sink: `${resource.namespace}/${resource.name}` });
+  }
+
+  /** One outbox per connection: what a drain (before a firmware update) flushes and waits on. */
+  outboxes(): Outbox[] {
+    return this.lanes.map((lane) => lane.outbox);
   }
 
   /** The tenants this sink has connections for; undefined means one anonymous connection. */
@@ -106,20 +109,18 @@ export class SinkRunner implements RouteTarget {
         (laneIdentity, onState) =>
           laneIdentity.waiting
             ? waitingTransport(laneIdentity.waiting, onState)
-            : this.sameTenantOnly(
-                laneIdentity,
-                factory.create(config, {
-                  sink: { namespace: this.resource.namespace, name: this.resource.name },
-                  spec,
-                  identity: laneIdentity,
-                  logger: this.logger,
-                  onState,
-                }),
-              ),
+            : factory.create(config, {
+                sink: { namespace: this.resource.namespace, name: this.resource.name },
+                spec,
+                identity: laneIdentity,
+                logger: this.logger,
+                onState,
+              }),
         {
           onState: () => this.reportConnection(),
           onDelivered: (count) => this.deps.metrics.published.inc({ sink: sinkLabel }, count),
           onSendError: (reason) => this.deps.metrics.sendErrors.inc({ sink: sinkLabel, reason }),
+          onForeignTenant: (count) => (this.unroutable += count),
         },
         this.logger.child({ tenant: identity.tenant }),
       );
@@ -163,32 +164,6 @@ export class SinkRunner implements RouteTarget {
     await lane.replaceTransport(identity);
     if (index >= 0) this.identities[index] = identity;
     return true;
-  }
-
-  /**
-   * A reading never crosses tenants: a lane's backlog may hold readings queued while its
-   * Certificate was not loaded, for a tenant it turned out not to have. Those are counted as
-   * unroutable and dropped, not sent.
-   */
-  private sameTenantOnly(identity: ConnectionIdentity, transport: Transport): Transport {
-    const tenant = identity.tenant;
-    if (tenant === undefined) return transport;
-    return {
-      start: () => transport.start(),
-      close: () => transport.close(),
-      ...(transport.permanentFailures ? { permanentFailures: () => transport.permanentFailures!() } : {}),
-      // Keep the transport's in-flight limit: without it a mutual-TLS CoAP lane (which has a tenant)
-      // would pipeline 4 batches, and a 5.xx on one with a 2.xx on the next would reorder readings.
-      ...(transport.maxInFlightBatches !== undefined ? { maxInFlightBatches: transport.maxInFlightBatches } : {}),
-      send: async (readings: Reading[]) => {
-        const own = readings.filter((reading) => reading.tenant === undefined || reading.tenant === tenant);
-        if (own.length < readings.length) {
-          this.unroutable += readings.length - own.length;
-          this.logger.warn({ tenant, dropped: readings.length - own.length }, 'dropped queued readings of another tenant');
-        }
-        if (own.length > 0) await transport.send(own);
-      },
-    };
   }
 
   async stop(): Promise<void> {
@@ -267,24 +242,11 @@ export class SinkRunner implements RouteTarget {
     });
   }
 
-  /**
-   * Readings dropped for good because the far end refused them (CoAP 4.xx), per code, since the
-   * sink started. A transport counts from its own start, so when rotation replaced a lane's
-   * connection (its counts went down), what the old one had counted is carried over.
-   */
+  /** Readings dropped for good because the far end refused them (CoAP 4.xx), per code, since the sink started. */
   private rejectedTotals(): Record<string, number> {
     const totals: Record<string, number> = {};
     for (const lane of this.lanes) {
-      const current = lane.permanentFailures();
-      const seen = this.rejectedSeen.get(lane) ?? { last: {}, carried: {} };
-      for (const [code, count] of Object.entries(seen.last)) {
-        if ((current[code] ?? 0) < count) seen.carried[code] = (seen.carried[code] ?? 0) + count;
-      }
-      seen.last = current;
-      this.rejectedSeen.set(lane, seen);
-      for (const source of [seen.carried, current]) {
-        for (const [code, count] of Object.entries(source)) totals[code] = (totals[code] ?? 0) + count;
-      }
+      for (const [code, count] of Object.entries(lane.permanentFailures())) totals[code] = (totals[code] ?? 0) + count;
     }
     return totals;
   }

@@ -2,6 +2,7 @@
 // the old or the new version, never half of one. `durable` adds the fsyncs that make the new
 // version survive a power cut too (file, then the folder that records the rename).
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 
 export function writeFileAtomic(file: string, content: string | Buffer, options: { durable?: boolean } = {}): void {
@@ -23,16 +24,32 @@ export function writeFileDurable(file: string, content: string | Buffer): void {
   writeFileAtomic(file, content, { durable: true });
 }
 
+/** Some file systems cannot fsync a directory; the rename is then as durable as they allow. */
+function cannotSyncDirectory(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EINVAL' || code === 'EPERM';
+}
+
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);
   } catch (error) {
-    // Some file systems cannot fsync a directory; the rename is then as durable as they allow.
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EPERM') throw error;
+    if (!cannotSyncDirectory(error)) throw error;
   } finally {
     closeSync(fd);
+  }
+}
+
+/** fsyncDir off the event loop, for paths that must not block it (the outbox's group commit). */
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (error) {
+    if (!cannotSyncDirectory(error)) throw error;
+  } finally {
+    await handle.close();
   }
 }
 

@@ -218,7 +218,7 @@ spec:
   const agent = await startAgent(dir);
   await agent.waitForCondition('Sink', 'coap-mtls', 'Connected', 'True', undefined, 20_000);
   // The refused one: a named reason, not a generic failure.
-  const refused = await agent.waitForCondition('Sink', 'coap-rogue', 'Connected', 'False', 'CertificateRejected', 20_000);
+  const refused = await agent.waitForCondition('Sink', 'coap-rogue', 'Connected', 'False', 'ClientCertificateRejected', 20_000);
   assert.ok(refused.message.length > 0, 'the condition says why');
   await waitForLibcoap(server, { 'tls-a': 20 });
   const produced = await stopSensors(agent, dir, 'sensors.yaml', sensors);

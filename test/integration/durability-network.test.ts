@@ -78,10 +78,13 @@ test('a bandwidth cap below the offered rate', async () => {
 });
 
 test('connections reset mid-stream', async () => {
+  const acceptedBefore = proxy.accepted;
   for (let i = 0; i < 5; i++) {
     proxy.resetAll();
     await sleep(700);
   }
+  // The resets hit: the agent had to connect again after them.
+  assert.ok(proxy.accepted >= acceptedBefore + 5, `${proxy.accepted - acceptedBefore} reconnections for 5 resets`);
   await assertRecovered('resets');
 });
 

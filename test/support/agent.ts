@@ -91,13 +91,19 @@ export class AgentProcess {
 
   /** Waits until a condition has the given status (and reason, when given). */
   async waitForCondition(kind: string, name: string, type: string, status: string, reason?: string, timeoutMs = 10_000) {
-    return waitFor(
-      async () => {
-        const condition = await this.condition(kind, name, type);
-        return condition && condition.status === status && (!reason || condition.reason === reason) ? condition : undefined;
-      },
-      { timeoutMs, what: `${kind}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}; now: ${JSON.stringify(await this.condition(kind, name, type).catch(() => undefined))}` },
-    );
+    try {
+      return await waitFor(
+        async () => {
+          const condition = await this.condition(kind, name, type);
+          return condition && condition.status === status && (!reason || condition.reason === reason) ? condition : undefined;
+        },
+        { timeoutMs, what: `${kind}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}` },
+      );
+    } catch (error) {
+      // The state at the deadline, not at the start of the wait.
+      const now = await this.condition(kind, name, type).catch(() => undefined);
+      throw new Error(`${(error as Error).message}; now: ${JSON.stringify(now)}`);
+    }
   }
 
   async metrics(): Promise<string> {

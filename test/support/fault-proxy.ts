@@ -134,6 +134,8 @@ class Link {
 export class FaultProxy {
   settings: FaultSettings = { ...PASS_THROUGH };
   private readonly links = new Set<Link>();
+  /** Client connections accepted since the start (open or not). */
+  accepted = 0;
   private readonly server: net.Server;
   private constructor(
     private readonly targetPort: number,
@@ -159,6 +161,7 @@ export class FaultProxy {
     return `mqtt://127.0.0.1:${this.port}`;
   }
 
+  /** Client connections open now. */
   get connections(): number {
     return this.links.size;
   }
@@ -190,6 +193,7 @@ export class FaultProxy {
   }
 
   private accept(client: net.Socket): void {
+    this.accepted++;
     client.setNoDelay(true);
     if (this.settings.blackhole) {
       this.links.add(new Link(this, client, undefined));

@@ -9,7 +9,7 @@ import { resourceKey } from '../../api/resource.js';
 import { matchesNodeSelector } from '../../router/selector.js';
 import { OtaCoordinator } from '../../ota/coordinator.js';
 import { runtimeDataPath } from '../../ota/datapath.js';
-import type { OtaRecord } from '../../ota/state.js';
+import { PHASES, type OtaRecord } from '../../ota/state.js';
 import { loadPublicKey } from '../../ota/verify.js';
 import { OtaError } from '../../ota/errors.js';
 import type { ConditionUpdate } from '../conditions.js';
@@ -52,8 +52,8 @@ export function createFirmwareReconciler(runtime: Runtime) {
       bytes.set({ firmware: name }, record.progress.bytes);
       total.set({ firmware: name }, record.progress.total);
     }
-    phaseGauge.reset();
-    phaseGauge.set({ firmware: name, phase: record.phase }, 1);
+    // Only this Firmware's series: 1 for its phase, 0 for the others (reset() would clear every Firmware's).
+    for (const phase of PHASES) phaseGauge.set({ firmware: name, phase }, phase === record.phase ? 1 : 0);
     runtime.status.update(resource.key, {
       observedGeneration: resource.generation,
       conditions: conditionsOfRecord(record, spec),
@@ -100,6 +100,10 @@ export function createFirmwareReconciler(runtime: Runtime) {
       // A download stops; an install under way finishes (it cannot be cut safely).
       coordinators.get(key)?.abortDownload();
       runtime.status.delete(key);
+      const name = key.split('/')[2];
+      bytes.remove({ firmware: name });
+      total.remove({ firmware: name });
+      for (const phase of PHASES) phaseGauge.remove({ firmware: name, phase });
       return {};
     }
     if (resource.errors.length > 0 || !resource.object) {

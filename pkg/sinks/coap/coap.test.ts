@@ -253,7 +253,7 @@ test('coaps+tcp: a client certificate from another CA is refused with a named re
   const spec = { tls: { certificateRef: { name: 'device-identity' } } };
   const { transport, states } = makeTransport({ url: server.tlsUrl, method: 'POST', payload: 'reading', ...fastTiming }, tlsIdentity(pki, pki.rogueClient), spec);
   const refused = await waitFor(() => states.find((state) => !state.connected), { what: 'a refused connection', timeoutMs: 10_000 });
-  assert.equal(refused.reason, 'CertificateRejected', refused.message);
-  await assert.rejects(transport.send(readings(1)), (error: { code?: string }) => error.code === 'CertificateRejected');
+  assert.equal(refused.reason, 'ClientCertificateRejected', refused.message);
+  await assert.rejects(transport.send(readings(1)), (error: { code?: string }) => error.code === 'ClientCertificateRejected');
   assert.deepEqual(loggedSeqs(server), []);
 });

@@ -7,7 +7,7 @@
 //                        resolved so the readings leave the outbox instead of blocking it forever.
 //   5.xx, timeouts,    → send() rejects; the outbox keeps the chunk and sends it again later
 //   refused, TLS...      (at-least-once: requests already acknowledged may arrive twice).
-import { readFileSync } from 'node:fs';
+import { sinkTlsOptions } from '../tls.js';
 import type tls from 'node:tls';
 import type { Reading } from '../../api/reading.js';
 import type { Transport, TransportContext, TransportFactory } from '../transport.js';
@@ -63,13 +63,8 @@ export class CoapTransport implements Transport {
       method: this.config.method,
       format: this.config.payload,
       maxMessageSize: this.stream ? Math.min(this.config.maxMessageSize, this.stream.peerMaxMessageSize) : this.config.maxMessageSize,
-      pathOf: (reading) => {
-        // A reading never crosses tenants: the router should not hand us one, so refuse it loudly.
-        if (connectionTenant !== undefined && reading.tenant !== undefined && reading.tenant !== connectionTenant) {
-          throw Object.assign(new Error(`reading of tenant ${reading.tenant} on the connection of tenant ${connectionTenant}`), { code: 'TenantMismatch' });
-        }
-        return expandPath(this.config.path, reading, connectionTenant);
-      },
+      // The lane has already dropped readings of other tenants (pkg/sinks/lane.ts).
+      pathOf: (reading) => expandPath(this.config.path, reading, connectionTenant),
     });
     for (const { reason, message, readings: dropped } of plan.unsendable) this.dropPermanently(reason, message, dropped);
     if (plan.requests.length === 0) return;
@@ -214,18 +209,10 @@ export class CoapTransport implements Transport {
     this.reconnectTimer.unref();
   }
 
-  /** The Certificate's key slot (PEM, PKCS#12 or a PKCS#11 token) plus the Sink's TLS settings. */
+  /** The Certificate's key slot plus the Sink's TLS settings (shared with the MQTT sink). */
   private tlsOptions(): tls.ConnectionOptions {
-    const slot = this.context.identity.keySlot;
-    if (!slot) throw new CoapTransportError('CertificateMissing', 'coaps+tcp:// needs a client certificate (spec.tls)');
-    const spec = this.context.spec.tls;
-    const ca = spec?.caFile ? readFileSync(spec.caFile, 'utf8') : undefined;
-    const options = slot.tlsOptions({
-      ...(ca ? { ca } : {}),
-      minVersion: spec?.minVersion ?? 'TLSv1.2',
-      ...(spec?.ciphers ? { ciphers: spec.ciphers } : {}),
-    });
-    return { ...options, ...(spec?.serverName ? { servername: spec.serverName } : {}) };
+    if (!this.context.identity.keySlot) throw new CoapTransportError('CertificateMissing', 'coaps+tcp:// needs a client certificate (spec.tls)');
+    return sinkTlsOptions(this.context);
   }
 
 }

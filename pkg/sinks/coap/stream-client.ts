@@ -1,6 +1,7 @@
 // CoAP over TCP and over TLS (RFC 8323): length-prefixed frames without message IDs or ACKs (the
 // stream is reliable), a Capabilities and Settings Message (CSM) from each side first, Ping/Pong to
 // detect a dead peer, Release/Abort to end. Mutual TLS is node:tls with the Certificate's key.
+import { classifyTlsError } from '../../pki/tls-errors.js';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Code, FrameReader, OptionNumber, encodeFrame, readUint, uintOption, type CoapMessage } from './codec.js';
@@ -41,7 +42,7 @@ export class StreamCoapClient {
 
   private constructor(private readonly options: StreamClientOptions) {}
 
-  /** Resolves once the peer's CSM arrived; rejects with a reason (ConnectionRefused, CertificateRejected...). */
+  /** Resolves once the peer's CSM arrived; rejects with a reason (ConnectionRefused, ClientCertificateRejected...). */
   static async connect(options: StreamClientOptions): Promise<StreamCoapClient> {
     const client = new StreamCoapClient(options);
     await client.open();
@@ -209,40 +210,20 @@ export class StreamCoapClient {
   }
 }
 
-/** TLS alerts from the server about our certificate: the server refused who we are. */
-const PEER_REJECTED_OUR_CERTIFICATE = /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR)/;
-/** Our verification of the server's certificate failed. */
-const SERVER_CERTIFICATE_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_SIGNATURE_FAILURE',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
-
-/** Maps a socket/TLS error to the condition reason a user can act on. */
+/** Maps a socket/TLS error to the condition reason a user can act on (TLS reasons as for MQTT). */
 export function classifySocketError(error: Error, where: string): CoapTransportError {
   if (error instanceof CoapTransportError) return error;
   const code = (error as NodeJS.ErrnoException).code ?? '';
   const reason =
-    code === 'ECONNREFUSED'
+    classifyTlsError(error) ??
+    (code === 'ECONNREFUSED'
       ? 'ConnectionRefused'
       : code === 'ETIMEDOUT'
         ? 'Timeout'
         : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
           ? 'HostNotFound'
-          : PEER_REJECTED_OUR_CERTIFICATE.test(code)
-            ? 'CertificateRejected'
-            : SERVER_CERTIFICATE_ERRORS.has(code)
-              ? 'ServerCertificateInvalid'
-              : code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS')
-                ? 'TlsHandshakeFailed'
-                : code === 'ECONNRESET' || code === 'EPIPE'
-                  ? 'ConnectionLost'
-                  : 'ConnectionFailed';
+          : code === 'ECONNRESET' || code === 'EPIPE'
+            ? 'ConnectionLost'
+            : 'ConnectionFailed');
   return new CoapTransportError(reason, `${where}: ${error.message}${code ? ` (${code})` : ''}`, { cause: error });
 }

@@ -3,7 +3,6 @@
 // message was written to the socket (nothing more can be known, so QoS 0 can lose readings).
 // When the connection drops, pending sends fail and the lane re-sends from the outbox once it is
 // back; while it is down, sends are refused, so readings wait in the outbox, not in mqtt.js.
-import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Reading } from '../../api/reading.js';
 import type { FieldError, SinkSpec } from '../../api/resource.js';
@@ -12,6 +11,7 @@ import type { Transport, TransportContext, TransportFactory } from '../transport
 import { registerTransport } from '../registry.js';
 import { renderTopic, topicTemplateErrors } from '../topic.js';
 import { classifyConnectionError } from './errors.js';
+import { sinkTlsOptions } from '../tls.js';
 import { SENML_CBOR_MEDIA_TYPE, SENML_JSON_MEDIA_TYPE, encodeSenmlCbor, encodeSenmlJson } from '../senml/senml.js';
 
 export type MqttConfig = NonNullable<SinkSpec['mqtt']>;
@@ -97,10 +97,18 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   const untilConnected = (active: MqttClient): Promise<void> | undefined =>
     active.connected ? undefined : new Promise<void>((resolve) => active.once('connect', () => resolve()));
 
-  /** Publishes every message and resolves when all are acknowledged: one callback each, no promise per message. */
-  const publishAll = (active: MqttClient, messages: { topic: string; payload: string | Buffer }[], publishOptions: Parameters<MqttClient['publish']>[2]) =>
+  /**
+   * Publishes `count` messages and resolves when all are acknowledged: one callback each, no
+   * promise (or intermediate array) per message.
+   */
+  const publishEach = (
+    active: MqttClient,
+    count: number,
+    message: (index: number) => { topic: string; payload: string | Buffer },
+    publishOptions: Parameters<MqttClient['publish']>[2],
+  ) =>
     new Promise<void>((resolve, reject) => {
-      let left = messages.length;
+      let left = count;
       let failed = false;
       if (left === 0) return resolve();
       const done = (error?: Error) => {
@@ -110,25 +118,23 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
           reject(error);
         } else if (--left === 0) resolve();
       };
-      for (const message of messages) active.publish(message.topic, message.payload, publishOptions!, done);
+      for (let index = 0; index < count; index++) {
+        const { topic, payload } = message(index);
+        active.publish(topic, payload, publishOptions!, done);
+      }
     });
 
-  /** One reading per message, the common case: no intermediate array. */
-  const publishReadings = (active: MqttClient, readings: Reading[]) =>
-    new Promise<void>((resolve, reject) => {
-      let left = readings.length;
-      let failed = false;
-      if (left === 0) return resolve();
-      const publishOptions = { qos };
-      const done = (error?: Error) => {
-        if (failed) return;
-        if (error) {
-          failed = true;
-          reject(error);
-        } else if (--left === 0) resolve();
-      };
-      for (const reading of readings) active.publish(topicFor(reading), readingPayload(reading, tenantOfConnection), publishOptions, done);
-    });
+  /** One message per topic: the readings of each topic in their order. */
+  const groupByTopic = (readings: Reading[]): Map<string, Reading[]> => {
+    const groups = new Map<string, Reading[]>();
+    for (const reading of readings) {
+      const topic = topicFor(reading);
+      const group = groups.get(topic);
+      if (group) group.push(reading);
+      else groups.set(topic, [reading]);
+    }
+    return groups;
+  };
 
   const options: IClientOptions = {
     protocolVersion: (config.protocolVersion ?? 4) as 4 | 5,
@@ -142,7 +148,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     // mqtt.js calls its `debug` logger several times per message, costing a few % of a core at
     // tens of thousands of messages/s even when disabled; keep it only when asked for (DEBUG=mqttjs*).
     ...(/mqttjs/.test(process.env.DEBUG ?? '') ? {} : { log: () => undefined }),
-    ...tlsOptions(context),
+    ...(context.spec.tls || context.identity.keySlot ? sinkTlsOptions(context) : {}),
   } as IClientOptions;
 
   return {
@@ -199,36 +205,23 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         // One SenML pack per topic and chunk (RFC 8428); MQTT 5 says what it is in the content type.
         const cbor = config.payload === 'senml-cbor';
         const properties = options.protocolVersion === 5 ? { contentType: cbor ? SENML_CBOR_MEDIA_TYPE : SENML_JSON_MEDIA_TYPE } : undefined;
-        const groups = new Map<string, Reading[]>();
-        for (const reading of readings) {
-          const topic = topicFor(reading);
-          const group = groups.get(topic);
-          if (group) group.push(reading);
-          else groups.set(topic, [reading]);
-        }
         const messages: { topic: string; payload: string | Buffer }[] = [];
-        for (const [topic, group] of groups) {
+        for (const [topic, group] of groupByTopic(readings)) {
           // Readings without a value have no SenML record; an empty pack is not worth a message.
           if (!group.some((reading) => reading.value !== undefined || reading.values !== undefined)) continue;
           messages.push({ topic, payload: cbor ? encodeSenmlCbor(group) : encodeSenmlJson(group) });
         }
-        await settleOnClose(publishAll(active, messages, { qos, ...(properties ? { properties } : {}) }));
+        await settleOnClose(publishEach(active, messages.length, (index) => messages[index], { qos, ...(properties ? { properties } : {}) }));
         return;
       }
       if (config.payload === 'batch') {
-        const groups = new Map<string, Reading[]>();
-        for (const reading of readings) {
-          const topic = topicFor(reading);
-          const group = groups.get(topic);
-          if (group) group.push(reading);
-          else groups.set(topic, [reading]);
-        }
-        const messages: { topic: string; payload: string }[] = [];
-        for (const [topic, group] of groups) messages.push({ topic, payload: batchPayload(group, tenantOfConnection) });
-        await settleOnClose(publishAll(active, messages, { qos }));
+        const messages = [...groupByTopic(readings)].map(([topic, group]) => ({ topic, payload: batchPayload(group, tenantOfConnection) }));
+        await settleOnClose(publishEach(active, messages.length, (index) => messages[index], { qos }));
         return;
       }
-      await settleOnClose(publishReadings(active, readings));
+      await settleOnClose(
+        publishEach(active, readings.length, (index) => ({ topic: topicFor(readings[index]), payload: readingPayload(readings[index], tenantOfConnection) }), { qos }),
+      );
     },
 
     async close() {
@@ -237,29 +230,6 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       failPending(Object.assign(new Error(`connection to ${config.url} closed`), { code: 'ConnectionClosed' }));
       await client?.endAsync(true);
     },
-  };
-}
-
-/**
- * Mutual TLS from the identity's key slot, with the Sink's trust anchor and limits. Server
- * certificates are always verified: there is no insecure mode to fall into.
- */
-function tlsOptions(context: TransportContext): Record<string, unknown> {
-  const tls = context.spec.tls;
-  if (!tls && !context.identity.keySlot) return {};
-  const ca = tls?.caFile ? readFileSync(tls.caFile, 'utf8') : undefined;
-  const slotOptions = context.identity.keySlot?.tlsOptions({
-    ...(ca ? { ca } : {}),
-    minVersion: tls?.minVersion ?? 'TLSv1.2',
-    ...(tls?.ciphers ? { ciphers: tls.ciphers } : {}),
-  });
-  return {
-    ...(ca ? { ca } : {}),
-    minVersion: tls?.minVersion ?? 'TLSv1.2',
-    ...(tls?.ciphers ? { ciphers: tls.ciphers } : {}),
-    ...slotOptions,
-    ...(tls?.serverName ? { servername: tls.serverName } : {}),
-    rejectUnauthorized: true,
   };
 }
 
