@@ -65,6 +65,7 @@ export interface CoordinatorOptions {
 interface AttemptSpec extends FirmwareSpec {}
 
 const PROGRESS_PERSIST_BYTES = 1 << 20;
+const PROGRESS_REPORT_MS = 250;
 /** target: agent — time a new build gets to start before its health check timeout counts (launcher backstop). */
 const TRIAL_STARTUP_MS = 60_000;
 
@@ -194,6 +195,7 @@ export class OtaCoordinator {
 
   private async download(spec: AttemptSpec): Promise<'continue' | 'stop'> {
     let persisted = this.state.record.progress?.bytes ?? 0;
+    let reported = 0;
     try {
       await downloadArtifact({
         url: spec.artifact.url,
@@ -205,13 +207,17 @@ export class OtaCoordinator {
         ...this.options.download,
         onProgress: (bytes, total) => {
           // The file is the truth for resuming; the record's copy is for status after a restart.
-          // Status follows the persisted progress: every MiB and at the end, not every chunk.
           if (Math.abs(bytes - persisted) >= PROGRESS_PERSIST_BYTES || bytes === total) {
             persisted = bytes;
             this.state.patch({ progress: { bytes, total } });
-            this.emit();
           } else {
             (this.state.record as OtaRecord).progress = { bytes, total };
+          }
+          // Status at most every PROGRESS_REPORT_MS (and at the end), not for every chunk.
+          const now = Date.now();
+          if (now - reported >= PROGRESS_REPORT_MS || bytes === total) {
+            reported = now;
+            this.emit();
           }
         },
         onAttempt: (info) => {

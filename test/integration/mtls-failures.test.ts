@@ -2,13 +2,13 @@
 // condition reason, the agent keeps running, readings produced meanwhile wait in the outbox, and once
 // the files are fixed (replaced in place, as a certificate manager does) delivery resumes by itself
 // with no seq lost.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { TestPki, spiffeId, standardFixtures } from '../support/pki.js';
-import { replaceFile, startMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
+import { spiffeId, type TestPki, type standardFixtures } from '../support/pki.js';
+import { replaceFile, startMtlsBroker, useMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
@@ -18,15 +18,7 @@ let pki: TestPki;
 let fixtures: ReturnType<typeof standardFixtures>;
 let mtls: MtlsBroker;
 
-before(async () => {
-  pki = TestPki.create();
-  fixtures = standardFixtures(pki);
-  mtls = await startMtlsBroker(pki, fixtures.server);
-});
-after(async () => {
-  await mtls?.broker.stop();
-  pki?.remove();
-});
+useMtlsBroker((env) => ({ pki, fixtures, mtls } = env));
 
 const P12_PASSWORD = 'the-right-password';
 

@@ -1,14 +1,14 @@
 // Issue 4, done means 4: rotation under load. The certificate files are replaced in place (write a
 // temp file, rename over) while a counter streams at ≥ 200 readings/s; the agent reloads them,
 // reconnects with the new certificate, and no seq is lost (duplicates are allowed: at-least-once).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, copyFileSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { TestPki, spiffeId, standardFixtures } from '../support/pki.js';
-import { replaceFile, startMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
+import { spiffeId, type TestPki, type standardFixtures } from '../support/pki.js';
+import { replaceFile, useMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
@@ -18,15 +18,7 @@ let pki: TestPki;
 let fixtures: ReturnType<typeof standardFixtures>;
 let mtls: MtlsBroker;
 
-before(async () => {
-  pki = TestPki.create();
-  fixtures = standardFixtures(pki);
-  mtls = await startMtlsBroker(pki, fixtures.server);
-});
-after(async () => {
-  await mtls?.broker.stop();
-  pki?.remove();
-});
+useMtlsBroker((env) => ({ pki, fixtures, mtls } = env));
 
 const hex = (fingerprint: string) => fingerprint.replace(/[^0-9a-f]/gi, '').toLowerCase();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,13 +1,13 @@
 // Issue 4, done means 1: two tenants on one agent over mutual TLS, each with its own Certificate (one
 // PEM, one PKCS#12), one Sink with certificateSelector; a third tenant is refused. Asserted on the
 // broker side by an anonymous subscriber that sees every topic.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { TestPki, spiffeId, standardFixtures } from '../support/pki.js';
-import { startMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
+import { spiffeId, type TestPki, type standardFixtures } from '../support/pki.js';
+import { useMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AgentProcess } from '../support/agent.js';
 import { assertContiguous, counterSensor, mtlsSink, pemCertificate, pkcs12Certificate } from '../support/mtls-manifests.js';
@@ -16,15 +16,7 @@ let pki: TestPki;
 let fixtures: ReturnType<typeof standardFixtures>;
 let mtls: MtlsBroker;
 
-before(async () => {
-  pki = TestPki.create();
-  fixtures = standardFixtures(pki);
-  mtls = await startMtlsBroker(pki, fixtures.server);
-});
-after(async () => {
-  await mtls?.broker.stop();
-  pki?.remove();
-});
+useMtlsBroker((env) => ({ pki, fixtures, mtls } = env));
 
 test('two tenants, one Sink with certificateSelector: each tenant under its own prefix only; a third tenant is TenantMismatch and never sent', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-mtls-'));

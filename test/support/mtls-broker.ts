@@ -7,7 +7,8 @@ import { writeFileSync, renameSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { Mosquitto } from './mosquitto.js';
 import { freePort } from './ports.js';
-import type { IssuedCertificate, TestPki } from './pki.js';
+import { after, before } from 'node:test';
+import { standardFixtures, TestPki, type IssuedCertificate } from './pki.js';
 
 export interface MtlsBroker {
   broker: Mosquitto;
@@ -78,4 +79,28 @@ export function replaceFile(target: string, source: string): void {
   const temp = `${target}.tmp-${process.pid}-${Date.now()}`;
   copyFileSync(source, temp);
   renameSync(temp, target);
+}
+
+export interface MtlsEnvironment {
+  pki: TestPki;
+  fixtures: ReturnType<typeof standardFixtures>;
+  mtls: MtlsBroker;
+}
+
+/**
+ * Registers a test file's before/after hooks: a test CA with the standard certificates and a
+ * mutual-TLS Mosquitto, handed to `ready` once started, and removed after the file's tests.
+ */
+export function useMtlsBroker(ready: (env: MtlsEnvironment) => void, options: MtlsBrokerOptions = {}): void {
+  let env: MtlsEnvironment | undefined;
+  before(async () => {
+    const pki = TestPki.create();
+    const fixtures = standardFixtures(pki);
+    env = { pki, fixtures, mtls: await startMtlsBroker(pki, fixtures.server, options) };
+    ready(env);
+  });
+  after(async () => {
+    await env?.mtls.broker.stop();
+    env?.pki.remove();
+  });
 }
