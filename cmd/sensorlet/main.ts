@@ -1,9 +1,10 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=2
 // The sensorlet CLI: run, validate, get, crds, cert inspect, outbox stats.
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
 import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
+import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
 import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
@@ -48,6 +49,7 @@ program
     if (options.manifests && shouldLaunch(options.stateDir, options.selfUpdate ?? false)) {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
+    applyMemoryPolicy();
     const agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,

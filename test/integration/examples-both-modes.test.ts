@@ -76,3 +76,14 @@ test('manifests/examples run unchanged in folder mode and in cluster mode', asyn
     assert.deepEqual(codes, [0, 0], `both agents exit 0 (stderr: ${folder?.stderr.slice(-1000)} / ${cluster?.stderr.slice(-1000)})`);
   }
 });
+
+test('--log-format pretty: the examples run with human-readable logs on stderr, readings still JSON lines on stdout', async () => {
+  const agent = await AgentProcess.start({ manifests: EXAMPLES, extraArgs: ['--log-format', 'pretty'] });
+  try {
+    await waitFor(() => agent.stdout.includes('"seq"'), { timeoutMs: 10_000, what: 'a reading on stdout' });
+    assert.match(agent.stderr, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(\d+\): sensorlet started$/m);
+    assert.doesNotMatch(agent.stderr, /^\{"level"/m, 'no JSON log lines');
+  } finally {
+    await agent.stop();
+  }
+});
