@@ -11,6 +11,7 @@ import { parseDuration, parseQuantity } from '../api/units.js';
 import { downloadArtifact, type DownloadOptions } from './download.js';
 import { OtaError, otaReason } from './errors.js';
 import { describeFailure, runCommand, substitute } from './command.js';
+import { PAUSE_ENV, pauseFor } from './failpoint.js';
 import { MAX_HEALTH_BOOTS, OtaStateFile, TERMINAL_PHASES, type OtaRecord, type Phase } from './state.js';
 import { verifyArtifact } from './verify.js';
 
@@ -110,6 +111,13 @@ export class OtaCoordinator {
       const record = this.state.record;
       if (TERMINAL_PHASES.includes(record.phase)) return record;
       const attempt = record.spec as AttemptSpec;
+      // The phase's record is durable and reported here, its action not started: the point a
+      // kill -9 test holds with the failpoint (failpoint.ts; nothing unless the variable is set).
+      const pause = pauseFor(record.phase);
+      if (pause > 0) {
+        this.log('warn', `${PAUSE_ENV}: pausing before the action of ${record.phase}`, { phase: record.phase, ms: pause });
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
       const next = await this.step(record.phase, attempt);
       if (next === 'stop') return this.state.record;
     }
@@ -263,12 +271,14 @@ export class OtaCoordinator {
   private async install(spec: AttemptSpec): Promise<'continue' | 'stop'> {
     if (!existsSync(this.artifactFile)) {
       this.state.transition('RollingBack', { lastError: { reason: 'InstallInterrupted', message: 'the verified artifact is gone' } });
+      this.emit();
       return 'continue';
     }
     if (spec.target === 'agent') {
       const agent = this.options.agent;
       if (!agent) {
         this.state.transition('RollingBack', { lastError: { reason: 'SlotInvalid', message: 'target: agent needs standalone mode with A/B slots' } });
+        this.emit();
         return 'continue';
       }
       let slots: { slot: string; previous?: string };
@@ -303,6 +313,7 @@ export class OtaCoordinator {
       const trying = this.state.record.slots?.trying;
       if (!agent || !trying) {
         this.state.transition('RollingBack', { lastError: { reason: 'SlotInvalid', message: 'no slot recorded for the new build' } });
+        this.emit();
         return 'continue';
       }
       const failure = agent.trialFailure(trying);

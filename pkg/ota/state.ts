@@ -26,6 +26,10 @@
 // 4. Succeeded, RolledBack and Failed are terminal for (version, sha256): the same spec never
 //    starts again (no retry loop on a bad artifact); a new version or artifact starts from Idle.
 // 5. `currentVersion` changes only on Succeeded (commit); on RolledBack it stays the previous one.
+// Invariants 1 and 2 are checked with a real kill -9 of the agent in every in-flight phase
+// (test/integration/ota-command.test.ts; target: agent in ota-agent.test.ts). The short windows
+// (Verifying, Restarting, RollingBack) are held open with the failpoint of failpoint.ts
+// (SENSORLET_OTA_PAUSE_IN), which waits between the durable record and the phase's action.
 import { readFileSync } from 'node:fs';
 import { fsyncDir, writeFileDurable } from '../storage/durable-file.js';
 import path from 'node:path';

@@ -2,7 +2,14 @@
 // A/B slots in the state dir, a real HTTP artifact server and a real Mosquitto. The artifact is a
 // sensorlet-bundle/1 of the current dist/ stamped with a new version, so the test tells the builds
 // apart from `sensorlet_build_info{version,slot}`.
-import { test, before, after } from 'node:test';
+// kill -9 of launcher and agent together (the process group, as a power cut) in Installing,
+// Restarting, HealthCheck and RollingBack, then a restart: the update resumes or rolls back and
+// `phase` in status tells the truth. Installing (unpacking into the inactive slot), Restarting and
+// RollingBack are short windows, held open in the killed agent with the failpoint
+// SENSORLET_OTA_PAUSE_IN (pkg/ota/failpoint.ts), i.e. the kill lands after the phase's record and
+// before its action; the restart runs without it. Downloading, Verifying and Draining run the same
+// coordinator code as for target: command, whose kill -9 tests cover them (ota-command.test.ts).
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,12 +24,16 @@ import { ArtifactServer } from '../../pkg/ota/testing/artifact-server.js';
 import { signedArtifact, type SignedArtifact } from '../../pkg/ota/testing/artifacts.js';
 import { packAgentBundle, type PackOptions } from '../../pkg/ota/bundle.js';
 import { readActive } from '../../pkg/ota/slots.js';
+import { PAUSE_ENV } from '../../pkg/ota/failpoint.js';
+import { OtaStateFile } from '../../pkg/ota/state.js';
+import { assertPhases, firmwareStatus, stopWatchers, watchPhases } from './ota-phases.js';
 
 const INSTALLED_VERSION = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 let broker: Mosquitto;
 before(async () => (broker = await Mosquitto.start()));
 after(async () => broker.stop());
+afterEach(stopWatchers);
 
 interface Setup {
   dir: string;
@@ -90,8 +101,8 @@ spec:
   return { dir, manifests, stateDir, server, artifact, applyFirmware: () => writeFileSync(path.join(manifests, 'firmware.yaml'), firmware) };
 }
 
-async function firmware(agent: AgentProcess) {
-  return (await agent.resource('Firmware', 'agent'))?.status.nodes[0];
+async function firmware(agent: AgentProcess): Promise<any> {
+  return firmwareStatus(agent, 'agent');
 }
 
 async function waitPhase(agent: AgentProcess, phase: string, timeoutMs = 30_000) {
@@ -219,6 +230,92 @@ test('target: agent: kill -9 of launcher and agent during the new build\'s healt
     const node = await waitPhase(agent, 'Succeeded');
     assert.equal(node.currentVersion, '9.9.9-resume');
     assert.equal(readActive(s.stateDir)?.state, 'good');
+  } finally {
+    await agent.kill();
+    await s.server.close();
+  }
+});
+
+/** The durable OTA record, read from the state dir as a restarted agent reads it. */
+function recordOf(s: Setup) {
+  return OtaStateFile.read(path.join(s.stateDir, 'ota', 'default.agent', 'state.json'));
+}
+
+test('target: agent: kill -9 of launcher and agent in Installing, before the slot is written; the restart rolls back (InstallInterrupted) and the previous build stays', async () => {
+  const s = await setup({ version: '9.9.9-installing', topic: 'ota-installing' });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'], env: { [PAUSE_ENV]: 'Installing:20000' } });
+  try {
+    s.applyFirmware();
+    await waitPhase(agent, 'Installing');
+    await agent.kill();
+    assert.equal(recordOf(s)?.phase, 'Installing', 'the record the crash left names Installing');
+    assert.equal(readActive(s.stateDir)?.slot ?? null, null);
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    const watch = watchPhases(async () => (await firmware(agent))?.phase);
+    const node = await waitPhase(agent, 'RolledBack');
+    assertPhases(await watch.stop(), ['Installing', 'RollingBack', 'RolledBack']);
+    assert.equal(node.lastError.reason, 'InstallInterrupted');
+    assert.equal(node.currentVersion, INSTALLED_VERSION, 'the previous version stays current');
+    assert.deepEqual(await buildInfo(agent), { version: INSTALLED_VERSION, slot: 'installed' });
+    assert.equal(readActive(s.stateDir)?.slot ?? null, null, 'no slot was activated');
+    await agent.waitForCondition('Firmware', 'agent', 'Ready', 'False', 'InstallInterrupted');
+  } finally {
+    await agent.kill();
+    await s.server.close();
+  }
+});
+
+test('target: agent: kill -9 of launcher and agent in Restarting, before the new slot is activated; the restart activates it, restarts into it and commits', async () => {
+  const s = await setup({ version: '9.9.9-restarting', topic: 'ota-restarting' });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'], env: { [PAUSE_ENV]: 'Restarting:20000' } });
+  try {
+    s.applyFirmware();
+    await waitPhase(agent, 'Restarting');
+    assert.deepEqual(await buildInfo(agent), { version: INSTALLED_VERSION, slot: 'installed' }, 'the previous build still runs');
+    await agent.kill();
+    const record = recordOf(s);
+    assert.equal(record?.phase, 'Restarting', 'the record the crash left names Restarting');
+    assert.equal(record?.slots?.trying, 'a', 'the new build was installed into slot a before Restarting was written');
+    assert.equal(record?.currentVersion, INSTALLED_VERSION);
+    assert.equal(readActive(s.stateDir)?.slot ?? null, null, 'the slot was not activated yet: the launcher starts the installed build');
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    const watch = watchPhases(async () => (await firmware(agent))?.phase);
+    const node = await waitPhase(agent, 'Succeeded');
+    assertPhases(await watch.stop(), ['Restarting', 'HealthCheck', 'Succeeded']);
+    assert.equal(node.currentVersion, '9.9.9-restarting');
+    assert.equal(node.lastError, null);
+    assert.deepEqual(await buildInfo(agent), { version: '9.9.9-restarting', slot: 'a' });
+    assert.equal(readActive(s.stateDir)?.state, 'good', 'the new slot is committed');
+    assert.equal(s.server.log.length, 1, 'the bundle was not downloaded again');
+  } finally {
+    await agent.kill();
+    await s.server.close();
+  }
+});
+
+test('target: agent: kill -9 of launcher and agent in RollingBack while the new build runs; the restart rolls back again and the previous build runs (RolledBack)', async () => {
+  const s = await setup({ version: '9.9.9-rollingback', topic: 'ota-rollingback', deadSink: true, healthTimeout: '3s' });
+  // The launcher hands its environment to the build it starts: the new build pauses in RollingBack.
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'], env: { [PAUSE_ENV]: 'RollingBack:20000' } });
+  try {
+    s.applyFirmware();
+    const rolling = await waitPhase(agent, 'RollingBack');
+    assert.equal(rolling.lastError.reason, 'HealthCheckFailed');
+    assert.deepEqual(await buildInfo(agent), { version: '9.9.9-rollingback', slot: 'a' }, 'the new build runs and has not returned to the previous one yet');
+    await agent.kill();
+    assert.equal(recordOf(s)?.phase, 'RollingBack', 'the record the crash left names RollingBack');
+    assert.deepEqual({ slot: readActive(s.stateDir)?.slot, state: readActive(s.stateDir)?.state }, { slot: 'a', state: 'trial' }, 'slot a is still the (uncommitted) trial');
+    // The launcher starts the trial build again; its coordinator rolls back (activates the previous
+    // build and restarts into it), and the previous build ends the rollback.
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    const watch = watchPhases(async () => (await firmware(agent))?.phase);
+    const node = await waitPhase(agent, 'RolledBack');
+    assertPhases(await watch.stop(), ['RollingBack', 'RolledBack']);
+    assert.equal(node.lastError.reason, 'HealthCheckFailed', 'the cause of the rollback survives the crash');
+    assert.equal(node.currentVersion, INSTALLED_VERSION, 'the previous version stays current');
+    assert.deepEqual(await buildInfo(agent), { version: INSTALLED_VERSION, slot: 'installed' });
+    assert.equal(readActive(s.stateDir)?.slot ?? null, null, 'the installed build is active again');
+    await agent.waitForCondition('Firmware', 'agent', 'Ready', 'False', 'HealthCheckFailed');
   } finally {
     await agent.kill();
     await s.server.close();
