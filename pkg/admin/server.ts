@@ -24,9 +24,13 @@ export function parseHostPort(address: string): { host: string; port: number } {
 
 export async function startAdminServer(address: string, handlers: AdminHandlers): Promise<AdminServer> {
   const { host, port } = parseHostPort(address);
+  let closing = false;
   const server = http.createServer((request, response) => {
     const send = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
-      response.writeHead(status, { 'content-type': type });
+      // Once closing, every answer ends its connection: server.close() waits for connections that
+      // were busy when it was called, and a client reusing one (keep-alive polling) would keep the
+      // agent's shutdown, or a self-update restart, waiting for ever.
+      response.writeHead(status, { 'content-type': type, ...(closing ? { connection: 'close' } : {}) });
       response.end(body);
     };
     const route = `${request.method} ${new URL(request.url ?? '/', 'http://localhost').pathname}`;
@@ -58,6 +62,11 @@ export async function startAdminServer(address: string, handlers: AdminHandlers)
   const bound = server.address() as AddressInfo;
   return {
     address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        closing = true;
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
   };
 }
