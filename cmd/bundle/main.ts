@@ -4,7 +4,7 @@
 //
 // Why: an edge agent's memory is mostly code. Loaded as ~600 separate modules, the CLI's
 // dependencies cost their source text, a module record and a wrapper each; one minified file
-// measured 10 MB less RSS for the same work (see README "Memory"). The bundle keeps the same
+// measured about 10 MB less RSS for the same work (README, "Performance"). The bundle keeps the same
 // depth below the package root as the file it replaces, and the same dependencies: it is the same
 // program, loaded differently.
 //

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=2
+#!/usr/bin/env -S node --max-semi-space-size=1 --max-old-space-size=512 --v8-pool-size=2
 // The sensorlet CLI: run, validate, get, crds, cert inspect, outbox stats.
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';

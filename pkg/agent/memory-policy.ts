@@ -1,7 +1,7 @@
 // V8 settings for a long-running agent on a small device, applied by `sensorlet run` itself so that
-// every way of launching it gets them. (The two that must be set before V8 starts,
-// --max-semi-space-size=1 and --v8-pool-size=2, are on the command lines: npm start, the bin's
-// shebang, the DaemonSet; see README "Memory".)
+// every way of launching it gets them. (Those that must be set before V8 starts,
+// --max-semi-space-size=1 --max-old-space-size=512 --v8-pool-size=2, are on the command lines:
+// npm start, the bin's shebang, the DaemonSet; see README "Command line".)
 //
 // An agent runs a lot of code once (parsing the CLI and manifests, compiling schemas, wiring
 // sinks) and then a small loop for ever. V8 keeps the bytecode of a function until it has gone

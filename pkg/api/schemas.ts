@@ -13,7 +13,10 @@ export function isKind(value: unknown): value is Kind {
   return typeof value === 'string' && (KINDS as readonly string[]).includes(value);
 }
 
-/** The package root: this file is dist/pkg/api/schemas.js once compiled. */
+/**
+ * The package root: this file is dist/pkg/api/schemas.js once compiled, or part of the CLI bundle
+ * dist/cmd/sensorlet/main.js (cmd/bundle): both three levels below the root.
+ */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
 

@@ -20,7 +20,7 @@
 //   trial one is bounded by the two rules above, so the device always ends on a build that runs.
 import { existsSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../api/schemas.js';
 import { bundleVersion, decodeBundle, ENTRY_POINT, writeBundle } from './bundle.js';
 import { OtaError } from './errors.js';
 import { fsyncDir, writeFileDurable } from './state.js';
@@ -49,7 +49,7 @@ export interface ActiveRecord {
 }
 
 /** The package root of the running code (holds package.json, dist/, schemas/). */
-export const RUNNING_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const RUNNING_ROOT = PACKAGE_ROOT;
 
 export function slotsDir(stateDir: string): string {
   return path.join(stateDir, 'ota', 'slots');

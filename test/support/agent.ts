@@ -8,7 +8,7 @@ import { freePort, waitFor } from './ports.js';
 
 export const CLI = path.join(PACKAGE_ROOT, 'dist', 'cmd', 'sensorlet', 'main.js');
 /** The Node flags every shipped launcher uses (npm start, the bin's shebang, the DaemonSet). */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=2'];
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=512', '--v8-pool-size=2'];
 
 export interface AgentProcessOptions {
   /** Folder mode. Omit it for cluster mode and pass `--kubeconfig FILE --node-name N` in extraArgs. */
