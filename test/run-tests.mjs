@@ -34,9 +34,16 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Bounds, so that a hang fails the run instead of holding CI: any one test 10 minutes, a group 25
+// (a test file whose child process outlives its tests keeps the runner waiting otherwise).
+const TEST_TIMEOUT_MS = 10 * 60_000;
+const GROUP_TIMEOUT_MS = 25 * 60_000;
+
 function run(group, concurrency) {
   if (group.length === 0) return 0;
-  const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...group], { stdio: 'inherit' });
+  const args = ['--test', `--test-concurrency=${concurrency}`, `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=spec', ...group];
+  const result = spawnSync(process.execPath, args, { stdio: 'inherit', timeout: GROUP_TIMEOUT_MS });
+  if (result.error || result.signal) console.error(`test group did not finish in ${GROUP_TIMEOUT_MS / 60_000} min (${result.error?.message ?? result.signal}): ${group.map((file) => path.basename(file)).join(' ')}`);
   return result.status ?? 1;
 }
 

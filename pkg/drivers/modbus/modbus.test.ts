@@ -119,7 +119,12 @@ suite('modbus TCP (pymodbus)', async () => {
 suite('modbus RTU over a pty pair (pymodbus)', async () => {
   const temp = tempDir('sensorlet-modbus-');
   const pair: { a: string; b: string; socat: Socat } = await startPtyPair(temp.dir);
-  const server = await PymodbusServer.start({ serialPath: pair.b, baudRate: 19200 }, tables);
+  const server = await PymodbusServer.start({ serialPath: pair.b, baudRate: 19200 }, tables).catch(async (error: unknown) => {
+    // A peer that fails to start must fail the suite, not leave socat holding the process open.
+    await pair.socat.stop();
+    temp.remove();
+    throw error;
+  });
   return {
     link: { rtu: { port: pair.a, baudRate: 19200 } },
     async stop() {
