@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { downloadArtifact, type DownloadOptions } from './download.js';
 import { OtaError } from './errors.js';
 import { ArtifactServer } from './testing/artifact-server.js';
@@ -161,5 +162,44 @@ test('HTTP 404 fails at once with DownloadFailed; 503 is retried up to the budge
 test('a server whose artifact has another size fails with SizeMismatch and keeps nothing', async () => {
   await withServer(randomBytes(SIZE + 10), async (server, file) => {
     await assert.rejects(downloadArtifact(options(server, file)), (error: OtaError) => error.code === 'SizeMismatch');
+  });
+});
+
+test('retries leave no abort listeners behind on the signal (one per attempt, removed when it ends)', async () => {
+  // The coordinator passes one signal for the whole download; a listener per attempt that stays
+  // would pile up on a flaky link (and trip MaxListenersExceededWarning after ten retries).
+  const controller = new AbortController();
+  await withServer(randomBytes(16), async (server, file) => {
+    server.faults.status = 503;
+    await assert.rejects(downloadArtifact(options(server, file, { maxAttempts: 12, signal: controller.signal })), (error: OtaError) => error.code === 'DownloadFailed');
+    assert.equal(server.log.length, 12);
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+  });
+  const body = randomBytes(SIZE);
+  await withServer(body, async (server, file) => {
+    server.faults.cutAt = [0.3, 0.6, 0.9];
+    await downloadArtifact(options(server, file, { signal: controller.signal }));
+    assert.ok(readFileSync(file).equals(body));
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+  });
+});
+
+test('aborting the signal stops a download in progress with Aborted and keeps the bytes for a resume', async () => {
+  const size = 256 * 1024;
+  const body = randomBytes(size);
+  await withServer(body, async (server, file) => {
+    server.faults.bytesPerSecond = 128 * 1024; // ~2 s
+    const controller = new AbortController();
+    const download = downloadArtifact({
+      ...options(server, file),
+      size,
+      signal: controller.signal,
+      onProgress: (bytes) => bytes >= 32 * 1024 && controller.abort(),
+    });
+    await assert.rejects(download, (error: OtaError) => error.code === 'Aborted');
+    const kept = readFileSync(file).length;
+    assert.ok(kept >= 32 * 1024 && kept < size, `kept ${kept} bytes`);
+    assert.equal(server.log.length, 1, 'no retry after the abort');
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   });
 });

@@ -123,8 +123,25 @@ function readMeta(file: string): Meta | undefined {
   }
 }
 
-/** One request; resolves with complete=false when the body ended early without an error. */
-async function attempt(options: DownloadOptions, meta: Meta, have: number): Promise<{ complete: boolean; restarted: boolean; meta: Meta }> {
+type AttemptOutcome = { complete: boolean; restarted: boolean; meta: Meta };
+
+/**
+ * One request; resolves with complete=false when the body ended early without an error. The
+ * signal spans the whole download, so the abort listener belongs to the attempt and leaves with it:
+ * otherwise every retry on a flaky link would leave one more behind on the signal.
+ */
+async function attempt(options: DownloadOptions, meta: Meta, have: number): Promise<AttemptOutcome> {
+  let request: http.ClientRequest | undefined;
+  const abort = () => request?.destroy(new Error('aborted'));
+  options.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    return await exchange(options, meta, have, (created) => (request = created));
+  } finally {
+    options.signal?.removeEventListener('abort', abort);
+  }
+}
+
+async function exchange(options: DownloadOptions, meta: Meta, have: number, track: (request: http.ClientRequest) => void): Promise<AttemptOutcome> {
   const url = new URL(options.url);
   const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'sensorlet-ota' };
   const validator = meta.etag && !meta.etag.startsWith('W/') ? meta.etag : meta.lastModified;
@@ -139,7 +156,7 @@ async function attempt(options: DownloadOptions, meta: Meta, have: number): Prom
     const request = client.request(url, { method: 'GET', headers, ...(url.protocol === 'https:' ? { ...(options.tls ?? {}), agent: false } : {}) }, resolve);
     request.on('error', reject);
     request.setTimeout(options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs, () => request.destroy(new Error('timed out waiting for the server')));
-    options.signal?.addEventListener('abort', () => request.destroy(new Error('aborted')), { once: true });
+    track(request);
     request.end();
   });
   const status = response.statusCode ?? 0;
@@ -258,12 +275,15 @@ async function fsyncFile(file: string): Promise<void> {
   }
 }
 
+/** Backoff that an abort cuts short; whichever ends it first removes the other. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const done = () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 }
