@@ -1,5 +1,7 @@
 // The controller manager: turns store changes into workqueue keys and dispatches each key to its
 // kind's reconciler, recording metrics. Certificates that change re-queue the Sinks using them.
+// The Firmware reconciler (and with it the OTA coordinator, download and verify machinery) loads with
+// the first Firmware reconciled: most agents never have one.
 import { parseKey } from '../api/resource.js';
 import type { Kind } from '../api/schemas.js';
 import { messageOf, reasonOf } from '../api/errors.js';
@@ -8,7 +10,6 @@ import type { Runtime } from './runtime.js';
 import { createSensorReconciler } from './reconcilers/sensor.js';
 import { createSinkReconciler, certificatesOf } from './reconcilers/sink.js';
 import { updateRoutedConditions } from './routing-status.js';
-import { createFirmwareReconciler } from './reconcilers/firmware.js';
 
 const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor', 'Firmware'];
 
@@ -29,7 +30,9 @@ export class Manager {
         }
         return result;
       },
-      Firmware: createFirmwareReconciler(runtime),
+      // An update cut by a crash or restart is resumed by reconciling its Firmware (the coordinator
+      // reads its record then), so loading here is soon enough for crash recovery too.
+      Firmware: lazyReconciler(async () => (await import('./reconcilers/firmware.js')).createFirmwareReconciler(runtime)),
     };
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       onResult: (key, { error, durationMs }) => {
@@ -103,4 +106,16 @@ export class Manager {
   private onSinkFull(sinkKey: string, full: boolean): void {
     for (const sensorKey of this.runtime.router.sensorsOf(sinkKey)) this.runtime.sensors.get(sensorKey)?.setBlocked(sinkKey, full);
   }
+}
+
+/** A reconciler created on its first key; a failed load is tried again with the next one. */
+function lazyReconciler(load: () => Promise<Reconcile>): Reconcile {
+  let loading: Promise<Reconcile> | undefined;
+  return async (key) => {
+    loading ??= load().catch((error: unknown) => {
+      loading = undefined;
+      throw error;
+    });
+    return (await loading)(key);
+  };
 }
