@@ -1,21 +1,29 @@
 // Topic templates. Values come from names, the device id and certificate SANs; a value that could
-// change the topic's structure (a level separator, a wildcard, NUL) is refused, never escaped.
+// change the topic's structure (a level separator, a wildcard, NUL) is refused, never escaped
+// (template.ts renders; this module says what is safe in an MQTT topic).
 import { SensorletError } from '../api/errors.js';
+import { renderTemplate, TEMPLATE_VARIABLE, type TemplateRules } from './template.js';
 
 export const TOPIC_VARIABLES = ['tenant', 'device', 'sensor', 'namespace'] as const;
 export type TopicVariables = Record<(typeof TOPIC_VARIABLES)[number], string>;
 
-const FORBIDDEN = /[+#/\u0000]/;
-const VARIABLE = /\{([^{}]*)\}/g;
+const ALLOWED = TOPIC_VARIABLES.map((name) => `{${name}}`).join(', ');
+
+const TOPIC_RULES: TemplateRules = {
+  forbidden: /[+#/\u0000]/,
+  refuse: (name, value) =>
+    value === undefined
+      ? new SensorletError('InvalidSpec', `unknown variable {${name}} in a topic: use ${ALLOWED}`)
+      : new SensorletError('TopicInjection', `{${name}} is ${JSON.stringify(value)}, which contains +, #, / or NUL and would change the topic's structure`),
+};
 
 /** Problems in an MQTT topic template; an empty list when the template is safe to fill in. */
 export function topicTemplateErrors(template: string): string[] {
   const problems: string[] = [];
-  const allowed = TOPIC_VARIABLES.map((name) => `{${name}}`).join(', ');
-  for (const match of template.matchAll(/\{([^{}]*)\}/g)) {
-    if (!(TOPIC_VARIABLES as readonly string[]).includes(match[1])) problems.push(`unknown variable {${match[1]}} in topic ${JSON.stringify(template)}: use ${allowed}`);
+  for (const match of template.matchAll(TEMPLATE_VARIABLE)) {
+    if (!(TOPIC_VARIABLES as readonly string[]).includes(match[1])) problems.push(`unknown variable {${match[1]}} in topic ${JSON.stringify(template)}: use ${ALLOWED}`);
   }
-  const literal = template.replace(/\{[^{}]*\}/g, '');
+  const literal = template.replace(TEMPLATE_VARIABLE, '');
   if (/[{}]/.test(literal)) problems.push(`unbalanced brace in topic ${JSON.stringify(template)}: variables are written {tenant}`);
   for (const wildcard of ['+', '#']) {
     if (literal.includes(wildcard)) {
@@ -28,11 +36,5 @@ export function topicTemplateErrors(template: string): string[] {
 }
 
 export function renderTopic(template: string, variables: TopicVariables): string {
-  return template.replace(VARIABLE, (_match, name: keyof TopicVariables) => {
-    const value = variables[name];
-    if (FORBIDDEN.test(value)) {
-      throw new SensorletError('TopicInjection', `{${name}} is ${JSON.stringify(value)}, which contains +, #, / or NUL and would change the topic's structure`);
-    }
-    return value;
-  });
+  return renderTemplate(template, variables, TOPIC_RULES);
 }

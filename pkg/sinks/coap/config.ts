@@ -2,6 +2,7 @@
 import type { FieldError, SinkSpec } from '../../api/resource.js';
 import { parseDuration } from '../../api/units.js';
 import type { Reading } from '../../api/reading.js';
+import { renderTemplate } from '../template.js';
 
 export type CoapSinkConfig = NonNullable<SinkSpec['coap']>;
 export type CoapPayloadFormat = NonNullable<CoapSinkConfig['payload']>;
@@ -80,13 +81,24 @@ export class PathTemplateError extends Error {
 
 /** The Uri-Path segments for one reading; throws PathTemplateError when a name cannot be used. */
 export function expandPath(template: string, reading: Reading, connectionTenant: string | undefined): string[] {
-  const path = template.replace(/\{(tenant|device|sensor)\}/g, (_, variable: 'tenant' | 'device' | 'sensor') => {
+  const variables = {
     // An anonymous connection has no tenant: `default`, as in the mqtt sink's topics. Without it the
     // default path would refuse every reading of a plain coap:// Sink as InvalidPath.
-    const value = variable === 'tenant' ? (reading.tenant ?? connectionTenant ?? 'default') : reading[variable];
-    if (value === undefined || value === '') throw new PathTemplateError(`{${variable}} is empty for ${reading.device}/${reading.sensor}`);
-    if (FORBIDDEN_IN_VARIABLE.test(value)) throw new PathTemplateError(`{${variable}} ${JSON.stringify(value)} contains /, ?, # or NUL`);
-    return value;
+    tenant: reading.tenant ?? connectionTenant ?? 'default',
+    device: reading.device,
+    sensor: reading.sensor,
+  };
+  const path = renderTemplate(template, variables, {
+    forbidden: FORBIDDEN_IN_VARIABLE,
+    requireValue: true,
+    refuse: (name, value) =>
+      new PathTemplateError(
+        !TEMPLATE_VARIABLES.has(name)
+          ? `unknown variable {${name}}: use {tenant}, {device} or {sensor}`
+          : !value
+            ? `{${name}} is empty for ${reading.device}/${reading.sensor}`
+            : `{${name}} ${JSON.stringify(value)} contains /, ?, # or NUL`,
+      ),
   });
   return path.split('/').filter((segment) => segment.length > 0);
 }
