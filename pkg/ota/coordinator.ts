@@ -63,8 +63,6 @@ export interface CoordinatorOptions {
   healthPollMs?: number;
 }
 
-interface AttemptSpec extends FirmwareSpec {}
-
 const PROGRESS_PERSIST_BYTES = 1 << 20;
 const PROGRESS_REPORT_MS = 250;
 /** target: agent — time a new build gets to start before its health check timeout counts (launcher backstop). */
@@ -110,7 +108,7 @@ export class OtaCoordinator {
     for (let steps = 0; steps < 32; steps++) {
       const record = this.state.record;
       if (TERMINAL_PHASES.includes(record.phase)) return record;
-      const attempt = record.spec as AttemptSpec;
+      const attempt = record.spec as FirmwareSpec;
       // The phase's record is durable and reported here, its action not started: the point a
       // kill -9 test holds with the failpoint (failpoint.ts; nothing unless the variable is set).
       const pause = pauseFor(record.phase);
@@ -180,7 +178,7 @@ export class OtaCoordinator {
     this.emit();
   }
 
-  private async step(phase: Phase, spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async step(phase: Phase, spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     switch (phase) {
       case 'Downloading':
         return this.download(spec);
@@ -201,7 +199,7 @@ export class OtaCoordinator {
     }
   }
 
-  private async download(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async download(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     let persisted = this.state.record.progress?.bytes ?? 0;
     let reported = 0;
     try {
@@ -242,7 +240,7 @@ export class OtaCoordinator {
     return 'continue';
   }
 
-  private async verify(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async verify(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     try {
       const publicKey = this.options.publicKey(spec);
       await verifyArtifact(this.artifactFile, { size: spec.artifact.size, sha256: spec.artifact.sha256, signature: spec.artifact.signature }, publicKey);
@@ -257,7 +255,7 @@ export class OtaCoordinator {
     return 'continue';
   }
 
-  private async drain(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async drain(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     const timeoutMs = parseDuration(spec.drain?.timeout ?? '30s');
     const { queued } = await this.options.dataPath.drain(timeoutMs);
     await this.options.dataPath.persistSequences?.();
@@ -268,7 +266,7 @@ export class OtaCoordinator {
     return 'continue';
   }
 
-  private async install(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async install(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     if (!existsSync(this.artifactFile)) {
       this.state.transition('RollingBack', { lastError: { reason: 'InstallInterrupted', message: 'the verified artifact is gone' } });
       this.emit();
@@ -307,7 +305,7 @@ export class OtaCoordinator {
     return 'continue';
   }
 
-  private async restarting(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async restarting(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     if (spec.target === 'agent') {
       const agent = this.options.agent;
       const trying = this.state.record.slots?.trying;
@@ -336,7 +334,7 @@ export class OtaCoordinator {
     return 'continue';
   }
 
-  private async healthCheck(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async healthCheck(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     const trying = this.state.record.slots?.trying;
     if (spec.target === 'agent' && this.options.agent && trying && this.options.agent.runningSlot() !== trying) {
       // The health check judges the new build only: this is the previous one, so the launcher
@@ -381,7 +379,7 @@ export class OtaCoordinator {
     return 'stop';
   }
 
-  private async rollBack(spec: AttemptSpec): Promise<'continue' | 'stop'> {
+  private async rollBack(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     const cause = this.state.record.lastError;
     if (spec.target === 'agent') {
       const agent = this.options.agent;

@@ -14,14 +14,13 @@
 // (backpressure reaches the server through TCP), and an idle timeout catches a stalled link.
 import http from 'node:http';
 import https from 'node:https';
-import { createWriteStream, existsSync, mkdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import type { ConnectionOptions } from 'node:tls';
 import { OtaError } from './errors.js';
 import { writeFileDurable } from './state.js';
-import { readFileSync } from 'node:fs';
 
 export interface DownloadOptions {
   url: string;
@@ -278,6 +277,8 @@ async function fsyncFile(file: string): Promise<void> {
 /** Backoff that an abort cuts short; whichever ends it first removes the other. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    // A listener added to a signal already aborted never fires: do not wait out the backoff.
+    if (signal?.aborted) return resolve();
     const done = () => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', done);
