@@ -25,7 +25,7 @@ function start(interval: string, timeout: string) {
   let seq = 0;
   const runner = new SensorRunner(resource(interval, timeout), {
     device: 'd', clock: systemClock, logger: silentLogger(), metrics: new Metrics(), status,
-    sequences: { next: () => ++seq }, policy: { allowCommandDriver: false, commandAllowlist: [] }, shared: new Map(),
+    sequences: { register: () => undefined, next: () => ++seq }, policy: { allowCommandDriver: false, commandAllowlist: [] }, shared: new Map(),
     emit: (_key, batch) => readings.push(...batch),
   });
   runner.start();

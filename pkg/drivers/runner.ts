@@ -13,6 +13,8 @@ import type { Driver, DriverPolicy } from './driver.js';
 import { driverFactory, selectedDriver } from './registry.js';
 
 export interface SequenceSource {
+  /** Called once as the sensor starts, before its first next(). */
+  register(sensorKey: string): void;
   next(sensorKey: string): number;
 }
 
@@ -77,6 +79,7 @@ export class SensorRunner {
   }
 
   start(): void {
+    this.deps.sequences.register(this.key);
     const spec = this.resource.object!.spec;
     const { name, config } = selectedDriver(spec.driver as Record<string, unknown>);
     const factory = driverFactory(name);

@@ -209,6 +209,25 @@ describe('SequenceStore', () => {
     await second.close();
   });
 
+  it('sensors registered together share one write for their first blocks, and one when their blocks run out together', async () => {
+    const dir = freshDir();
+    const store = await SequenceStore.open(dir);
+    const keys = Array.from({ length: 200 }, (_, index) => `default/s${index}`);
+    for (const key of keys) store.register(key);
+    assert.equal(store.writes, 0, 'registering writes nothing');
+    for (const key of keys) assert.equal(store.next(key), 1);
+    assert.equal(store.writes, 1, 'the first next() reserved a block for every registered sensor');
+    // Each uses its block up (1000 numbers), one reading at a time, in turn, as sensors on one
+    // interval do: the first to run out tops up the others past half their block.
+    for (let seq = 2; seq <= 1001; seq++) for (const key of keys) assert.equal(store.next(key), seq);
+    assert.equal(store.writes, 2);
+    await store.close();
+    // Every number handed out stays below what was persisted: a restart never reuses one.
+    const reopened = await SequenceStore.open(dir);
+    for (const key of keys) assert.equal(reopened.next(key), 1002);
+    await reopened.close();
+  });
+
   it('never reuses a number after kill -9', async () => {
     const dir = freshDir();
     for (let round = 0; round < 2; round++) {
