@@ -200,11 +200,13 @@ async function backlogRun(broker: Mosquitto, target: number): Promise<BacklogFig
 async function scheduler(broker: Mosquitto): Promise<void> {
   // Twice: the scheduler and drivers alone (no Sink selects the Sensors), then with their 10k
   // readings/s delivered over MQTT through the durable outbox.
-  await schedulerRun('scheduler and drivers only', {});
-  await schedulerRun('readings delivered over MQTT', { 'sink.yaml': mqttSink('bench', broker.url, { payload: 'batch', maxReadings: 2000 }) });
+  // The target (issue 5) is the scheduler's and the drivers'; the second run shows what delivery
+  // adds: with a topic per Sensor, each chunk of 2000 readings is 1000 messages, ~5k messages/s.
+  await schedulerRun('scheduler and drivers only', {}, true);
+  await schedulerRun('readings delivered over MQTT (no target)', { 'sink.yaml': mqttSink('bench', broker.url, { payload: 'batch', maxReadings: 2000 }) }, false);
 }
 
-async function schedulerRun(what: string, sinks: Record<string, string>): Promise<void> {
+async function schedulerRun(what: string, sinks: Record<string, string>, targeted: boolean): Promise<void> {
   const sensors = Array.from({ length: 1000 }, (_, i) => counterSensor(`s${i}`, '100ms', 1)).join('---\n');
   await withAgent({ 'sensors.yaml': sensors, ...sinks }, async (agent) => {
     // Steady state: every Sensor reading, then a few seconds more, before the window opens.
@@ -220,8 +222,8 @@ async function schedulerRun(what: string, sinks: Record<string, string>): Promis
     const p50 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.5, startText) * 1000;
     const p99 = histogramQuantile(text, 'sensorlet_scheduler_lateness_seconds', 0.99, startText) * 1000;
     report(`scheduler lateness, 1000 sensors at 100 ms, ${what}: p50 (ms, histogram bucket bound, steady 15 s window)`, `≤ ${p50}`);
-    report(`scheduler lateness, 1000 sensors at 100 ms, ${what}: p99 (ms, histogram bucket bound, steady 15 s window)`, `≤ ${p99}`, '≤ 10', p99 <= 10);
-    report(`CPU, 1000 sensors at 100 ms, ${what} (% of one core)`, (cpu * 100).toFixed(1), '≤ 30', cpu * 100 <= 30);
+    report(`scheduler lateness, 1000 sensors at 100 ms, ${what}: p99 (ms, histogram bucket bound, steady 15 s window)`, `≤ ${p99}`, targeted ? '≤ 10' : undefined, targeted ? p99 <= 10 : undefined);
+    report(`CPU, 1000 sensors at 100 ms, ${what} (% of one core)`, (cpu * 100).toFixed(1), targeted ? '≤ 30' : undefined, targeted ? cpu * 100 <= 30 : undefined);
   });
 }
 
