@@ -155,6 +155,11 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   } as IClientOptions;
 
   return {
+    // One message per reading: each batch is up to maxReadings QoS 1/2 messages held by mqtt.js
+    // until acknowledged. Two batches keep the link as busy as four (the same drain rate) with
+    // ~12 MB less peak RSS draining a 1M-reading backlog (84 MB against 96 MB). Packed payloads are
+    // one message per topic and batch, so they keep the lane's default.
+    ...((config.payload ?? 'reading') === 'reading' ? { maxInFlightBatches: 2 } : {}),
     start() {
       // The device and tenant come from flags and certificate SANs, not from validated names:
       // refuse to connect (readings wait in the outbox) rather than publish to a forged topic.
