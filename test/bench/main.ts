@@ -2,6 +2,8 @@
 // the same run. Throughputs are the median of several runs. `npm run bench -- NAME...` runs a subset
 // (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota).
 import mqtt from 'mqtt';
+import { spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { Mosquitto } from '../support/mosquitto.js';
 import { waitFor } from '../support/ports.js';
 import {
@@ -30,13 +32,27 @@ async function rawMqttRate(url: string, messages = 30_000): Promise<number> {
   return rate;
 }
 
-async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>, stateDir?: string): Promise<T> {
-  const agent = await AgentProcess.start({ manifests: manifestsDir(files), stateDir, extraArgs: ['--log-level', 'warn'] });
+/** Fresh manifests and state folders for one run, removed afterwards whatever happens (an outbox can hold ~100 MB). */
+async function inFreshFolders<T>(files: Record<string, string>, run: (manifests: string, stateDir: string) => Promise<T>): Promise<T> {
+  const manifests = manifestsDir(files);
+  const stateDir = manifestsDir({});
   try {
-    return await run(agent);
+    return await run(manifests, stateDir);
   } finally {
-    await agent.kill();
+    rmSync(stateDir, { recursive: true, force: true });
+    rmSync(manifests, { recursive: true, force: true });
   }
+}
+
+async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>): Promise<T> {
+  return inFreshFolders(files, async (manifests, stateDir) => {
+    const agent = await AgentProcess.start({ manifests, stateDir, extraArgs: ['--log-level', 'warn'] });
+    try {
+      return await run(agent);
+    } finally {
+      await agent.kill();
+    }
+  });
 }
 
 /** Offered readings/s → delivered readings/s, over a steady window. */
@@ -96,7 +112,6 @@ async function memory(broker: Mosquitto): Promise<void> {
     await withAgent({ 'sensors.yaml': sensors, 'sink.yaml': mqttSink('bench', broker.url) }, async (agent) => {
       await sleep(seconds * 1000);
       runs.push(rssMb(agent.child.pid!));
-      const { spawnSync } = await import('node:child_process');
       const mapped = spawnSync('grep', ['-c', 'kubernetes', `/proc/${agent.child.pid}/maps`], { encoding: 'utf8' }).stdout.trim();
       if (mapped !== '0') kubernetesMapped = `yes (${mapped} mappings)`;
     });
@@ -136,15 +151,16 @@ async function backlog(broker: Mosquitto, rawRate: number): Promise<void> {
   report('  ratio to raw mqtt.js', (rate / rawRate).toFixed(2), '≥ 0.7', rate / rawRate >= 0.7);
 }
 
-/** Fills an outbox with `target` readings, holds it (twice), then restarts with the broker reachable and drains it. */
 async function backlogRun(broker: Mosquitto, target: number): Promise<BacklogFigures> {
-  const stateDir = manifestsDir({});
   // Fill: the sink points at a port where nothing listens, so everything stays in the outbox.
   const closedPort = `mqtt://127.0.0.1:9`;
   const fill = { 'sensor.yaml': counterSensor('counter', '20ms', 10_000), 'sink.yaml': mqttSink('bench', closedPort, { maxReadings: 2000, maxDelay: '100ms' }) };
-  const dir = manifestsDir(fill);
+  return inFreshFolders(fill, (dir, stateDir) => fillHoldAndDrain(broker, target, dir, stateDir));
+}
+
+/** Fills the outbox with `target` readings, holds it (twice), then restarts with the broker reachable and drains it. */
+async function fillHoldAndDrain(broker: Mosquitto, target: number, dir: string, stateDir: string): Promise<BacklogFigures> {
   let agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
-  const { writeFileSync, rmSync } = await import('node:fs');
   let fillingRss = 0;
   let filled: number;
   let afterFillRss: number;
@@ -192,8 +208,6 @@ async function backlogRun(broker: Mosquitto, target: number): Promise<BacklogFig
     return { filled, fillingRss, afterFillRss, holding, holdingRss, readyMs, drainingRss, drainRate };
   } finally {
     await agent.kill();
-    rmSync(stateDir, { recursive: true, force: true });
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
