@@ -9,11 +9,12 @@ import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
+import { addPolicyOptions, policyFromOptions } from './policy-flags.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
 const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
 
-program
+const run = program
   .command('run')
   .description('run the agent on a manifests folder, or against a Kubernetes API server')
   .option('--manifests <dir>', 'standalone mode: watch this folder of manifests')
@@ -24,12 +25,10 @@ program
   .option('--admin-addr <host:port>', 'admin API address', DEFAULT_ADMIN_ADDR)
   .option('--device-id <id>', 'this device, as named in readings and topics', defaultDeviceId())
   .option('--node-name <name>', 'this agent in status.nodes[] (Kubernetes: the node name)')
-  .option('--allow-command-driver', 'let Sensors run executables with the command driver (off: a manifest alone must never run code)')
-  .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
   .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']).default('json'))
-  .option('--self-update', 'standalone: run under a launcher so that a Firmware with target: agent can update this agent (A/B slots in the state dir)')
-  .action(async (options) => {
+  .option('--self-update', 'standalone: run under a launcher so that a Firmware with target: agent can update this agent (A/B slots in the state dir)');
+addPolicyOptions(run).action(async (options) => {
     const modes = [options.manifests, options.kubeconfig, options.inCluster].filter(Boolean).length;
     if (modes !== 1) program.error('error: give exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
     if (options.selfUpdate && !options.manifests) program.error('error: --self-update needs --manifests (in a cluster the DaemonSet image updates the agent)');
@@ -61,8 +60,7 @@ program
       nodeName: options.nodeName ?? options.deviceId,
       logLevel: options.logLevel,
       logFormat: options.logFormat,
-      allowCommandDriver: options.allowCommandDriver ?? false,
-      commandAllowlist: options.commandAllowlist ?? [],
+      policy: policyFromOptions(options),
       agentUpdater,
     });
     let stopping = false;

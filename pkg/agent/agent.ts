@@ -23,6 +23,7 @@ import { createReportFilter } from '../drivers/report-filter.js';
 import type { AgentUpdater } from '../ota/coordinator.js';
 import { runningBuild } from '../ota/slots.js';
 import { Gauge } from 'prom-client';
+import { defaultPolicy, type OperatorPolicy } from '../policy/policy.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
 
@@ -38,8 +39,8 @@ export interface AgentOptions {
   nodeName: string;
   logLevel?: string;
   logFormat?: LogFormat;
-  allowCommandDriver?: boolean;
-  commandAllowlist?: string[];
+  /** What only the operator may unlock; the safe defaults when absent. */
+  policy?: OperatorPolicy;
   logger?: Logger;
   /** Standalone self-update (Firmware target: agent): the A/B slot updater from the CLI's launcher. */
   agentUpdater?: AgentUpdater;
@@ -68,11 +69,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   const router = new Router();
+  const policy = options.policy ?? defaultPolicy();
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
   let nodeLabels: Record<string, string> = {};
 
   const runtime: Runtime = {
     device: options.deviceId,
+    policy,
     store,
     status,
     router,
@@ -91,7 +94,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       metrics,
       status,
       sequences,
-      policy: { allowCommandDriver: options.allowCommandDriver ?? false, commandAllowlist: options.commandAllowlist ?? [] },
+      policy: policy.drivers,
       shared: new Map(),
       reportFilter: createReportFilter,
     },

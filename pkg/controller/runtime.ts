@@ -10,6 +10,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { ResourceStore } from './store.js';
 import type { StatusStore } from './status.js';
 import type { OtaHost } from '../ota/host.js';
+import type { OperatorPolicy } from '../policy/policy.js';
 
 /** A Certificate as the sinks see it: the identity to connect with, once it has loaded. */
 export interface CertificateState {
@@ -21,6 +22,8 @@ export interface CertificateState {
 
 export interface Runtime {
   device: string;
+  /** The operator's policy: what manifests may not unlock (pkg/policy). */
+  policy: OperatorPolicy;
   store: ResourceStore;
   status: StatusStore;
   router: Router;

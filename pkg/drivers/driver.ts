@@ -6,12 +6,10 @@ import type { Sample } from '../api/reading.js';
 import type { Logger } from '../observability/logger.js';
 import type { Clock } from '../observability/clock.js';
 
+import type { DriverPolicy } from '../policy/policy.js';
+
 /** Agent-wide driver settings that a manifest cannot change (e.g. whether commands may run). */
-export interface DriverPolicy {
-  allowCommandDriver: boolean;
-  /** With allowCommandDriver: the executables that may run; empty means any. */
-  commandAllowlist: string[];
-}
+export type { DriverPolicy };
 
 export interface DriverContext {
   sensor: { namespace: string; name: string };
