@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { standardFixtures, TestPki } from '../../test/support/pki.js';
 import type { CertificateSpec } from '../api/resource.js';
 import { SensorletError } from '../api/errors.js';
 import { loadCertificate, loadUsableCertificate, inspectCertificateFile, certificateStatusFacts, type LoadedCertificate } from './index.js';
-import { UNRESTRICTED_ACCESS } from './secrets.js';
+import { manifestSecretAccess, UNRESTRICTED_ACCESS } from './secrets.js';
 
 /** These tests load what they wrote themselves: no manifest policy applies. */
 const OPEN = { access: UNRESTRICTED_ACCESS };
@@ -183,6 +184,46 @@ describe('loadCertificate: PKCS#12', () => {
   it('a PEM file given as PKCS#12 is InvalidCertificate', async () => {
     const loaded = await loadCertificate({ pkcs12: { path: fx.ecDevice.certFile, passwordFrom: { env: 'P12_PASSWORD' } } }, { env, ...OPEN });
     assert.deepEqual(codes(loaded), ['InvalidCertificate']);
+  });
+});
+
+describe('loadCertificate: the operator policy for manifests', () => {
+  const inside = () => manifestSecretAccess([pki.dir]);
+  const p12Env = { SENSORLET_SECRET_P12: PASSWORD, P12_PASSWORD: PASSWORD };
+
+  it('loads from a certificate folder with a SENSORLET_SECRET_ variable', async () => {
+    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { env: 'SENSORLET_SECRET_P12' } } }, { env: p12Env, access: inside() });
+    assert.deepEqual(codes(loaded), []);
+  });
+
+  it('refuses other variables by name, without their value', async () => {
+    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { env: 'P12_PASSWORD' } } }, { env: p12Env, access: inside() });
+    assert.deepEqual(codes(loaded), ['SecretNotAllowed']);
+    assert.match(loaded.problems[0].message, /P12_PASSWORD .*SENSORLET_SECRET_/);
+    assertNoSecrets(loaded, [PASSWORD]);
+  });
+
+  it('refuses files outside the folders: a sibling with the same prefix, `..`, and a symlink leading out', async () => {
+    const outside = mkdtempSync(`${pki.dir}-sibling`);
+    try {
+      copyFileSync(fx.ecDevice.keyFile, path.join(outside, 'key.pem'));
+      symlinkSync(path.join(outside, 'key.pem'), pki.file('linked-out.key'));
+      for (const keyFile of [path.join(outside, 'key.pem'), `${pki.dir}/../${path.basename(outside)}/key.pem`, pki.file('linked-out.key')]) {
+        const loaded = await loadCertificate({ pem: { certFile: fx.ecDevice.certFile, keyFile } }, { access: inside() });
+        assert.deepEqual(codes(loaded), ['FileNotAllowed'], keyFile);
+        assert.match(loaded.problems[0].message, /--certificate-dir/);
+      }
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a PKCS#11 module that is not on the list, and a module named in the URI', async () => {
+    const spec = (extra: object) => ({ pkcs11: { uri: 'pkcs11:token=t;object=o', certFile: fx.ecDevice.certFile, ...extra } });
+    const listed = await loadCertificate(spec({ module: garbage('libother.so', 'x') }), { access: inside(), pkcs11Modules: [garbage('liballowed.so', 'x')] });
+    assert.deepEqual(codes(listed), ['Pkcs11ModuleNotAllowed']);
+    const inUri = await loadCertificate({ pkcs11: { uri: 'pkcs11:token=t;object=o;module-path=/tmp/x.so', certFile: fx.ecDevice.certFile } }, { access: inside(), pkcs11Modules: [] });
+    assert.deepEqual(codes(inUri), ['Pkcs11ModuleNotAllowed']);
   });
 });
 
