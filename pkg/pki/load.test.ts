@@ -141,6 +141,13 @@ describe('identity', () => {
     assert.deepEqual(codes(loaded), ['InvalidIdentity']);
     assert.match(loaded.problems[0].message, /spec\.identity\.uriPattern/);
   });
+
+  it('runs identity patterns in linear time: a backtracking bomb against a real SAN returns at once', async () => {
+    const started = performance.now();
+    const loaded = await loadCertificate(pem(fx.ecDevice, { identity: { uriPattern: '^(.*)*(.*)*(.*)*x$' } }), OPEN);
+    assert.deepEqual(codes(loaded), ['InvalidIdentity']);
+    assert.ok(performance.now() - started < 2000, 'no catastrophic backtracking');
+  });
 });
 
 describe('loadCertificate: PKCS#12', () => {
