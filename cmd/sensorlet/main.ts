@@ -41,7 +41,6 @@ addPolicyOptions(run).action(async (options) => {
             restart: () => (restarting ??= agent.stop().then(() => process.exit(RESTART_EXIT_CODE), () => process.exit(RESTART_EXIT_CODE))),
           })
         : undefined;
-    // The device id goes into topics: a level separator or wildcard there would forge other topics.
     let policy;
     try {
       policy = policyFromOptions(options);
@@ -49,6 +48,7 @@ addPolicyOptions(run).action(async (options) => {
       if (error instanceof PolicyFlagError) program.error(`error: ${error.message}`);
       throw error;
     }
+    // The device id goes into topics: a level separator or wildcard there would forge other topics.
     if (/[+#/\u0000]/.test(options.deviceId)) program.error(`error: --device-id ${JSON.stringify(options.deviceId)} must not contain +, #, / or NUL`);
     // Self-update: this process becomes the launcher and runs the agent (the active build) as its
     // child; see pkg/ota/launcher.ts.

@@ -65,7 +65,7 @@ export function checkSecretEnv(name: string, what: string, access: SecretAccess)
   if (name.startsWith(access.envPrefix)) return;
   throw new CertificateError(
     'SecretNotAllowed',
-    refusal(`the ${what} environment variable ${name} is not exposed to manifests`, `the operator names such variables ${access.envPrefix}…`),
+    refusal(`the ${what} environment variable ${name} is not exposed to manifests`, `an agent environment variable named ${access.envPrefix}…`),
   );
 }
 
