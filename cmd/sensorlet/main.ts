@@ -9,7 +9,7 @@ import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
-import { addPolicyOptions, policyFromOptions } from './policy-flags.js';
+import { addPolicyOptions, PolicyFlagError, policyFromOptions } from './policy-flags.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
 const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
@@ -41,6 +41,13 @@ addPolicyOptions(run).action(async (options) => {
             restart: () => (restarting ??= agent.stop().then(() => process.exit(RESTART_EXIT_CODE), () => process.exit(RESTART_EXIT_CODE))),
           })
         : undefined;
+    let policy;
+    try {
+      policy = policyFromOptions(options);
+    } catch (error) {
+      if (error instanceof PolicyFlagError) program.error(`error: ${error.message}`);
+      throw error;
+    }
     // The device id goes into topics: a level separator or wildcard there would forge other topics.
     if (/[+#/\u0000]/.test(options.deviceId)) program.error(`error: --device-id ${JSON.stringify(options.deviceId)} must not contain +, #, / or NUL`);
     // Self-update: this process becomes the launcher and runs the agent (the active build) as its
@@ -60,7 +67,7 @@ addPolicyOptions(run).action(async (options) => {
       nodeName: options.nodeName ?? options.deviceId,
       logLevel: options.logLevel,
       logFormat: options.logFormat,
-      policy: policyFromOptions(options),
+      policy,
       agentUpdater,
     });
     let stopping = false;

@@ -1,17 +1,83 @@
 // The `run` flags that make up the operator policy (pkg/policy), and their parsing. Every flag here
 // has a Helm value (helm/sensorlet/values.yaml) and a line in README's "Security model" table.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
-import { defaultPolicy, type OperatorPolicy } from '../../pkg/policy/policy.js';
+import yaml from 'js-yaml';
+import { DEFAULT_CERTIFICATE_DIRECTORY, defaultPolicy, type OperatorPolicy } from '../../pkg/policy/policy.js';
+
+/** A flag value the agent cannot start with; main prints it and exits 1. */
+export class PolicyFlagError extends Error {}
 
 export function addPolicyOptions(command: Command): Command {
   return command
     .option('--allow-command-driver', 'let Sensors run executables with the command driver (off: a manifest alone must never run code)')
-    .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run');
+    .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run')
+    .option('--tenant-grant <grants...>', 'NAMESPACE=TENANT[,TENANT...]: Certificates in NAMESPACE may present these tenants (repeatable; none granted by default)')
+    .option('--tenant-grants-file <file>', 'YAML map NAMESPACE: [TENANT, ...], added to --tenant-grant')
+    .option('--certificate-dir <dirs...>', `the only folders Certificates (and Sink tls.caFile) may read files from (default ${DEFAULT_CERTIFICATE_DIRECTORY})`)
+    .option('--pkcs11-module <paths...>', 'the only PKCS#11 modules a Certificate may load (pkcs11.module); none by default')
+    .option('--secret-namespaces <namespaces...>', "cluster mode: the only namespaces whose Secrets Certificates' secretRef may read (default: the agent's namespace)");
 }
 
 export function policyFromOptions(options: Record<string, unknown>): OperatorPolicy {
   const policy = defaultPolicy();
   policy.drivers.allowCommandDriver = options.allowCommandDriver === true;
   policy.drivers.commandAllowlist = (options.commandAllowlist as string[] | undefined) ?? [];
+
+  const certificates = policy.certificates;
+  const directories = options.certificateDir as string[] | undefined;
+  if (directories) certificates.directories = directories.map((dir) => path.resolve(dir));
+  certificates.pkcs11Modules = ((options.pkcs11Module as string[] | undefined) ?? []).map((file) => path.resolve(file));
+  const secretNamespaces = options.secretNamespaces as string[] | undefined;
+  if (secretNamespaces) {
+    for (const namespace of secretNamespaces) checkName(namespace, 'namespace', '--secret-namespaces');
+    certificates.secretNamespaces = secretNamespaces;
+  }
+  for (const grant of (options.tenantGrant as string[] | undefined) ?? []) {
+    const at = grant.indexOf('=');
+    if (at <= 0) throw new PolicyFlagError(`--tenant-grant ${JSON.stringify(grant)}: expected NAMESPACE=TENANT[,TENANT...]`);
+    addGrant(certificates.tenantGrants, grant.slice(0, at), grant.slice(at + 1).split(','), '--tenant-grant');
+  }
+  const grantsFile = options.tenantGrantsFile as string | undefined;
+  if (grantsFile) {
+    for (const [namespace, tenants] of Object.entries(readGrantsFile(grantsFile))) addGrant(certificates.tenantGrants, namespace, tenants, `--tenant-grants-file ${grantsFile}`);
+  }
   return policy;
+}
+
+function readGrantsFile(file: string): Record<string, string[]> {
+  let parsed: unknown;
+  try {
+    parsed = yaml.load(readFileSync(file, 'utf8'), { schema: yaml.FAILSAFE_SCHEMA });
+  } catch (error) {
+    throw new PolicyFlagError(`--tenant-grants-file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).name}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (parsed === undefined || parsed === null) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new PolicyFlagError(`--tenant-grants-file ${file}: expected a map NAMESPACE: [TENANT, ...]`);
+  const grants: Record<string, string[]> = {};
+  for (const [namespace, tenants] of Object.entries(parsed as Record<string, unknown>)) {
+    const list = typeof tenants === 'string' ? tenants.split(',') : tenants;
+    if (!Array.isArray(list) || !list.every((tenant) => typeof tenant === 'string')) {
+      throw new PolicyFlagError(`--tenant-grants-file ${file}: ${namespace}: expected a list of tenants`);
+    }
+    grants[namespace] = list as string[];
+  }
+  return grants;
+}
+
+function addGrant(grants: Map<string, Set<string>>, namespace: string, tenants: string[], flag: string): void {
+  checkName(namespace, 'namespace', flag);
+  const granted = grants.get(namespace) ?? new Set<string>();
+  for (const raw of tenants) {
+    const tenant = raw.trim();
+    checkName(tenant, 'tenant', flag);
+    granted.add(tenant);
+  }
+  grants.set(namespace, granted);
+}
+
+/** Namespaces and tenants are DNS labels (a tenant becomes part of topics and ACL user names). */
+function checkName(value: string, what: string, flag: string): void {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(value)) throw new PolicyFlagError(`${flag}: ${JSON.stringify(value)} is not a valid ${what} (a DNS label)`);
 }

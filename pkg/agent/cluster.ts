@@ -17,7 +17,14 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
   const { connectKubernetes, createKubernetesSource } = await import('../sources/kubernetes/source.js');
   const { createKubernetesStatusWriter } = await import('../controller/status-writer-kubernetes.js');
   const connection = await connectKubernetes({ kubeconfigFile: options.kubeconfig, inCluster: options.inCluster });
-  const source = await createKubernetesSource({ connection, namespace: options.namespace, nodeName: options.nodeName, logger });
+  const source = await createKubernetesSource({
+    connection,
+    namespace: options.namespace,
+    // Only the namespaces the operator lists (--secret-namespaces); default: the agent's own.
+    secretsNamespaces: runtime.policy.certificates.secretNamespaces,
+    nodeName: options.nodeName,
+    logger,
+  });
   const writer = await createKubernetesStatusWriter({ connection, nodeName: options.nodeName, logger: logger.child({ component: 'status-writer' }) });
 
   // Each agent writes only its own status.nodes[] entry; writes never block the data path. An entry
@@ -31,7 +38,7 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
   });
 
   // Certificates may take their material from Secrets; a Secret update rotates like a file change.
-  runtime.secrets = { get: (namespace, name) => source.secret(namespace, name) };
+  runtime.secrets = { namespaces: source.secretsNamespaces, get: (namespace, name) => source.secret(namespace, name) };
   source.onSecretChange(({ namespace, name }) => {
     for (const certificate of runtime.store.list('Certificate')) {
       if (certificate.namespace === namespace && certificate.object?.spec.secretRef?.name === name) runtime.enqueue(certificate.key);

@@ -36,8 +36,8 @@ export interface Runtime {
   sinkDeps: Omit<SinkRunnerDeps, 'onFullChange'>;
   /** Labels of this agent's node (cluster mode); a Sensor runs only where its nodeSelector matches. */
   nodeLabels(): Record<string, string>;
-  /** Cluster mode: the Secrets that Certificates may reference (`spec.secretRef`). */
-  secrets?: { get(namespace: string, name: string): { type: string; data: Record<string, Buffer> } | undefined };
+  /** Cluster mode: the Secrets that Certificates may reference (`spec.secretRef`), in `namespaces` only. */
+  secrets?: { namespaces: readonly string[]; get(namespace: string, name: string): { type: string; data: Record<string, Buffer> } | undefined };
   /** Firmware updates: where their state lives, and (standalone) how the agent updates itself. */
   ota?: OtaHost;
   /** Schedules a reconcile of a key (e.g. Sinks that use a Certificate that changed). */

@@ -1,4 +1,5 @@
 // The tenant and device a certificate speaks for, read from its SAN with named regex groups.
+import { RE2JS } from 're2js';
 import type { CertificateSpec } from '../api/resource.js';
 import { CertificateError } from './problems.js';
 import type { SubjectAltNames } from './x509.js';
@@ -27,7 +28,7 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
     const regex = compile(pattern, kind === 'URI' ? 'spec.identity.uriPattern' : 'spec.identity.dnsPattern');
     tried.push(`${kind} ${pattern}`);
     for (const value of values) {
-      const groups = regex.exec(value)?.groups;
+      const groups = regex(value);
       if (!groups) continue;
       const { tenant, device } = groups;
       if (!tenant || !device) {
@@ -46,10 +47,22 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
   );
 }
 
-function compile(pattern: string, field: string): RegExp {
+/**
+ * The pattern comes from a manifest, so it runs on RE2 (linear time in the input, no backtracking):
+ * a pattern like `^(.*)*x$` must not freeze the agent. Returns the named groups of the first match.
+ */
+function compile(pattern: string, field: string): (value: string) => { tenant?: string; device?: string } | undefined {
+  let regex: RE2JS;
   try {
-    return new RegExp(pattern);
+    regex = RE2JS.compile(pattern);
   } catch (error) {
     throw new CertificateError('InvalidIdentity', `${field} is not a valid regular expression: ${(error as Error).message}`);
   }
+  const names = regex.namedGroups() as Record<string, number>;
+  return (value) => {
+    const matcher = regex.matcher(value);
+    if (!matcher.find()) return undefined;
+    const group = (name: string) => (name in names ? matcher.group(name) ?? undefined : undefined);
+    return { tenant: group('tenant'), device: group('device') };
+  };
 }

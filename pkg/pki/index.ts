@@ -14,3 +14,5 @@ export type { InspectOptions, InspectReport } from './inspect.js';
 export { certificateStatusFacts } from './status.js';
 export { classifyTlsError } from './tls-errors.js';
 export { redactPkcs11Uri } from './pkcs11.js';
+export { readSecret, manifestSecretAccess, UNRESTRICTED_ACCESS } from './secrets.js';
+export type { SecretAccess, SecretContext } from './secrets.js';

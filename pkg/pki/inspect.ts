@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import type { CertificateSpec } from '../api/resource.js';
 import { assessCertificate, loadCertificate, type LoadedCertificate } from './load.js';
 import { CertificateError, problemOf } from './problems.js';
-import { readMaterial } from './secrets.js';
+// The operator's own tool: it reads what the operator names, so no manifest policy applies.
+import { readMaterial, UNRESTRICTED_ACCESS } from './secrets.js';
 import { parseCertificates } from './x509.js';
 
 export interface InspectOptions {
@@ -34,9 +35,9 @@ export async function inspectCertificateFile(file: string, options: InspectOptio
     if (looksLikePkcs12(bytes)) {
       // The password goes through an in-memory env, so it is never part of a spec or argv.
       const spec: CertificateSpec = { pkcs12: { path: file, ...(options.password !== undefined ? { passwordFrom: { env: 'PASSWORD' } } : {}), ...ca }, ...common };
-      report = await loadCertificate(spec, { now, env: { PASSWORD: options.password } });
+      report = await loadCertificate(spec, { now, env: { PASSWORD: options.password }, access: UNRESTRICTED_ACCESS });
     } else if (options.keyFile) {
-      report = await loadCertificate({ pem: { certFile: file, keyFile: options.keyFile, ...ca }, ...common }, { now });
+      report = await loadCertificate({ pem: { certFile: file, keyFile: options.keyFile, ...ca }, ...common }, { now, access: UNRESTRICTED_ACCESS });
     } else {
       // A certificate alone: everything but the key pairing can still be checked.
       const [leaf, ...intermediates] = parseCertificates(bytes, file);

@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { standardFixtures, TestPki } from '../../test/support/pki.js';
 import type { CertificateSpec } from '../api/resource.js';
 import { SensorletError } from '../api/errors.js';
 import { loadCertificate, loadUsableCertificate, inspectCertificateFile, certificateStatusFacts, type LoadedCertificate } from './index.js';
+import { manifestSecretAccess, UNRESTRICTED_ACCESS } from './secrets.js';
+
+/** These tests load what they wrote themselves: no manifest policy applies. */
+const OPEN = { access: UNRESTRICTED_ACCESS };
 
 const PASSWORD = 'correct-horse-battery-staple';
 const WRONG_PASSWORD = 'wrong-password-123';
@@ -47,7 +52,7 @@ describe('loadCertificate: PEM', () => {
     ['RSA 2048, PKCS#1 key', () => ({ certFile: fx.rsaDevice.certFile, keyFile: fx.rsaDevice.traditionalKeyFile })],
   ] as const) {
     it(`${label} is usable and yields identity and facts`, async () => {
-      const loaded = await loadCertificate(pem(pick()));
+      const loaded = await loadCertificate(pem(pick()), OPEN);
       assert.deepEqual(codes(loaded), []);
       assert.equal(loaded.usable, true);
       assert.equal(loaded.source, 'pem');
@@ -84,34 +89,34 @@ describe('loadCertificate: PEM', () => {
       ['garbage key', { pem: { certFile: fx.ecDevice.certFile, keyFile: garbage('garbage.key', 'not a key') } }, ['InvalidCertificate']],
     ];
     for (const [label, spec, expected] of cases) {
-      const loaded = await loadCertificate(spec);
+      const loaded = await loadCertificate(spec, OPEN);
       assert.deepEqual(codes(loaded), expected, label);
       assert.equal(loaded.usable, false, label);
       assert.equal(loaded.tls, undefined, label);
-      await assert.rejects(loadUsableCertificate(spec), (error: unknown) => error instanceof SensorletError && error.code === expected[0], label);
+      await assert.rejects(loadUsableCertificate(spec, OPEN), (error: unknown) => error instanceof SensorletError && error.code === expected[0], label);
     }
   });
 
   it('ExpiringSoon is a warning: still usable', async () => {
-    const loaded = await loadCertificate(pem(fx.expiringSoon, { renewBefore: '72h' }));
+    const loaded = await loadCertificate(pem(fx.expiringSoon, { renewBefore: '72h' }), OPEN);
     assert.deepEqual(codes(loaded), ['ExpiringSoon']);
     assert.equal(loaded.problems[0].severity, 'warning');
     assert.equal(loaded.usable, true);
     assert.ok(loaded.tls);
-    const relaxed = await loadCertificate(pem(fx.expiringSoon, { renewBefore: '24h' }));
+    const relaxed = await loadCertificate(pem(fx.expiringSoon, { renewBefore: '24h' }), OPEN);
     assert.deepEqual(codes(relaxed), []);
     assert.ok(relaxed.renewAt && relaxed.renewAt > new Date());
   });
 
   it('the injected clock decides validity', async () => {
-    const past = await loadCertificate(pem(fx.ecDevice), { now: new Date(Date.now() - 2 * 86400_000) });
+    const past = await loadCertificate(pem(fx.ecDevice), { now: new Date(Date.now() - 2 * 86400_000), ...OPEN });
     assert.deepEqual(codes(past), ['NotYetValid']);
-    const future = await loadCertificate(pem(fx.ecDevice), { now: new Date(Date.now() + 400 * 86400_000) });
+    const future = await loadCertificate(pem(fx.ecDevice), { now: new Date(Date.now() + 400 * 86400_000), ...OPEN });
     assert.deepEqual(codes(future), ['Expired']);
   });
 
   it('without caFile the chain is not checked', async () => {
-    const loaded = await loadCertificate({ pem: { certFile: fx.otherCa.certFile, keyFile: fx.otherCa.keyFile } });
+    const loaded = await loadCertificate({ pem: { certFile: fx.otherCa.certFile, keyFile: fx.otherCa.keyFile } }, OPEN);
     assert.equal(loaded.chain, undefined);
     assert.equal(loaded.usable, true);
   });
@@ -120,31 +125,38 @@ describe('loadCertificate: PEM', () => {
 describe('identity', () => {
   it('dnsPattern reads tenant and device from a DNS SAN', async () => {
     const issued = pki.issue({ name: 'dns-id', sans: ['DNS:gw-7.initech.devices.example'] });
-    const loaded = await loadCertificate(pem(issued, { identity: { dnsPattern: '^(?<device>[^.]+)\\.(?<tenant>[^.]+)\\.devices\\.example$' } }));
+    const loaded = await loadCertificate(pem(issued, { identity: { dnsPattern: '^(?<device>[^.]+)\\.(?<tenant>[^.]+)\\.devices\\.example$' } }), OPEN);
     assert.deepEqual(codes(loaded), []);
     assert.deepEqual({ tenant: loaded.identity?.tenant, device: loaded.identity?.device }, { tenant: 'initech', device: 'gw-7' });
     assert.equal(loaded.identity?.san, 'DNS:gw-7.initech.devices.example');
   });
 
   it('a custom uriPattern without the named groups is InvalidIdentity', async () => {
-    const loaded = await loadCertificate(pem(fx.ecDevice, { identity: { uriPattern: '^spiffe://(.*)$' } }));
+    const loaded = await loadCertificate(pem(fx.ecDevice, { identity: { uriPattern: '^spiffe://(.*)$' } }), OPEN);
     assert.deepEqual(codes(loaded), ['InvalidIdentity']);
   });
 
   it('an invalid regex is InvalidIdentity, naming the field', async () => {
-    const loaded = await loadCertificate(pem(fx.ecDevice, { identity: { uriPattern: '(' } }));
+    const loaded = await loadCertificate(pem(fx.ecDevice, { identity: { uriPattern: '(' } }), OPEN);
     assert.deepEqual(codes(loaded), ['InvalidIdentity']);
     assert.match(loaded.problems[0].message, /spec\.identity\.uriPattern/);
+  });
+
+  it('runs identity patterns in linear time: a backtracking bomb against a real SAN returns at once', async () => {
+    const started = performance.now();
+    const loaded = await loadCertificate(pem(fx.ecDevice, { identity: { uriPattern: '^(.*)*(.*)*(.*)*x$' } }), OPEN);
+    assert.deepEqual(codes(loaded), ['InvalidIdentity']);
+    assert.ok(performance.now() - started < 2000, 'no catastrophic backtracking');
   });
 });
 
 describe('loadCertificate: PKCS#12', () => {
   for (const variant of ['ecDefault', 'ecLegacy', 'rsaDefault', 'rsaLegacy']) {
     it(`${variant} opens, with the same certificate as the PEM`, async () => {
-      const loaded = await loadCertificate({ pkcs12: { path: p12[variant], passwordFrom: { env: 'P12_PASSWORD' }, caFile: pki.ca.certFile } }, { env });
+      const loaded = await loadCertificate({ pkcs12: { path: p12[variant], passwordFrom: { env: 'P12_PASSWORD' }, caFile: pki.ca.certFile } }, { env, ...OPEN });
       assert.deepEqual(codes(loaded), []);
       assert.equal(loaded.source, 'pkcs12');
-      const pemLoaded = await loadCertificate(pem(variant.startsWith('ec') ? fx.ecDevice : fx.rsaDevice));
+      const pemLoaded = await loadCertificate(pem(variant.startsWith('ec') ? fx.ecDevice : fx.rsaDevice), OPEN);
       assert.equal(loaded.facts?.fingerprint, pemLoaded.facts?.fingerprint);
       assert.equal(loaded.identity?.tenant, variant.startsWith('ec') ? 'acme' : 'globex');
       assert.ok(loaded.tls?.key?.includes('BEGIN PRIVATE KEY'));
@@ -154,10 +166,10 @@ describe('loadCertificate: PKCS#12', () => {
     });
 
     it(`${variant} with a wrong password is BadPassword, and the password appears nowhere`, async () => {
-      const loaded = await loadCertificate({ pkcs12: { path: p12[variant], passwordFrom: { env: 'WRONG_P12_PASSWORD' } } }, { env });
+      const loaded = await loadCertificate({ pkcs12: { path: p12[variant], passwordFrom: { env: 'WRONG_P12_PASSWORD' } } }, { env, ...OPEN });
       assert.deepEqual(codes(loaded), ['BadPassword']);
       assertNoSecrets(loaded, [PASSWORD, WRONG_PASSWORD]);
-      await assert.rejects(loadUsableCertificate({ pkcs12: { path: p12[variant], passwordFrom: { env: 'WRONG_P12_PASSWORD' } } }, { env }), (error: Error) => {
+      await assert.rejects(loadUsableCertificate({ pkcs12: { path: p12[variant], passwordFrom: { env: 'WRONG_P12_PASSWORD' } } }, { env, ...OPEN }), (error: Error) => {
         assert.ok(!error.message.includes(WRONG_PASSWORD) && !String(error.stack).includes(WRONG_PASSWORD));
         return (error as SensorletError).code === 'BadPassword';
       });
@@ -166,19 +178,59 @@ describe('loadCertificate: PKCS#12', () => {
 
   it('reads the password from a file (trailing newline ignored)', async () => {
     const passwordFile = garbage('p12.pass', `${PASSWORD}\n`);
-    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { file: passwordFile } } });
+    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { file: passwordFile } } }, OPEN);
     assert.deepEqual(codes(loaded), []);
   });
 
   it('a missing password env var is reported without a value', async () => {
-    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { env: 'NOT_SET_ANYWHERE' } } }, { env: {} });
+    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { env: 'NOT_SET_ANYWHERE' } } }, { env: {}, ...OPEN });
     assert.deepEqual(codes(loaded), ['FileNotFound']);
     assert.match(loaded.problems[0].message, /NOT_SET_ANYWHERE/);
   });
 
   it('a PEM file given as PKCS#12 is InvalidCertificate', async () => {
-    const loaded = await loadCertificate({ pkcs12: { path: fx.ecDevice.certFile, passwordFrom: { env: 'P12_PASSWORD' } } }, { env });
+    const loaded = await loadCertificate({ pkcs12: { path: fx.ecDevice.certFile, passwordFrom: { env: 'P12_PASSWORD' } } }, { env, ...OPEN });
     assert.deepEqual(codes(loaded), ['InvalidCertificate']);
+  });
+});
+
+describe('loadCertificate: the operator policy for manifests', () => {
+  const inside = () => manifestSecretAccess([pki.dir]);
+  const p12Env = { SENSORLET_SECRET_P12: PASSWORD, P12_PASSWORD: PASSWORD };
+
+  it('loads from a certificate folder with a SENSORLET_SECRET_ variable', async () => {
+    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { env: 'SENSORLET_SECRET_P12' } } }, { env: p12Env, access: inside() });
+    assert.deepEqual(codes(loaded), []);
+  });
+
+  it('refuses other variables by name, without their value', async () => {
+    const loaded = await loadCertificate({ pkcs12: { path: p12.ecDefault, passwordFrom: { env: 'P12_PASSWORD' } } }, { env: p12Env, access: inside() });
+    assert.deepEqual(codes(loaded), ['SecretNotAllowed']);
+    assert.match(loaded.problems[0].message, /P12_PASSWORD .*SENSORLET_SECRET_/);
+    assertNoSecrets(loaded, [PASSWORD]);
+  });
+
+  it('refuses files outside the folders: a sibling with the same prefix, `..`, and a symlink leading out', async () => {
+    const outside = mkdtempSync(`${pki.dir}-sibling`);
+    try {
+      copyFileSync(fx.ecDevice.keyFile, path.join(outside, 'key.pem'));
+      symlinkSync(path.join(outside, 'key.pem'), pki.file('linked-out.key'));
+      for (const keyFile of [path.join(outside, 'key.pem'), `${pki.dir}/../${path.basename(outside)}/key.pem`, pki.file('linked-out.key')]) {
+        const loaded = await loadCertificate({ pem: { certFile: fx.ecDevice.certFile, keyFile } }, { access: inside() });
+        assert.deepEqual(codes(loaded), ['FileNotAllowed'], keyFile);
+        assert.match(loaded.problems[0].message, /--certificate-dir/);
+      }
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a PKCS#11 module that is not on the list, and a module named in the URI', async () => {
+    const spec = (extra: object) => ({ pkcs11: { uri: 'pkcs11:token=t;object=o', certFile: fx.ecDevice.certFile, ...extra } });
+    const listed = await loadCertificate(spec({ module: garbage('libother.so', 'x') }), { access: inside(), pkcs11Modules: [garbage('liballowed.so', 'x')] });
+    assert.deepEqual(codes(listed), ['Pkcs11ModuleNotAllowed']);
+    const inUri = await loadCertificate({ pkcs11: { uri: 'pkcs11:token=t;object=o;module-path=/tmp/x.so', certFile: fx.ecDevice.certFile } }, { access: inside(), pkcs11Modules: [] });
+    assert.deepEqual(codes(inUri), ['Pkcs11ModuleNotAllowed']);
   });
 });
 

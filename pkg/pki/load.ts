@@ -2,6 +2,9 @@
 // It never throws for bad material: every finding is a problem with a stable code, so the reconciler
 // can set conditions and keep the previous, working material when a replacement is bad.
 import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { refusal } from '../policy/policy.js';
 import type { CertificateSpec } from '../api/resource.js';
 import { parseDuration } from '../api/units.js';
 import { extractIdentity, type CertificateIdentity } from './identity.js';
@@ -9,7 +12,7 @@ import { chainPem, inMemoryKeySlot, pkcs11KeySlot, type KeySlot, type KeySlotKin
 import { preparePkcs11Engine, redactPkcs11Uri } from './pkcs11.js';
 import { openPkcs12 } from './pkcs12.js';
 import { CertificateError, problem, problemOf, type CertificateProblem } from './problems.js';
-import { defaultReadFile, readMaterial, readSecret, type ReadFileFn, type SecretContext } from './secrets.js';
+import { allowedPath, checkSecretEnv, defaultReadFile, readMaterial, readSecret, type ReadFileFn, type SecretAccess, type SecretContext } from './secrets.js';
 import { factsOf, parseCertificates, verifyChain, type CertificateFacts, type ChainResult } from './x509.js';
 
 export const DEFAULT_RENEW_BEFORE = '720h';
@@ -20,6 +23,14 @@ export interface LoadOptions {
   /** Where `passwordFrom.env` / `pinFrom.env` look; default process.env. */
   env?: Record<string, string | undefined>;
   readFile?: ReadFileFn;
+  /**
+   * Which files and environment variables the spec may use (the operator's policy for manifests,
+   * `manifestSecretAccess`; UNRESTRICTED_ACCESS for the operator's own tools). Required: whoever loads
+   * a Certificate decides whose spec it is.
+   */
+  access: SecretAccess;
+  /** The PKCS#11 modules `pkcs11.module` may name (real paths compared); undefined means any (operator tools). */
+  pkcs11Modules?: readonly string[];
 }
 
 export interface LoadedCertificate {
@@ -57,25 +68,69 @@ export function sourceOf(spec: CertificateSpec): KeySlotKind | undefined {
   return undefined;
 }
 
+/** The files a spec reads, each with its role in messages (certificate, key, container, CA, password/PIN). */
+function certificateFileRoles(spec: CertificateSpec): Array<[file: string | undefined, role: string]> {
+  return [
+    [spec.pem?.certFile, 'certificate file'],
+    [spec.pem?.keyFile, 'key file'],
+    [spec.pem?.caFile, 'CA file'],
+    [spec.pkcs12?.path, 'PKCS#12 file'],
+    [spec.pkcs12?.caFile, 'CA file'],
+    [spec.pkcs12?.passwordFrom?.file, 'password file'],
+    [spec.pkcs11?.certFile, 'certificate file'],
+    [spec.pkcs11?.caFile, 'CA file'],
+    [spec.pkcs11?.pinFrom?.file, 'PIN file'],
+  ];
+}
+
 /** The files a spec reads (certificate, key, container, CA, password/PIN files). */
 export function certificateFiles(spec: CertificateSpec): string[] {
-  const files = [
-    spec.pem?.certFile,
-    spec.pem?.keyFile,
-    spec.pem?.caFile,
-    spec.pkcs12?.path,
-    spec.pkcs12?.caFile,
-    spec.pkcs12?.passwordFrom?.file,
-    spec.pkcs11?.certFile,
-    spec.pkcs11?.caFile,
-    spec.pkcs11?.pinFrom?.file,
-  ];
+  const files = certificateFileRoles(spec).map(([file]) => file);
   return [...new Set(files.filter((file): file is string => typeof file === 'string' && file.length > 0))];
 }
 
-export async function loadCertificate(spec: CertificateSpec, options: LoadOptions = {}): Promise<LoadedCertificate> {
+/**
+ * Refuses, before anything is opened, what the operator's policy does not allow: files outside the
+ * allowed folders (and symlinks leading out of them), environment variables not exposed for
+ * secrets, PKCS#11 modules not on the allowlist. Returns a readFile that opens the checked real paths.
+ */
+async function checkPolicy(
+  spec: CertificateSpec,
+  context: SecretContext,
+  pkcs11Modules: readonly string[] | undefined,
+): Promise<{ readFile: ReadFileFn; pkcs11Module?: string }> {
+  const realPaths = new Map<string, string>();
+  for (const [file, role] of certificateFileRoles(spec)) {
+    if (file && !realPaths.has(file)) realPaths.set(file, await allowedPath(file, role, context.access));
+  }
+  for (const [source, what] of [[spec.pkcs12?.passwordFrom, 'password'], [spec.pkcs11?.pinFrom, 'PIN']] as const) {
+    if (source?.env !== undefined) checkSecretEnv(source.env, what, context.access);
+  }
+  const pkcs11Module = spec.pkcs11 ? await checkPkcs11Module(spec.pkcs11.uri, spec.pkcs11.module, pkcs11Modules) : undefined;
+  const readFile = context.readFile;
+  return { readFile: (file) => readFile(realPaths.get(file) ?? file), pkcs11Module };
+}
+
+/** A PKCS#11 module is a shared library the agent loads into itself: only the operator's, by real path. */
+async function checkPkcs11Module(uri: string, module: string | undefined, allowed: readonly string[] | undefined): Promise<string | undefined> {
+  // RFC 7512 lets a URI name its module too; only the spec's `module` field is honoured, and checked.
+  if (/[;?&](module-path|module-name)=/i.test(uri.replace(/^pkcs11:/, ';'))) {
+    throw new CertificateError('Pkcs11ModuleNotAllowed', refusal('spec.pkcs11.uri names a module (module-path/module-name); name it in spec.pkcs11.module', '--pkcs11-module'));
+  }
+  // No module named: PKCS11_MODULE_PATH or p11-kit's registered modules, both set up by the operator.
+  if (module === undefined || allowed === undefined) return module;
+  // Compared and loaded by real path, so a symlink swapped after the check cannot change the library.
+  const real = await realpath(path.resolve(module)).catch(() => undefined);
+  const allowedReal = await Promise.all(allowed.map((candidate) => realpath(candidate).catch(() => undefined)));
+  if (real === undefined || !allowedReal.includes(real)) {
+    throw new CertificateError('Pkcs11ModuleNotAllowed', refusal(`PKCS#11 module ${module} is not one the agent may load (allowed: ${allowed.join(', ') || 'none'})`, '--pkcs11-module'));
+  }
+  return real;
+}
+
+export async function loadCertificate(spec: CertificateSpec, options: LoadOptions): Promise<LoadedCertificate> {
   const now = options.now ?? new Date();
-  const context: SecretContext = { env: options.env ?? process.env, readFile: options.readFile ?? defaultReadFile };
+  const context: SecretContext = { env: options.env ?? process.env, readFile: options.readFile ?? defaultReadFile, access: options.access };
   const source = sourceOf(spec);
   const files = certificateFiles(spec);
   if (!source) {
@@ -85,7 +140,8 @@ export async function loadCertificate(spec: CertificateSpec, options: LoadOption
 
   let material: OpenedMaterial;
   try {
-    material = await openMaterial(spec, source, context);
+    const checked = await checkPolicy(spec, context, options.pkcs11Modules);
+    material = await openMaterial(spec, source, { ...context, readFile: checked.readFile }, checked.pkcs11Module);
   } catch (error) {
     if (error instanceof CertificateError) return fatal(source, files, error);
     // Unexpected: still report under a stable code, without echoing anything that might hold secrets.
@@ -117,7 +173,7 @@ export function certificateError(loaded: LoadedCertificate): CertificateError | 
 }
 
 /** Like loadCertificate, but throws the first blocking problem as a CertificateError. */
-export async function loadUsableCertificate(spec: CertificateSpec, options: LoadOptions = {}): Promise<LoadedCertificate & { slot: KeySlot; tls: TlsClientOptions }> {
+export async function loadUsableCertificate(spec: CertificateSpec, options: LoadOptions): Promise<LoadedCertificate & { slot: KeySlot; tls: TlsClientOptions }> {
   const loaded = await loadCertificate(spec, options);
   const error = certificateError(loaded);
   if (error) throw error;
@@ -178,7 +234,7 @@ function fatal(source: KeySlotKind, files: string[], error: CertificateError): L
   return { source, usable: false, problems: [problemOf(error)], files };
 }
 
-async function openMaterial(spec: CertificateSpec, source: KeySlotKind, context: SecretContext): Promise<OpenedMaterial> {
+async function openMaterial(spec: CertificateSpec, source: KeySlotKind, context: SecretContext, pkcs11Module: string | undefined): Promise<OpenedMaterial> {
   const caFile = caFileOf(spec);
   const anchors = caFile ? parseCertificates(await readMaterial(caFile, 'CA file', context.readFile), caFile) : [];
   const caPem = anchors.length ? anchors.map((cert) => cert.toString()).join('') : undefined;
@@ -205,7 +261,7 @@ async function openMaterial(spec: CertificateSpec, source: KeySlotKind, context:
   const p11 = spec.pkcs11!;
   const [leaf, ...intermediates] = parseCertificates(await readMaterial(p11.certFile, 'certificate file', context.readFile), p11.certFile);
   const pin = await readSecret(p11.pinFrom, 'PIN', context);
-  preparePkcs11Engine(p11.module);
+  preparePkcs11Engine(pkcs11Module);
   return { leaf, intermediates, anchors, caPem, makeSlot: () => pkcs11KeySlot(p11.uri, pin, chainPem(leaf, intermediates), caPem) };
 }
 

@@ -9,6 +9,10 @@ import { standardFixtures, TestPki, spiffeId } from '../../test/support/pki.js';
 import { SoftHsm, SOFTHSM_MODULE, type TokenKey } from '../../test/support/softhsm.js';
 import type { CertificateSpec } from '../api/resource.js';
 import { classifyTlsError, loadCertificate, type TlsClientOptions } from './index.js';
+import { UNRESTRICTED_ACCESS } from './secrets.js';
+
+/** These tests load what they wrote themselves: no manifest policy applies. */
+const OPEN = { access: UNRESTRICTED_ACCESS };
 
 const PASSWORD = 'p12-secret-pass';
 let pki: TestPki;
@@ -79,7 +83,7 @@ async function publish(tls: TlsClientOptions, topic: string): Promise<{ connecte
 }
 
 async function usableTls(spec: CertificateSpec, env: Record<string, string> = {}): Promise<TlsClientOptions> {
-  const loaded = await loadCertificate(spec, { env });
+  const loaded = await loadCertificate(spec, { env, ...OPEN });
   assert.deepEqual(loaded.problems.map((p) => p.code), [], JSON.stringify(loaded.problems));
   return loaded.tls!;
 }
@@ -126,13 +130,13 @@ describe('mutual TLS against Mosquitto', () => {
     // The wrong PIN first: once this process has logged in to the token, libp11 treats the token
     // as logged in and a later wrong PIN is not noticed until the agent restarts.
     const wrongPin = '999999';
-    const bad = await loadCertificate({ pkcs11: { ...spec.pkcs11!, pinFrom: { env: 'PIN' } } }, { env: { PIN: wrongPin } });
+    const bad = await loadCertificate({ pkcs11: { ...spec.pkcs11!, pinFrom: { env: 'PIN' } } }, { env: { PIN: wrongPin }, ...OPEN });
     assert.deepEqual(bad.problems.map((p) => p.code), ['BadPin']);
     assert.equal(bad.usable, false);
     assert.ok(!JSON.stringify(bad.problems).includes(wrongPin));
     assert.ok(!JSON.stringify(bad.problems).includes(hsm.pin));
 
-    const loaded = await loadCertificate(spec);
+    const loaded = await loadCertificate(spec, OPEN);
     assert.deepEqual(loaded.problems.map((p) => p.code), []);
     assert.equal(loaded.identity?.tenant, 'initech');
     assert.equal(loaded.tls?.privateKeyEngine, 'pkcs11');
@@ -144,9 +148,9 @@ describe('mutual TLS against Mosquitto', () => {
   });
 
   it('a PKCS#11 key paired with another certificate is KeyMismatch; an unknown object is FileNotFound', async () => {
-    const mismatch = await loadCertificate({ pkcs11: { uri: tokenKey.uri, pinFrom: { env: 'PIN' }, certFile: fx.ecDevice.certFile, module: SOFTHSM_MODULE } }, { env: { PIN: hsm.pin } });
+    const mismatch = await loadCertificate({ pkcs11: { uri: tokenKey.uri, pinFrom: { env: 'PIN' }, certFile: fx.ecDevice.certFile, module: SOFTHSM_MODULE } }, { env: { PIN: hsm.pin }, ...OPEN });
     assert.deepEqual(mismatch.problems.map((p) => p.code), ['KeyMismatch']);
-    const missing = await loadCertificate({ pkcs11: { uri: `pkcs11:token=${hsm.tokenLabel};object=nope`, pinFrom: { env: 'PIN' }, certFile: tokenKey.certFile, module: SOFTHSM_MODULE } }, { env: { PIN: hsm.pin } });
+    const missing = await loadCertificate({ pkcs11: { uri: `pkcs11:token=${hsm.tokenLabel};object=nope`, pinFrom: { env: 'PIN' }, certFile: tokenKey.certFile, module: SOFTHSM_MODULE } }, { env: { PIN: hsm.pin }, ...OPEN });
     assert.deepEqual(missing.problems.map((p) => p.code), ['FileNotFound']);
   });
 });

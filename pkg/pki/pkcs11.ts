@@ -5,7 +5,7 @@
 // list (passing the .so path instead reloads it per context and fails the second time: "bad engine id").
 // libp11 picks its PKCS#11 module from PKCS11_MODULE_PATH when the engine initialises (default:
 // p11-kit-proxy, which loads every module registered with p11-kit). Both are process-wide.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -37,10 +37,18 @@ export function preparePkcs11Engine(modulePath: string | undefined, env: NodeJS.
   if (modulePath) {
     if (!existsSync(modulePath)) throw new CertificateError('KeySlotUnavailable', `PKCS#11 module ${modulePath} does not exist`);
     const current = env.PKCS11_MODULE_PATH;
-    if (current && current !== modulePath) {
+    if (current && current !== modulePath && realPathOf(current) !== realPathOf(modulePath)) {
       throw new CertificateError('KeySlotUnavailable', `the agent already uses PKCS#11 module ${current}; one module per process (${modulePath} was asked for)`);
     }
     env.PKCS11_MODULE_PATH = modulePath;
+  }
+}
+
+function realPathOf(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
   }
 }
 

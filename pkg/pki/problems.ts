@@ -14,6 +14,12 @@ export const CertificateProblemCodes = [
   'ExpiringSoon',
   'UntrustedChain',
   'InvalidIdentity',
+  // Outside the operator's policy (pkg/policy): refused before anything is read or loaded.
+  'FileNotAllowed',
+  'SecretNotAllowed',
+  'Pkcs11ModuleNotAllowed',
+  'SecretNamespaceNotAllowed',
+  'TenantNotGranted',
 ] as const;
 export type CertificateProblemCode = (typeof CertificateProblemCodes)[number];
 

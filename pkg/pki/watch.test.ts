@@ -3,6 +3,10 @@ import { copyFileSync, renameSync } from 'node:fs';
 import { after, before, it } from 'node:test';
 import { standardFixtures, TestPki } from '../../test/support/pki.js';
 import { loadCertificate, watchCertificateFiles } from './index.js';
+import { UNRESTRICTED_ACCESS } from './secrets.js';
+
+/** These tests load what they wrote themselves: no manifest policy applies. */
+const OPEN = { access: UNRESTRICTED_ACCESS };
 
 let pki: TestPki;
 let fx: ReturnType<typeof standardFixtures>;
@@ -18,7 +22,7 @@ it('reports one debounced change when certificate and key are replaced by rename
   copyFileSync(fx.ecDevice.certFile, certFile);
   copyFileSync(fx.ecDevice.keyFile, keyFile);
   const spec = { pem: { certFile, keyFile, caFile: pki.ca.certFile } };
-  const first = await loadCertificate(spec);
+  const first = await loadCertificate(spec, OPEN);
   assert.equal(first.identity?.device, 'dev1');
 
   const changes: string[][] = [];
@@ -34,7 +38,7 @@ it('reports one debounced change when certificate and key are replaced by rename
     await new Promise((resolve) => setTimeout(resolve, 250));
     assert.equal(changes.length, 1, JSON.stringify(changes));
     assert.deepEqual([...changes[0]].sort(), [certFile, keyFile].sort());
-    const reloaded = await loadCertificate(spec);
+    const reloaded = await loadCertificate(spec, OPEN);
     assert.equal(reloaded.identity?.device, 'soon');
   } finally {
     watcher.close();

@@ -12,14 +12,53 @@ export interface DriverPolicy {
   commandAllowlist: string[];
 }
 
+/**
+ * Certificate material and the tenants it may present. A Certificate names files, environment
+ * variables, a PKCS#11 module or (cluster mode) a Secret; each is read only where the operator said
+ * so, and the identity it yields is used only if its tenant was granted to the Certificate's namespace.
+ */
+export interface CertificatePolicy {
+  /** Folders whose files Certificates (and Sinks' `tls.caFile`) may read; symlinks must not lead out. */
+  directories: string[];
+  /** PKCS#11 modules (shared libraries the agent loads: code) a Certificate may name in `pkcs11.module`. */
+  pkcs11Modules: string[];
+  /**
+   * Namespace → the tenants its Certificates may present. A namespace that is not listed may present
+   * none: with no grant at all, only connections without a client certificate work.
+   */
+  tenantGrants: Map<string, Set<string>>;
+  /**
+   * Cluster mode: the namespaces whose Secrets `spec.secretRef` may read. Unset: the agent's own
+   * namespace (where the operator keeps its Secrets).
+   */
+  secretNamespaces?: string[];
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
+  certificates: CertificatePolicy;
+}
+
+/** Where Certificate files may live when the operator names no --certificate-dir. */
+export const DEFAULT_CERTIFICATE_DIRECTORY = '/etc/sensorlet/pki';
+
+/**
+ * `passwordFrom.env` / `pinFrom.env` (and every other `…From.env`) may read only variables with this
+ * prefix: the agent's environment also holds what a manifest must never see (cloud credentials,
+ * service tokens), so the operator exposes a secret to manifests by naming it SENSORLET_SECRET_….
+ */
+export const SECRET_ENV_PREFIX = 'SENSORLET_SECRET_';
+
+/** Whether the operator granted `tenant` to `namespace`. */
+export function tenantGranted(policy: CertificatePolicy, namespace: string, tenant: string): boolean {
+  return policy.tenantGrants.get(namespace)?.has(tenant) ?? false;
 }
 
 /** The policy of an agent started with no policy flags: nothing beyond the safe defaults. */
 export function defaultPolicy(): OperatorPolicy {
   return {
     drivers: { allowCommandDriver: false, commandAllowlist: [] },
+    certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map() },
   };
 }
 

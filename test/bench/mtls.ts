@@ -11,6 +11,7 @@ import { AgentProcess, counterSensor, deliveredRate, manifestsDir, metricValue }
 import { TestPki, spiffeId } from '../support/pki.js';
 import { replaceFile, startMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { waitFor } from '../support/ports.js';
+import { policyArgs } from '../support/agent.js';
 
 export interface MtlsBenchResult {
   /** Readings/s acknowledged by the broker over plain MQTT (mqtt://). */
@@ -38,9 +39,9 @@ ${tls ? `  tls: ${tls}\n` : ''}  batch: { maxReadings: 500, maxDelay: 50ms }
 `;
 }
 
-async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>): Promise<T> {
+async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>, extraArgs: string[] = []): Promise<T> {
   const dir = manifestsDir(files);
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: ['--log-level', 'error'] });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: ['--log-level', 'error', ...extraArgs] });
   try {
     return await run(agent);
   } finally {
@@ -118,7 +119,7 @@ spec:
         ratio: mtlsReadingsPerSec / plainReadingsPerSec,
         rotationReconnectMs,
       };
-    });
+    }, policyArgs({ certificateDirs: [pki.dir], tenantGrants: { default: ['acme'] } }));
   } finally {
     await mtls?.broker.stop();
     pki.remove();

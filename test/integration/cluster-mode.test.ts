@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { FakeApiServer, type KubeObject, type RecordedPatch } from '../support/fake-apiserver.js';
 import { Mosquitto } from '../support/mosquitto.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, policyArgs } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { TestPki, spiffeId } from '../support/pki.js';
 
@@ -78,7 +78,8 @@ before(async () => {
   fake.apply(sink(broker.url));
   agent = await AgentProcess.start({
     deviceId: NODE,
-    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE],
+    // Certificates in `default` may present acme (the Secret rotation test); Secrets are read there.
+    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...policyArgs({ tenantGrants: { default: ['acme'] }, secretNamespaces: ['default'] })],
   });
 });
 

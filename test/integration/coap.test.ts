@@ -10,7 +10,7 @@ import path from 'node:path';
 import coap from 'coap';
 import { decodeCborIndependently as decodeCbor } from '../support/cbor.js';
 import mqtt from 'mqtt';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, policyArgs } from '../support/agent.js';
 import { LibcoapServer } from '../support/libcoap.js';
 import { Mosquitto } from '../support/mosquitto.js';
 import { TestPki, spiffeId } from '../support/pki.js';
@@ -79,8 +79,8 @@ function manifests(files: Record<string, string>): string {
   return dir;
 }
 
-async function startAgent(dir: string, deviceId = 'gw-7'): Promise<AgentProcess> {
-  const agent = await AgentProcess.start({ manifests: dir, deviceId });
+async function startAgent(dir: string, deviceId = 'gw-7', extraArgs: string[] = []): Promise<AgentProcess> {
+  const agent = await AgentProcess.start({ manifests: dir, deviceId, extraArgs });
   cleanups.push(() => agent.kill());
   return agent;
 }
@@ -217,7 +217,7 @@ spec:
       '---\n' +
       coapSink('coap-rogue', { url: server.tlsUrl, path: 'rogue/{sensor}', tls: `{ certificateRef: { name: rogue-identity }, caFile: "${pki.ca.certFile}" }` }),
   });
-  const agent = await startAgent(dir);
+  const agent = await startAgent(dir, 'gw-7', policyArgs({ certificateDirs: [pki.dir], tenantGrants: { default: ['acme'] } }));
   await agent.waitForCondition('Sink', 'coap-mtls', 'Connected', 'True', undefined, 20_000);
   // The refused one: a named reason, not a generic failure.
   const refused = await agent.waitForCondition('Sink', 'coap-rogue', 'Connected', 'False', 'ClientCertificateRejected', 20_000);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { spiffeId, type TestPki, type standardFixtures } from '../support/pki.js';
 import { replaceFile, startMtlsBroker, useMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, policyArgs } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { assertContiguous, counterSensor, isContiguous, mtlsSink, pemCertificate, pkcs12Certificate } from '../support/mtls-manifests.js';
 
@@ -74,7 +74,7 @@ const cases: BrokenCase[] = [
     setUp(dir) {
       const issued = pki.issue({ name: 'case-p12', cn: 'acme', sans: [spiffeId('acme', 'p12')] });
       copyFileSync(pki.pkcs12(issued, { name: 'case-p12-wrong', password: 'not-the-password' }), path.join(dir, 'device.p12'));
-      return pkcs12Certificate('cert-p12', path.join(dir, 'device.p12'), 'P12_PASSWORD');
+      return pkcs12Certificate('cert-p12', path.join(dir, 'device.p12'), 'SENSORLET_SECRET_P12_PASSWORD');
     },
     fix(dir) {
       replaceFile(path.join(dir, 'device.p12'), pki.pkcs12(good('p12'), { name: 'case-p12-right', password: P12_PASSWORD }));
@@ -104,7 +104,12 @@ test('each broken client certificate has its own reason; readings wait in the ou
   mkdirSync(manifests);
   writeFileSync(path.join(manifests, 'all.yaml'), documents.join('---\n'));
   const observer = await Subscriber.connect(mtls.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests, deviceId: 'gw-2', env: { P12_PASSWORD } });
+  const agent = await AgentProcess.start({
+    manifests,
+    deviceId: 'gw-2',
+    env: { SENSORLET_SECRET_P12_PASSWORD: P12_PASSWORD },
+    extraArgs: policyArgs({ certificateDirs: [dir, pki.dir], tenantGrants: { default: ['acme'] } }),
+  });
   try {
     for (const item of cases) {
       const ready = await agent.waitForCondition('Certificate', `cert-${item.name}`, 'Ready', 'False', item.reason);
@@ -159,7 +164,7 @@ test('a server certificate for another host name: Connected=False ServerNameMism
     mtlsSink('host-sink', { url: wrongHost.tlsUrl, tls: `{ certificateRef: { name: device }, caFile: ${JSON.stringify(pki.ca.certFile)} }` }),
   ].join('---\n'));
   const observer = await Subscriber.connect(wrongHost.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-3' });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-3', extraArgs: policyArgs({ certificateDirs: [pki.dir], tenantGrants: { default: ['acme'] } }) });
   try {
     await agent.waitForCondition('Certificate', 'device', 'Ready', 'True');
     const connected = await agent.waitForCondition('Sink', 'host-sink', 'Connected', 'False', 'ServerNameMismatch');

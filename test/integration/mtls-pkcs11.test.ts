@@ -11,7 +11,7 @@ import { TestPki, spiffeId, standardFixtures } from '../support/pki.js';
 import { SoftHsm, SOFTHSM_MODULE, type TokenKey } from '../support/softhsm.js';
 import { startMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, policyArgs } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { assertContiguous, counterSensor, isContiguous, mtlsSink } from '../support/mtls-manifests.js';
 
@@ -32,6 +32,11 @@ after(async () => {
   pki?.remove();
 });
 
+/** The operator allows the SoftHSM module and the test PKI's folder, and grants acme to the namespace. */
+function hsmPolicy(): string[] {
+  return policyArgs({ certificateDirs: [pki.dir], pkcs11Modules: [SOFTHSM_MODULE], tenantGrants: { default: ['acme'] } });
+}
+
 function manifests(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-mtls-hsm-'));
   writeFileSync(path.join(dir, 'all.yaml'), [
@@ -41,7 +46,7 @@ metadata: { name: hsm-id }
 spec:
   pkcs11:
     uri: ${JSON.stringify(tokenKey.uri)}
-    pinFrom: { env: HSM_PIN }
+    pinFrom: { env: SENSORLET_SECRET_HSM_PIN }
     certFile: ${JSON.stringify(tokenKey.certFile)}
     caFile: ${JSON.stringify(pki.ca.certFile)}
     module: ${SOFTHSM_MODULE}
@@ -55,7 +60,7 @@ spec:
 test('a key in SoftHSM 2 connects over mutual TLS and delivers readings', async () => {
   const dir = manifests();
   const observer = await Subscriber.connect(mtls.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-hsm', env: { ...hsm.env, HSM_PIN: hsm.pin } });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-hsm', env: { ...hsm.env, SENSORLET_SECRET_HSM_PIN: hsm.pin }, extraArgs: hsmPolicy() });
   try {
     const ready = await agent.waitForCondition('Certificate', 'hsm-id', 'Ready', 'True', undefined, 15_000);
     assert.doesNotMatch(ready.message, new RegExp(hsm.pin));
@@ -77,7 +82,7 @@ test('a key in SoftHSM 2 connects over mutual TLS and delivers readings', async 
 test('a wrong PIN is BadPin; the agent keeps running and nothing is sent', async () => {
   const dir = manifests();
   const observer = await Subscriber.connect(mtls.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-hsm', env: { ...hsm.env, HSM_PIN: '000000' } });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-hsm', env: { ...hsm.env, SENSORLET_SECRET_HSM_PIN: '000000' }, extraArgs: hsmPolicy() });
   try {
     const ready = await agent.waitForCondition('Certificate', 'hsm-id', 'Ready', 'False', 'BadPin', 15_000);
     assert.doesNotMatch(ready.message, /000000/, 'the PIN never appears in conditions');

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { spiffeId, type TestPki, type standardFixtures } from '../support/pki.js';
 import { replaceFile, useMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, policyArgs } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { assertContiguous, counterSensor, isContiguous, mtlsSink, pemCertificate, seqsOf } from '../support/mtls-manifests.js';
 
@@ -38,7 +38,7 @@ test('rotation under load: files renamed over while 3000 readings/s stream; reco
   ].join('---\n'));
   const connections = () => mtls.broker.output.split('\n').filter((line) => line.includes('New client connected') && line.includes("u'acme'")).length;
   const observer = await Subscriber.connect(mtls.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests, deviceId: 'gw-rot' });
+  const agent = await AgentProcess.start({ manifests, deviceId: 'gw-rot', extraArgs: policyArgs({ certificateDirs: [dir, pki.dir], tenantGrants: { default: ['acme'] } }) });
   try {
     await agent.waitForCondition('Sink', 'rotating', 'Connected', 'True');
     await observer.waitForReadings((readings) => readings.length >= 3000, 10_000, 'the stream is flowing');

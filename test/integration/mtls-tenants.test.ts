@@ -9,7 +9,7 @@ import path from 'node:path';
 import { spiffeId, type TestPki, type standardFixtures } from '../support/pki.js';
 import { useMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, policyArgs } from '../support/agent.js';
 import { assertContiguous, counterSensor, mtlsSink, pemCertificate, pkcs12Certificate } from '../support/mtls-manifests.js';
 
 let pki: TestPki;
@@ -24,7 +24,7 @@ test('two tenants, one Sink with certificateSelector: each tenant under its own 
   const globexP12 = pki.pkcs12(fixtures.rsaDevice, { name: 'globex', password: 'globex-secret' });
   writeFileSync(path.join(dir, 'certs.yaml'), [
     pemCertificate('acme-id', { certFile: fixtures.ecDevice.certFile, keyFile: fixtures.ecDevice.keyFile, caFile: pki.ca.certFile }, { sink: 'tenants' }),
-    pkcs12Certificate('globex-id', globexP12, 'GLOBEX_P12_PASSWORD', { sink: 'tenants' }),
+    pkcs12Certificate('globex-id', globexP12, 'SENSORLET_SECRET_GLOBEX_P12_PASSWORD', { sink: 'tenants' }),
   ].join('---\n'));
   writeFileSync(path.join(dir, 'sensors.yaml'), [
     counterSensor('acme-a', { tenant: 'acme', interval: '50ms' }),
@@ -37,7 +37,13 @@ test('two tenants, one Sink with certificateSelector: each tenant under its own 
     tls: `{ certificateSelector: { matchLabels: { sink: tenants } }, caFile: ${JSON.stringify(pki.ca.certFile)} }`,
   }));
   const observer = await Subscriber.connect(mtls.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gw-1', env: { GLOBEX_P12_PASSWORD: 'globex-secret' } });
+  const agent = await AgentProcess.start({
+    manifests: dir,
+    deviceId: 'gw-1',
+    env: { SENSORLET_SECRET_GLOBEX_P12_PASSWORD: 'globex-secret' },
+    // The operator keeps the keys in the test PKI and lets this namespace speak for both tenants.
+    extraArgs: policyArgs({ certificateDirs: [pki.dir], tenantGrants: { default: ['acme', 'globex'] } }),
+  });
   try {
     await agent.waitForCondition('Certificate', 'acme-id', 'Ready', 'True');
     await agent.waitForCondition('Certificate', 'globex-id', 'Ready', 'True');

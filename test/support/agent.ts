@@ -19,6 +19,28 @@ export interface AgentProcessOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** The operator policy flags a test agent is started with (see cmd/sensorlet/policy-flags.ts). */
+export interface TestPolicy {
+  /** --certificate-dir: where the test's key material lives (a test PKI's dir, a SoftHSM cert dir...). */
+  certificateDirs?: string[];
+  /** --tenant-grant NAMESPACE=TENANT,...: which namespace may present which tenant. */
+  tenantGrants?: Record<string, string[]>;
+  /** --pkcs11-module */
+  pkcs11Modules?: string[];
+  /** --secret-namespaces */
+  secretNamespaces?: string[];
+}
+
+/** The `sensorlet run` arguments for a TestPolicy, to put in `extraArgs`. */
+export function policyArgs(policy: TestPolicy): string[] {
+  return [
+    ...(policy.certificateDirs?.length ? ['--certificate-dir', ...policy.certificateDirs] : []),
+    ...Object.entries(policy.tenantGrants ?? {}).flatMap(([namespace, tenants]) => [`--tenant-grant=${namespace}=${tenants.join(',')}`]),
+    ...(policy.pkcs11Modules?.length ? ['--pkcs11-module', ...policy.pkcs11Modules] : []),
+    ...(policy.secretNamespaces?.length ? ['--secret-namespaces', ...policy.secretNamespaces] : []),
+  ];
+}
+
 export interface ListedResource {
   kind: string;
   metadata: { name: string; namespace: string; generation: number; labels?: Record<string, string> };

@@ -31,3 +31,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sensorlet.secretsNamespace" -}}
 {{- default .Release.Namespace .Values.watchNamespace -}}
 {{- end -}}
+
+{{/*
+The namespaces whose Secrets Certificates may read (--secret-namespaces), as a JSON list:
+secretNamespaces, else the agent's own namespace (watchNamespace, else the release namespace).
+*/}}
+{{- define "sensorlet.secretNamespaces" -}}
+{{- if .Values.secretNamespaces -}}
+{{- .Values.secretNamespaces | uniq | toJson -}}
+{{- else -}}
+{{- list (include "sensorlet.secretsNamespace" .) | toJson -}}
+{{- end -}}
+{{- end -}}

@@ -3,7 +3,10 @@
 // replacement keeps the previous identity (and its connections) and says so.
 import chokidar, { type FSWatcher } from 'chokidar';
 import { loadCertificate, type LoadedCertificate } from '../../pki/load.js';
+import { problem, type CertificateProblemCode } from '../../pki/problems.js';
+import { manifestSecretAccess } from '../../pki/secrets.js';
 import { certificateStatusFacts } from '../../pki/status.js';
+import { refusal, SECRET_ENV_PREFIX, tenantGranted } from '../../policy/policy.js';
 import { materialFromSecret } from './secret-material.js';
 import type { StoredResource } from '../../api/resource.js';
 import type { ConditionUpdate } from '../conditions.js';
@@ -39,6 +42,24 @@ function conditionsOf(loaded: LoadedCertificate, keptPrevious: boolean): Conditi
   ];
 }
 
+/** Refusals of the operator's policy: nothing was read, so there is nothing to watch either. */
+const POLICY_REFUSALS: readonly CertificateProblemCode[] = ['FileNotAllowed', 'SecretNotAllowed', 'Pkcs11ModuleNotAllowed', 'SecretNamespaceNotAllowed'];
+
+function refused(code: CertificateProblemCode, message: string): LoadedCertificate {
+  return { source: 'pem', usable: false, files: [], problems: [problem(code, message)] };
+}
+
+/**
+ * A namespace presents only the tenants the operator granted it: a usable certificate of another
+ * tenant is made unusable here, so no Sink ever gets its key slot.
+ */
+function enforceTenantGrant(runtime: Runtime, loaded: LoadedCertificate, namespace: string): LoadedCertificate {
+  const tenant = loaded.identity?.tenant;
+  if (!loaded.usable || tenant === undefined || tenantGranted(runtime.policy.certificates, namespace, tenant)) return loaded;
+  const message = refusal(`tenant ${tenant} is not granted to namespace ${namespace}`, `--tenant-grant ${namespace}=${tenant}`);
+  return { ...loaded, usable: false, slot: undefined, tls: undefined, problems: [problem('TenantNotGranted', message), ...loaded.problems] };
+}
+
 /** What status.nodes[] shows of a Certificate: pkg/pki's secret-free facts plus the chain result. */
 function factsOf(loaded: LoadedCertificate): Record<string, unknown> {
   if (!loaded.facts) return {};
@@ -71,14 +92,22 @@ export function createCertificateReconciler(runtime: Runtime) {
     runtime.certificates.delete(key);
   };
 
+  const policy = runtime.policy.certificates;
   const load = async (resource: StoredResource<'Certificate'>): Promise<LoadedCertificate> => {
     const spec = resource.object!.spec;
-    if (!spec.secretRef) return loadCertificate(spec, { now: new Date() });
-    if (!runtime.secrets) {
-      return { source: 'pem', usable: false, files: [], problems: [{ code: 'KeySlotUnavailable', severity: 'error', message: 'spec.secretRef needs cluster mode (--kubeconfig or --in-cluster)' }] };
+    if (!spec.secretRef) {
+      return loadCertificate(spec, { now: new Date(), access: manifestSecretAccess(policy.directories), pkcs11Modules: policy.pkcs11Modules });
+    }
+    if (!runtime.secrets) return refused('KeySlotUnavailable', 'spec.secretRef needs cluster mode (--kubeconfig or --in-cluster)');
+    if (!runtime.secrets.namespaces.includes(resource.namespace)) {
+      return refused(
+        'SecretNamespaceNotAllowed',
+        refusal(`spec.secretRef: the agent does not read Secrets in namespace ${resource.namespace} (it reads: ${runtime.secrets.namespaces.join(', ') || 'none'})`, '--secret-namespaces'),
+      );
     }
     const material = materialFromSecret(spec, resource.namespace, runtime.secrets.get(resource.namespace, spec.secretRef.name));
-    return loadCertificate(material.spec, { now: new Date(), readFile: material.readFile, env: material.env });
+    // The spec and env here are built from the Secret, in memory: no file is opened.
+    return loadCertificate(material.spec, { now: new Date(), readFile: material.readFile, env: material.env, access: { envPrefix: SECRET_ENV_PREFIX } });
   };
 
   return async function reconcileCertificate(key: string): Promise<ReconcileResult> {
@@ -96,9 +125,10 @@ export function createCertificateReconciler(runtime: Runtime) {
       });
       return {};
     }
-    const loaded = await load(resource);
-    // Secret-backed material is watched by the cluster source, not the file system.
-    watch(key, resource.object.spec.secretRef ? [] : loaded.files);
+    const loaded = enforceTenantGrant(runtime, await load(resource), resource.namespace);
+    // Secret-backed material is watched by the cluster source, not the file system; refused files are not watched.
+    const refusedByPolicy = loaded.problems.some((item) => POLICY_REFUSALS.includes(item.code));
+    watch(key, resource.object.spec.secretRef || refusedByPolicy ? [] : loaded.files);
     const previous = runtime.certificates.get(key);
     const keptPrevious = !loaded.usable && previous?.identity !== undefined && previous.generation === resource.generation;
     const unchanged = loaded.usable && previous?.identity?.fingerprint === loaded.facts?.fingerprint && previous?.generation === resource.generation;

@@ -2,6 +2,9 @@
 // come from the Certificates the Sink references. A Certificate that has not loaded still gets its
 // connection, a waiting one: readings are kept in its outbox (Ready=False) and go out once it loads.
 import type { StoredResource } from '../../api/resource.js';
+import { CertificateError } from '../../pki/problems.js';
+import { allowedPath, manifestSecretAccess } from '../../pki/secrets.js';
+import { refusal, tenantGranted } from '../../policy/policy.js';
 import { matchesSelector } from '../../router/selector.js';
 import { SinkRunner } from '../../sinks/runner.js';
 import type { ConnectionIdentity } from '../../sinks/transport.js';
@@ -30,11 +33,21 @@ function identitiesFor(runtime: Runtime, sink: StoredResource<'Sink'>): { identi
   const waitingFor: string[] = [];
   for (const key of certificatesOf(runtime, sink)) {
     const identity = runtime.certificates.get(key)?.identity;
+    const name = key.split('/')[2];
+    if (identity?.tenant !== undefined && !tenantGranted(runtime.policy.certificates, sink.namespace, identity.tenant)) {
+      // The Certificate reconciler never hands out such an identity; this keeps it so if one ever did.
+      waitingFor.push(name);
+      identities.push({
+        device: runtime.device,
+        certificate: name,
+        waiting: { reason: 'TenantNotGranted', message: refusal(`Certificate ${name}: tenant ${identity.tenant} is not granted to namespace ${sink.namespace}`, `--tenant-grant ${sink.namespace}=${identity.tenant}`) },
+      });
+      continue;
+    }
     if (identity) {
       identities.push(identity);
       continue;
     }
-    const name = key.split('/')[2];
     waitingFor.push(name);
     identities.push({
       device: runtime.device,
@@ -55,6 +68,20 @@ function readiness(waitingFor: string[], lanes: number) {
   return waitingFor.length > 0
     ? { type: 'Ready', status: 'False' as const, reason: 'CertificateNotReady', message: `waiting for Certificate ${waitingFor.join(', ')} to load; its readings wait in the outbox` }
     : { type: 'Ready', status: 'True' as const, reason: 'Started', message: `sink started with ${lanes} connection(s)` };
+}
+
+/** `spec.tls.caFile` is read only from the operator's certificate folders, like Certificate files. */
+async function caFileRefusal(runtime: Runtime, sink: StoredResource<'Sink'>): Promise<CertificateError | undefined> {
+  const caFile = sink.object?.spec.tls?.caFile;
+  if (!caFile) return undefined;
+  try {
+    await allowedPath(caFile, 'spec.tls.caFile', manifestSecretAccess(runtime.policy.certificates.directories));
+    return undefined;
+  } catch (error) {
+    if (error instanceof CertificateError && error.code === 'FileNotAllowed') return error;
+    // A missing CA file is reported by the connection, as before.
+    return undefined;
+  }
 }
 
 export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: string, full: boolean) => void) {
@@ -79,6 +106,16 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
       runtime.status.update(key, {
         observedGeneration: resource.generation,
         conditions: [{ type: 'Ready', status: 'False', reason, message: invalidMessage(resource) }],
+        removeConditions: ['Connected', 'BufferFull'],
+      });
+      return {};
+    }
+    const caRefusal = await caFileRefusal(runtime, resource);
+    if (caRefusal) {
+      await stopRunner(key);
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason: caRefusal.code, message: caRefusal.message }],
         removeConditions: ['Connected', 'BufferFull'],
       });
       return {};

@@ -258,7 +258,7 @@ describe('kubernetes source, namespaced and with a failing API server', () => {
     try {
       await waitFor(() => listener.syncedCount === 1, { what: 'synced after failures' });
       assert.deepEqual([...listener.current.keys()], ['k8s:Sensor/plant/inside']);
-      assert.equal(source.secretsNamespace, 'plant');
+      assert.deepEqual(source.secretsNamespaces, ['plant']);
       assert.ok(source.secret('plant', 'tls'));
       assert.ok(fake.requests.some((request) => request.url.startsWith('/apis/sensorlet.io/v1alpha1/namespaces/plant/sensors')));
       assert.ok(!fake.requests.some((request) => request.url.startsWith('/apis/sensorlet.io/v1alpha1/sensors')));

@@ -20,8 +20,9 @@
 // look like changes; an update that leaves the reduced document equal is not reported.
 // Node selection is the consumer's job (match `spec.nodeSelector` against `nodeLabels()`).
 //
-// Secrets are watched in one namespace (`secretsNamespace`, default: `namespace`, else the
-// namespace of the kubeconfig context / the pod, else `default`); RBAC grants Secrets only there.
+// Secrets are watched only in the namespaces the operator lists (`secretsNamespaces`, default: the
+// agent's own: `namespace`, else the namespace of the kubeconfig context / the pod, else `default`);
+// RBAC grants Secrets only there (a Role per namespace), never cluster-wide.
 // `synced()` fires once the three kinds, the Node and the Secrets have all been listed.
 import { API_GROUP, API_VERSION, KINDS, type Kind } from '../../api/schemas.js';
 import { KIND_NAMES } from '../../api/crds.js';
@@ -39,8 +40,8 @@ export interface KubernetesSourceOptions extends ConnectOptions {
   connection?: KubernetesConnection;
   /** Watch Sensors, Sinks and Certificates only in this namespace; default: all namespaces. */
   namespace?: string;
-  /** Where Secrets are watched (see above). */
-  secretsNamespace?: string;
+  /** Where Secrets are watched (see above); [] watches none. */
+  secretsNamespaces?: readonly string[];
   /** This agent's Node (downward API `spec.nodeName`). */
   nodeName: string;
   logger: Logger;
@@ -72,8 +73,8 @@ export interface KubernetesSource extends ResourceSource {
   secret(namespace: string, name: string): SecretData | undefined;
   /** Called when a watched Secret is added, changed (data or type) or deleted. */
   onSecretChange(callback: (ref: SecretRef) => void): () => void;
-  /** The namespace whose Secrets are visible. */
-  readonly secretsNamespace: string;
+  /** The namespaces whose Secrets are visible. */
+  readonly secretsNamespaces: readonly string[];
   readonly connection: KubernetesConnection;
 }
 
@@ -100,7 +101,7 @@ export function toDeclaredObject(kind: Kind, object: KubernetesObject & { spec?:
 export async function createKubernetesSource(options: KubernetesSourceOptions): Promise<KubernetesSource> {
   const connection = options.connection ?? (await connectKubernetes(options));
   const logger = options.logger.child({ component: 'kubernetes-source' });
-  const secretsNamespace = options.secretsNamespace ?? options.namespace ?? connection.contextNamespace ?? 'default';
+  const secretsNamespaces = [...new Set(options.secretsNamespaces ?? [options.namespace ?? connection.contextNamespace ?? 'default'])];
   const resyncIntervalMs = options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
 
   let listener: SourceListener | undefined;
@@ -117,7 +118,7 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
   const reportSyncedWhenAll = () => {
     if (syncedReported || !listener || !informers.every((informer) => informer.synced)) return;
     syncedReported = true;
-    logger.info({ namespace: options.namespace ?? '(all)', secretsNamespace, node: options.nodeName }, 'cluster source synced');
+    logger.info({ namespace: options.namespace ?? '(all)', secretsNamespaces, node: options.nodeName }, 'cluster source synced');
     listener.synced();
   };
   const informer = (
@@ -183,8 +184,8 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
     `metadata.name=${options.nodeName}`,
   );
 
-  // Secrets of one namespace.
-  informer(`/api/v1/namespaces/${encodeURIComponent(secretsNamespace)}/secrets`, {
+  // Secrets, one informer per listed namespace (a namespaced list/watch: what a Role allows).
+  for (const secretsNamespace of secretsNamespaces) informer(`/api/v1/namespaces/${encodeURIComponent(secretsNamespace)}/secrets`, {
     upsert(object) {
       const next = toSecretData(object as KubernetesObject & SecretWire);
       if (!next) return;
@@ -209,7 +210,7 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
 
   return {
     connection,
-    secretsNamespace,
+    secretsNamespaces,
     async start(next) {
       listener = next;
       if (resyncIntervalMs > 0) {
