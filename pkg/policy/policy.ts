@@ -12,14 +12,30 @@ export interface DriverPolicy {
   commandAllowlist: string[];
 }
 
+/** What Firmware resources may do: run install programs, and which keys verify what they install. */
+export interface FirmwarePolicy {
+  /** Firmware with `target: command` may run its install and rollback programs. */
+  allowCommands: boolean;
+  /** With allowCommands: the only programs (exact paths) install and rollback commands may run; empty means any. */
+  commandAllowlist: string[];
+  /** Standalone trust store: a folder of PEM public keys, `<name>.pem`, named by `signature.keyRef.name`. */
+  trustDir?: string;
+  /** Cluster trust store: a Secret in the agent's own namespace whose `<name>.pem` entries are the keys. */
+  trustSecret?: string;
+  /** The agent's own namespace (where trustSecret is read); else POD_NAMESPACE, else the service account's. */
+  agentNamespace?: string;
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
+  firmware: FirmwarePolicy;
 }
 
 /** The policy of an agent started with no policy flags: nothing beyond the safe defaults. */
 export function defaultPolicy(): OperatorPolicy {
   return {
     drivers: { allowCommandDriver: false, commandAllowlist: [] },
+    firmware: { allowCommands: false, commandAllowlist: [] },
   };
 }
 
