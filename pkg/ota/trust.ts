@@ -35,9 +35,10 @@ function checkName(name: string): void {
 
 function publicKeyFrom(pem: Buffer, where: string): KeyObject {
   try {
-    const key = createPublicKey(pem);
-    if (key.type !== 'public') throw new Error('not a public key');
-    return key;
+    // Only a public key (SPKI PEM, as `openssl pkey -pubout` writes): Node would also derive one
+    // from a private key, which has no business in a trust store.
+    if (!pem.includes('-----BEGIN PUBLIC KEY-----') || pem.includes('PRIVATE KEY-----')) throw new Error('not a PEM public key');
+    return createPublicKey(pem);
   } catch {
     throw new OtaError('PublicKeyUnavailable', `${where} is not a PEM public key (${pem.length} bytes)`);
   }
