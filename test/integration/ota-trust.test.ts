@@ -177,3 +177,18 @@ test('with commands allowed: programs off the allowlist, keys outside the trust 
   assert.equal(everything.includes(attacker.publicKeyPem.split('\n')[1]), false, 'key material is not echoed');
   assert.equal(await agent.stop(), 0);
 });
+
+test('target: agent (--self-update): a signature issued for device firmware, or by a key outside the trust store, never replaces the agent', async () => {
+  const asAgent: Intent = { version: '2.0.0', target: 'agent' };
+  apply('agent-replay', firmware('agent-replay', asAgent, signed(genuine)));
+  apply('agent-untrusted', firmware('agent-untrusted', asAgent, signed(asAgent, 'release', attacker)));
+  const requestsBefore = server.log.length;
+  const agent = await AgentProcess.start({ manifests, stateDir, extraArgs: ['--self-update', '--firmware-trust-dir', trustDir] });
+  agents.push(agent);
+  await refused(agent, 'agent-replay', 'SignatureScopeMismatch', /spec\.target/);
+  await refused(agent, 'agent-untrusted', 'SignatureInvalid');
+  assert.equal(server.log.length, requestsBefore, 'nothing was downloaded');
+  assert.match(await agent.metrics(), /sensorlet_build_info\{version="[^"]+",slot="installed"\} 1/, 'the installed build still runs');
+  assert.equal(existsSync(path.join(stateDir, 'ota', 'slots')), false, 'no slot was written');
+  assert.equal(await agent.stop(), 0);
+});
