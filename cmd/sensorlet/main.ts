@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
-import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
+import { defaultDeviceId, defaultStateDir, startAgent, type Agent } from '../../pkg/agent/agent.js';
 import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
 import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
@@ -49,7 +49,8 @@ addPolicyOptions(run).action(async (options) => {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
     applyMemoryPolicy();
-    const agent = await startAgent({
+    // A start-up refusal (a bad flag, a trust folder that overlaps the state dir...) is one line, not a stack.
+    const agent: Agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,
       inCluster: options.inCluster,
@@ -62,6 +63,9 @@ addPolicyOptions(run).action(async (options) => {
       logFormat: options.logFormat,
       policy: policyFromOptions(options),
       agentUpdater,
+    }).catch((error: Error) => {
+      console.error(`error: ${error.message}`);
+      process.exit(1);
     });
     let stopping = false;
     const stop = () => {

@@ -46,12 +46,17 @@ function publicKeyFrom(pem: Buffer, where: string): KeyObject {
 
 function isInside(child: string, parent: string): boolean {
   const relative = path.relative(parent, child);
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+  return relative === '' || (relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative));
 }
 
 /** The folder trust store. Throws (at start-up) when the folder and the state dir overlap. */
 export function directoryTrustStore(dir: string, stateDir: string): TrustStore {
-  const root = realpathSync(dir);
+  let root: string;
+  try {
+    root = realpathSync(dir);
+  } catch (error) {
+    throw new Error(`--firmware-trust-dir ${dir}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (error as Error).message}`);
+  }
   let state: string;
   try {
     state = realpathSync(stateDir);
