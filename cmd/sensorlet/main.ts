@@ -1,9 +1,9 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --max-old-space-size=512 --v8-pool-size=2
-// The sensorlet CLI: run, validate, get, crds, cert inspect, outbox stats.
+// The sensorlet CLI: run, validate, get, crds, cert inspect, firmware statement/sign, outbox stats.
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
-import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
+import { defaultDeviceId, defaultStateDir, startAgent, type Agent } from '../../pkg/agent/agent.js';
 import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
 import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
@@ -56,7 +56,8 @@ addPolicyOptions(run).action(async (options) => {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
     applyMemoryPolicy();
-    const agent = await startAgent({
+    // A start-up refusal (a bad flag, a trust folder that overlaps the state dir...) is one line, not a stack.
+    const agent: Agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,
       inCluster: options.inCluster,
@@ -69,6 +70,9 @@ addPolicyOptions(run).action(async (options) => {
       logFormat: options.logFormat,
       policy,
       agentUpdater,
+    }).catch((error: Error) => {
+      console.error(`error: ${error.message}`);
+      process.exit(1);
     });
     let stopping = false;
     const stop = () => {
@@ -125,6 +129,28 @@ cert
   .action(async (file, options) => {
     const { inspectCommand } = await import('./cert-inspect.js');
     process.exitCode = await inspectCommand(file, options);
+  });
+
+const firmware = program.command('firmware').description('Firmware signing: the statement a signature covers, and signing it');
+firmware
+  .command('statement')
+  .description('print the canonical statement (version, target, install/rollback argv, artifact SHA-256 and size) to sign elsewhere')
+  .argument('<manifest>', 'a file with one Firmware')
+  .requiredOption('--artifact <file>', 'the artifact the Firmware installs')
+  .action(async (manifest, options) => {
+    const { statementCommand } = await import('./firmware-sign.js');
+    process.exitCode = await statementCommand(manifest, options);
+  });
+firmware
+  .command('sign')
+  .description('sign the statement of each Firmware in the manifest; prints the manifest with sha256, size and signature filled in')
+  .argument('<manifest>', 'a file with Firmware resources')
+  .requiredOption('--artifact <file>', 'the artifact they install')
+  .requiredOption('--key <file>', 'PEM private key: Ed25519 or EC P-256')
+  .option('--key-name <name>', "the public key's name in the agents' trust store (default: the manifest's signature.keyRef.name)")
+  .action(async (manifest, options) => {
+    const { signCommand } = await import('./firmware-sign.js');
+    process.exitCode = await signCommand(manifest, options);
   });
 
 const outbox = program.command('outbox').description('outbox tools');

@@ -22,6 +22,7 @@ import { SequenceStore } from '../outbox/sequence.js';
 import { createReportFilter } from '../drivers/report-filter.js';
 import type { AgentUpdater } from '../ota/coordinator.js';
 import { runningBuild } from '../ota/slots.js';
+import { directoryTrustStore, noTrustStore } from '../ota/trust.js';
 import { Gauge } from 'prom-client';
 import { defaultPolicy, type OperatorPolicy } from '../policy/policy.js';
 import '../drivers/index.js';
@@ -70,6 +71,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   const router = new Router();
   const policy = options.policy ?? defaultPolicy();
+  const cluster = !options.manifests;
+  if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new Error('give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
+  if (policy.firmware.trustSecret && !cluster) throw new Error('--firmware-trust-secret needs cluster mode; standalone, use --firmware-trust-dir DIR');
+  // Cluster mode with --firmware-trust-secret replaces it with the Secret's store (cluster.ts).
+  const trust = policy.firmware.trustDir ? directoryTrustStore(policy.firmware.trustDir, options.stateDir) : noTrustStore(cluster);
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
   let nodeLabels: Record<string, string> = {};
 
@@ -85,7 +91,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     sinks: new Map(),
     certificates: new Map(),
     nodeLabels: () => nodeLabels,
-    ota: { stateDir: options.stateDir, agent: options.agentUpdater },
+    ota: { stateDir: options.stateDir, trust, agent: options.agentUpdater },
     enqueue: (key) => manager.queue.add(key),
     sensorDeps: {
       device: options.deviceId,

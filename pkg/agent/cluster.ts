@@ -5,6 +5,8 @@ import type { Runtime } from '../controller/runtime.js';
 import type { Logger } from '../observability/logger.js';
 import type { ResourceSource } from '../sources/source.js';
 import type { AgentOptions } from './agent.js';
+import type { KubernetesConnection } from '../sources/kubernetes/connection.js';
+import { secretTrustStore } from '../ota/trust.js';
 
 export interface ClusterMode {
   source: ResourceSource;
@@ -45,10 +47,36 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
     }
   });
 
+  const trust = await startFirmwareTrust(runtime, connection, logger);
+
   return {
     source,
     nodeLabels: () => source.nodeLabels(),
     onNodeLabels: (callback) => void source.onNodeLabels(callback),
-    close: () => writer.close(),
+    close: async () => {
+      await trust?.stop();
+      await writer.close();
+    },
   };
+}
+
+/**
+ * --firmware-trust-secret: the keys that verify Firmware come from that one Secret in the agent's
+ * own namespace (--agent-namespace, else POD_NAMESPACE, else the service account's), never from
+ * a namespace a manifest author can write to. Listed before the first Firmware is reconciled.
+ */
+async function startFirmwareTrust(runtime: Runtime, connection: KubernetesConnection, logger: Logger) {
+  const name = runtime.policy.firmware.trustSecret;
+  if (!name || !runtime.ota) return undefined;
+  const namespace = runtime.policy.firmware.agentNamespace ?? connection.contextNamespace;
+  if (!namespace) throw new Error("--firmware-trust-secret needs the agent's namespace: --agent-namespace NS, or POD_NAMESPACE from the downward API");
+  const { watchSecret } = await import('../sources/kubernetes/secret-watch.js');
+  const secret = watchSecret({ connection, namespace, name, logger: logger.child({ component: 'firmware-trust' }) });
+  const callbacks: (() => void)[] = [];
+  secret.onChange(() => callbacks.forEach((callback) => callback()));
+  runtime.ota.trust = secretTrustStore(namespace, name, () => secret.data());
+  runtime.ota.onTrustChange = (callback) => void callbacks.push(callback);
+  await secret.start();
+  logger.info({ namespace, secret: name }, 'Firmware trust store: Secret');
+  return secret;
 }

@@ -515,22 +515,25 @@ export interface Firmware {
       url: string;
       sha256: string;
       size: number;
+      /**
+       * The signed statement of this update (version, target, install and rollback argv, artifact SHA-256 and size) and its signature by a key of the operator's trust store. `sensorlet firmware sign` writes it; the format is in README's Firmware section.
+       */
       signature: {
+        /**
+         * The verifying public key, by name, in the trust store the operator gave the agent (--firmware-trust-dir DIR: DIR/<name>.pem; --firmware-trust-secret: the Secret's <name>.pem entry).
+         */
+        keyRef: {
+          name: string;
+        };
         algorithm: 'ecdsa-p256-sha256' | 'ed25519';
         /**
-         * Base64 signature over the artifact's bytes (ECDSA: DER encoded).
+         * Base64 of the canonical JSON statement (RFC 8785) the signature covers.
+         */
+        statement: string;
+        /**
+         * Base64 signature over the statement's bytes (ECDSA: DER encoded).
          */
         value: string;
-        /**
-         * The PEM public key that signed the artifact: exactly one of file, secretRef.
-         */
-        publicKey: {
-          file?: string;
-          secretRef?: {
-            name: string;
-            key?: string;
-          };
-        };
       };
       certificateRef?: LocalObjectReference1;
       /**
@@ -539,23 +542,25 @@ export interface Firmware {
       bandwidthLimit?: string;
     };
     /**
-     * agent: the agent updates itself (standalone, A/B slots); command: install.command installs device firmware.
+     * agent: the agent updates itself (standalone, started with --self-update; A/B slots); command: install.command installs device firmware (needs --allow-firmware-commands).
      */
     target: 'agent' | 'command';
     install?: {
       /**
-       * argv, run without a shell; {file} is replaced by the verified artifact's path.
+       * argv, run without a shell; {file} is replaced by the verified artifact's path. Runs only when the agent was started with --allow-firmware-commands (and argv[0] is on --firmware-command-allowlist when one is given); covered by the signature.
        *
        * @minItems 1
+       * @maxItems 64
        */
       command: [string, ...string[]];
       timeout?: Duration;
     };
     rollback?: {
       /**
-       * argv, run without a shell; must be idempotent (it runs again after a crash while rolling back).
+       * argv, run without a shell; must be idempotent (it runs again after a crash while rolling back). Allowed and signed like install.command.
        *
        * @minItems 1
+       * @maxItems 64
        */
       command: [string, ...string[]];
       timeout?: Duration;

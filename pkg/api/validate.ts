@@ -25,6 +25,12 @@ const HINT_QUANTITY = 'use a number and an optional suffix, like 64Mi or 500k';
 const HINT_DNS_LABEL = "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
 const HINT_NAME = "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
 
+/** Fields that were removed on purpose: what to use instead, rather than a bare "unknown field". */
+const REMOVED_FIELDS: Record<string, string> = {
+  'spec.artifact.signature.publicKey':
+    'removed: the keys that verify Firmware come only from the trust store the operator gives the agent; name one with keyRef: { name } and sign a statement (sensorlet firmware sign)',
+};
+
 interface CompiledKind {
   validate: ValidateFunction;
   /** The schema with every $ref inlined, walked alongside objects for the semantic checks. */
@@ -200,7 +206,7 @@ function translateAjvErrors(ajvErrors: ErrorObject[], patternNames: Map<string, 
       case 'additionalProperties': {
         const field = String(error.params.additionalProperty);
         path = joinPath([...segments, field]);
-        message = `unknown field ${JSON.stringify(field)}`;
+        message = REMOVED_FIELDS[path] ? `${JSON.stringify(field)} was ${REMOVED_FIELDS[path]}` : `unknown field ${JSON.stringify(field)}`;
         break;
       }
       case 'required': {

@@ -1,6 +1,10 @@
 // Runs install and rollback commands: argv only (never a shell), `{file}` substituted, bounded by a
-// timeout, output kept short for status messages.
+// timeout, output kept short for status messages. Whether one may run at all is the operator's
+// call (installCommandRefusal), checked before anything is downloaded and again right before it runs.
 import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import path from 'node:path';
+import { refusal, type FirmwarePolicy } from '../policy/policy.js';
 
 export interface CommandResult {
   code: number | null;
@@ -10,6 +14,46 @@ export interface CommandResult {
 }
 
 const OUTPUT_LIMIT = 4096;
+
+const shown = (text: string) => JSON.stringify(text.length > 120 ? `${text.slice(0, 120)}…` : text);
+
+function statePaths(stateDir: string): string[] {
+  const paths = [path.resolve(stateDir)];
+  try {
+    paths.push(realpathSync(stateDir));
+  } catch {
+    // not created yet: the resolved path is the one
+  }
+  return paths;
+}
+
+function isInside(child: string, parent: string): boolean {
+  const relative = path.relative(parent, child);
+  return relative === '' || (relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative));
+}
+
+/**
+ * Why `argv` (spec.install.command or spec.rollback.command, named by `field`) may not run under
+ * the operator's policy, or undefined when it may. Exact path match on the allowlist, like the
+ * command driver's: a basename match would let /tmp/x/flash pass for /usr/sbin/flash. No argument
+ * may name a file in the state dir — it holds downloads, cut-short ones among them; `{file}` is the
+ * one way to hand the verified artifact to the program.
+ */
+export function installCommandRefusal(argv: readonly string[], field: string, policy: FirmwarePolicy, stateDir: string): string | undefined {
+  if (!policy.allowCommands) return refusal(`${field}: Firmware install and rollback commands are disabled`, '--allow-firmware-commands');
+  const program = argv[0] ?? '';
+  if (policy.commandAllowlist.length > 0 && !policy.commandAllowlist.includes(program)) {
+    return refusal(`${field}[0] ${shown(program)} is not on the firmware command allowlist (${policy.commandAllowlist.join(', ')})`, '--firmware-command-allowlist');
+  }
+  const state = statePaths(stateDir);
+  for (const [index, arg] of argv.entries()) {
+    const named = [arg, ...arg.split('=').slice(1)].filter((part) => part.includes('/')).map((part) => path.resolve(part));
+    if (state.some((dir) => arg.includes(dir) || named.some((file) => isInside(file, dir)))) {
+      return `${field}[${index}] names a path in the agent's state dir, which only the agent writes; use {file} for the verified artifact`;
+    }
+  }
+  return undefined;
+}
 
 export function substitute(argv: readonly string[], vars: Record<string, string>): string[] {
   return argv.map((arg) => arg.replace(/\{(\w+)\}/g, (whole, name: string) => (name in vars ? vars[name] : whole)));

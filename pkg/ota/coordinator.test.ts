@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { randomBytes, sign } from 'node:crypto';
 import type { FirmwareSpec } from '../api/resource.js';
 import { OtaCoordinator, type DataPath } from './coordinator.js';
 import { OtaStateFile, writeFileDurable } from './state.js';
 import { verifyArtifact } from './verify.js';
 import { ArtifactServer } from './testing/artifact-server.js';
-import { signedArtifact, type SignedArtifact } from './testing/artifacts.js';
+import { signedArtifact, signingKey, signSpec, type SignedArtifact } from './testing/artifacts.js';
 
 const SIZE = 200 * 1024;
 
@@ -34,15 +34,16 @@ function device(dir: string) {
   };
 }
 
-function specFor(artifact: SignedArtifact, server: ArtifactServer, dev: ReturnType<typeof device>, keyFile: string, change: Partial<FirmwareSpec> = {}): FirmwareSpec {
-  return {
+/** The spec, signed by the artifact's key for exactly what it says (after `change`). */
+function specFor(artifact: SignedArtifact, server: ArtifactServer, dev: ReturnType<typeof device>, change: Partial<FirmwareSpec> = {}): FirmwareSpec {
+  const spec: FirmwareSpec = {
     version: '2.0.0',
     target: 'command',
     artifact: {
       url: server.url(),
       sha256: artifact.sha256,
       size: artifact.body.length,
-      signature: { algorithm: artifact.algorithm, value: artifact.signature, publicKey: { file: keyFile } },
+      signature: { keyRef: { name: 'release' }, algorithm: artifact.algorithm, statement: '', value: '' },
     },
     install: { command: [dev.install, '{file}'] },
     rollback: { command: [dev.rollback] },
@@ -50,6 +51,7 @@ function specFor(artifact: SignedArtifact, server: ArtifactServer, dev: ReturnTy
     drain: { timeout: '1s' },
     ...change,
   };
+  return signSpec(spec, artifact.key);
 }
 
 interface Fixture {
@@ -57,8 +59,9 @@ interface Fixture {
   server: ArtifactServer;
   artifact: SignedArtifact;
   dev: ReturnType<typeof device>;
-  keyFile: string;
   healthy: { value: boolean };
+  /** The key the trust store holds now (a test may rotate it). */
+  trusted: { key: SignedArtifact['key'] };
   coordinator(onChange?: (record: { phase: string }) => void): OtaCoordinator;
 }
 
@@ -66,8 +69,7 @@ async function fixture(run: (f: Fixture) => Promise<void>, algorithm: 'ed25519' 
   const dir = mkdtempSync(path.join(tmpdir(), 'ota-co-'));
   const artifact = signedArtifact(SIZE, algorithm);
   const server = await ArtifactServer.start(artifact.body);
-  const keyFile = path.join(dir, 'key.pem');
-  writeFileSync(keyFile, artifact.publicKeyPem);
+  const trusted = { key: artifact.key };
   const dev = device(dir);
   const healthy = { value: true };
   const dataPath: DataPath = {
@@ -81,13 +83,13 @@ async function fixture(run: (f: Fixture) => Promise<void>, algorithm: 'ed25519' 
     new OtaCoordinator({
       onChange,
       dir: path.join(dir, 'ota'),
-      publicKey: (spec) => createPublicKey(readFileSync(spec.artifact.signature.publicKey.file!)),
+      trustedKey: () => trusted.key.publicKey,
       dataPath,
       download: { backoff: { initialMs: 10, maxMs: 20 } },
       healthPollMs: 20,
     });
   try {
-    await run({ dir, server, artifact, dev, keyFile, healthy, coordinator });
+    await run({ dir, server, artifact, dev, healthy, trusted, coordinator });
   } finally {
     await server.close();
   }
@@ -95,70 +97,92 @@ async function fixture(run: (f: Fixture) => Promise<void>, algorithm: 'ed25519' 
 
 for (const algorithm of ['ed25519', 'ecdsa-p256-sha256'] as const) {
   test(`${algorithm}: download, verify, drain, install, health check → Succeeded; drain happens before install`, async () => {
-    await fixture(async ({ server, artifact, dev, keyFile, coordinator }) => {
+    await fixture(async ({ server, artifact, dev, coordinator }) => {
       const phases: string[] = [];
-      const record = await coordinator((r) => phases.push(r.phase)).run(specFor(artifact, server, dev, keyFile));
+      const record = await coordinator((r) => phases.push(r.phase)).run(specFor(artifact, server, dev));
       assert.equal(record.phase, 'Succeeded');
       assert.equal(record.currentVersion, '2.0.0');
       assert.ok(dev.installed()!.equals(artifact.body));
       assert.deepEqual(dev.events().map((line) => line.split(' ')[0]), ['drain', 'install']);
       assert.deepEqual([...new Set(phases)], ['Downloading', 'Verifying', 'Draining', 'Installing', 'Restarting', 'HealthCheck', 'Succeeded']);
       // Done: the same spec does nothing more.
-      const again = await coordinator().run(specFor(artifact, server, dev, keyFile));
+      const again = await coordinator().run(specFor(artifact, server, dev));
       assert.equal(again.phase, 'Succeeded');
       assert.equal(server.log.length, 1);
     }, algorithm);
   });
 }
 
-const badArtifacts: { name: string; reason: string; change: (f: Fixture) => Partial<FirmwareSpec>; corrupt?: boolean }[] = [
-  {
-    name: 'a signature by another key',
-    reason: 'SignatureInvalid',
-    change: ({ artifact }) => ({ artifact: { ...base(artifact), signature: { ...base(artifact).signature, value: signedArtifact(16, 'ed25519', artifact.body).signature } } }),
-  },
+const badArtifacts: { name: string; reason: string; spec: (good: FirmwareSpec, f: Fixture) => FirmwareSpec; corrupt?: boolean }[] = [
+  { name: 'a statement signed by another key', reason: 'SignatureInvalid', spec: (good) => signSpec(good, signingKey()) },
   {
     name: 'a signature of other bytes',
     reason: 'SignatureInvalid',
-    change: ({ artifact }) => ({ artifact: { ...base(artifact), signature: { ...base(artifact).signature, value: Buffer.alloc(64).toString('base64') } } }),
+    spec: (good) => ({ ...good, artifact: { ...good.artifact, signature: { ...good.artifact.signature, value: Buffer.alloc(64).toString('base64') } } }),
   },
-  { name: 'a wrong SHA-256', reason: 'ChecksumMismatch', change: ({ artifact }) => ({ artifact: { ...base(artifact), sha256: 'ab'.repeat(32) } }) },
-  { name: 'a wrong size', reason: 'SizeMismatch', change: ({ artifact }) => ({ artifact: { ...base(artifact), size: SIZE - 1 } }) },
-  { name: 'corrupted bytes on the wire', reason: 'ChecksumMismatch', change: () => ({}), corrupt: true },
+  {
+    name: 'a genuine statement replayed with another install command',
+    reason: 'SignatureScopeMismatch',
+    spec: (good, f) => ({ ...good, install: { command: [f.dev.rollback, '{file}'] } }),
+  },
+  { name: 'a genuine statement replayed with another version', reason: 'SignatureScopeMismatch', spec: (good) => ({ ...good, version: '2.0.1' }) },
+  {
+    name: 'a statement that is not canonical JSON',
+    reason: 'StatementInvalid',
+    spec: (good, f) => {
+      const pretty = Buffer.from(JSON.stringify(JSON.parse(Buffer.from(good.artifact.signature.statement, 'base64').toString()), null, 1));
+      const value = sign(null, pretty, f.artifact.key.privateKey).toString('base64');
+      return { ...good, artifact: { ...good.artifact, signature: { ...good.artifact.signature, statement: pretty.toString('base64'), value } } };
+    },
+  },
+  { name: 'a signed wrong SHA-256', reason: 'ChecksumMismatch', spec: (good, f) => signSpec({ ...good, artifact: { ...good.artifact, sha256: 'ab'.repeat(32) } }, f.artifact.key) },
+  { name: 'a signed wrong size', reason: 'SizeMismatch', spec: (good, f) => signSpec({ ...good, artifact: { ...good.artifact, size: SIZE - 1 } }, f.artifact.key) },
+  { name: 'corrupted bytes on the wire', reason: 'ChecksumMismatch', spec: (good) => good, corrupt: true },
 ];
-
-// The spec's artifact block without url/publicKey (filled by specFor's defaults below).
-let currentBase: FirmwareSpec['artifact'] | undefined;
-function base(_artifact: SignedArtifact): FirmwareSpec['artifact'] {
-  return currentBase!;
-}
 
 for (const bad of badArtifacts) {
   test(`${bad.name} → Failed (${bad.reason}), nothing installed, nothing drained`, async () => {
     await fixture(async (f) => {
-      const good = specFor(f.artifact, f.server, f.dev, f.keyFile);
-      currentBase = good.artifact;
+      const spec = bad.spec(specFor(f.artifact, f.server, f.dev), f);
       f.server.faults.corrupt = bad.corrupt;
-      const record = await f.coordinator().run({ ...good, ...bad.change(f) });
+      const record = await f.coordinator().run(spec);
       assert.equal(record.phase, 'Failed');
       assert.equal(record.lastError?.reason, bad.reason);
       assert.equal(f.dev.installed(), undefined);
       assert.deepEqual(f.dev.events(), []);
       assert.equal(record.currentVersion, undefined);
       // Terminal for this artifact: not retried by another run.
-      assert.equal((await f.coordinator().run({ ...good, ...bad.change(f) })).phase, 'Failed');
+      assert.equal((await f.coordinator().run(spec)).phase, 'Failed');
     });
   });
 }
 
+test('an install or rollback program the operator does not allow (any more) never runs: Failed before Installing', async () => {
+  await fixture(async ({ server, artifact, dev, dir }) => {
+    const refused: string[] = [];
+    const co = new OtaCoordinator({
+      dir: path.join(dir, 'ota'),
+      trustedKey: () => artifact.key.publicKey,
+      commandRefusal: (argv, field) => (argv[0] === dev.rollback ? (refused.push(field), `${field}: not allowed`) : undefined),
+      dataPath: { drain: async () => ({ queued: 0 }), health: () => ({ healthy: true, problems: [] }) },
+      download: { backoff: { initialMs: 10, maxMs: 20 } },
+    });
+    const record = await co.run(specFor(artifact, server, dev));
+    assert.equal(record.phase, 'Failed');
+    assert.equal(record.lastError?.reason, 'InstallCommandNotAllowed');
+    assert.deepEqual(refused, ['spec.rollback.command']);
+    assert.deepEqual(dev.events(), [], 'neither program ran');
+  });
+});
+
 test('a health check that fails after install → rollback runs → RolledBack, the previous version stays current', async () => {
-  await fixture(async ({ server, artifact, dev, keyFile, healthy, coordinator }) => {
+  await fixture(async ({ dir, server, artifact, dev, healthy, coordinator }) => {
     const previous = randomBytes(10);
-    writeFileSync(path.join(path.dirname(keyFile), 'installed'), previous);
-    const seed = new OtaStateFile(path.join(path.dirname(keyFile), 'ota'));
+    writeFileSync(path.join(dir, 'installed'), previous);
+    const seed = new OtaStateFile(path.join(dir, 'ota'));
     seed.patch({ currentVersion: '1.0.0' });
     healthy.value = false;
-    const record = await coordinator().run(specFor(artifact, server, dev, keyFile));
+    const record = await coordinator().run(specFor(artifact, server, dev));
     assert.equal(record.phase, 'RolledBack');
     assert.equal(record.lastError?.reason, 'HealthCheckFailed');
     assert.match(record.lastError!.message, /not Connected/);
@@ -169,8 +193,8 @@ test('a health check that fails after install → rollback runs → RolledBack, 
 });
 
 test('an install command that fails → rollback → RolledBack (InstallFailed)', async () => {
-  await fixture(async ({ server, artifact, dev, keyFile, coordinator }) => {
-    const spec = specFor(artifact, server, dev, keyFile, { install: { command: ['/bin/sh', '-c', 'echo flash error >&2; exit 3', 'sh', '{file}'] } });
+  await fixture(async ({ server, artifact, dev, coordinator }) => {
+    const spec = specFor(artifact, server, dev, { install: { command: ['/bin/sh', '-c', 'echo flash error >&2; exit 3', 'sh', '{file}'] } });
     const record = await coordinator().run(spec);
     assert.equal(record.phase, 'RolledBack');
     assert.equal(record.lastError?.reason, 'InstallFailed');
@@ -179,17 +203,17 @@ test('an install command that fails → rollback → RolledBack (InstallFailed)'
 });
 
 test('no shell: {file} is one argv element, metacharacters are not interpreted', async () => {
-  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
+  await fixture(async ({ dir, server, artifact, dev, coordinator }) => {
     const marker = path.join(dir, 'pwned');
-    const spec = specFor(artifact, server, dev, keyFile, { install: { command: [dev.install, '{file}', `; touch ${marker}`] } });
+    const spec = specFor(artifact, server, dev, { install: { command: [dev.install, '{file}', `; touch ${marker}`] } });
     assert.equal((await coordinator().run(spec)).phase, 'Succeeded');
     assert.equal(existsSync(marker), false);
   });
 });
 
 test('crash recovery: Installing on start → rolled back (never half-installed); Draining and Verifying run again', async () => {
-  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
-    const spec = specFor(artifact, server, dev, keyFile);
+  await fixture(async ({ dir, server, artifact, dev, coordinator }) => {
+    const spec = specFor(artifact, server, dev);
     const stateDir = path.join(dir, 'ota');
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(path.join(stateDir, 'artifact'), artifact.body); // the verified file
@@ -199,8 +223,8 @@ test('crash recovery: Installing on start → rolled back (never half-installed)
     assert.equal(record.lastError?.reason, 'InstallInterrupted');
     assert.deepEqual(dev.events(), ['rollback']);
   });
-  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
-    const spec = specFor(artifact, server, dev, keyFile);
+  await fixture(async ({ dir, server, artifact, dev, coordinator }) => {
+    const spec = specFor(artifact, server, dev);
     const stateDir = path.join(dir, 'ota');
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(path.join(stateDir, 'artifact'), artifact.body);
@@ -211,8 +235,8 @@ test('crash recovery: Installing on start → rolled back (never half-installed)
 });
 
 test('crash recovery: a crash-looping agent in HealthCheck is rolled back after MAX_HEALTH_BOOTS starts', async () => {
-  await fixture(async ({ dir, server, artifact, dev, keyFile, coordinator }) => {
-    const spec = specFor(artifact, server, dev, keyFile);
+  await fixture(async ({ dir, server, artifact, dev, coordinator }) => {
+    const spec = specFor(artifact, server, dev);
     writeFileDurable(path.join(dir, 'ota', 'state.json'), JSON.stringify({ version: 1, phase: 'HealthCheck', healthBoots: 3, targetVersion: '2.0.0', targetSha256: artifact.sha256, target: 'command', spec }));
     const record = await coordinator().run(spec);
     assert.equal(record.phase, 'RolledBack');
@@ -221,33 +245,30 @@ test('crash recovery: a crash-looping agent in HealthCheck is rolled back after 
 });
 
 test('a new version while downloading abandons the old artifact; a new version after Succeeded starts again', async () => {
-  await fixture(async ({ server, artifact, dev, keyFile, coordinator }) => {
+  await fixture(async ({ server, artifact, dev, trusted, coordinator }) => {
     server.faults.bytesPerSecond = 100 * 1024;
     const co = coordinator();
-    const first = co.run(specFor(artifact, server, dev, keyFile));
+    const first = co.run(specFor(artifact, server, dev));
     await new Promise((resolve) => setTimeout(resolve, 300));
     co.abortDownload();
     assert.equal((await first).phase, 'Downloading');
     server.faults.bytesPerSecond = undefined;
     const next = signedArtifact(SIZE);
     server.setBody(next.body);
-    writeFileSync(keyFile, next.publicKeyPem);
-    const record = await co.run({ ...specFor(next, server, dev, keyFile), version: '3.0.0' });
+    trusted.key = next.key;
+    const record = await co.run(specFor(next, server, dev, { version: '3.0.0' }));
     assert.equal(record.phase, 'Succeeded');
     assert.equal(record.currentVersion, '3.0.0');
     assert.ok(dev.installed()!.equals(next.body));
   });
 });
 
-test('an unsigned artifact (no signature, or no key) is SignatureInvalid', async () => {
+test('verifyArtifact: the size, then the SHA-256 the signed statement names', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ota-v-'));
-  const artifact = signedArtifact(1024, 'ecdsa-p256-sha256');
+  const artifact = signedArtifact(1024);
   const file = path.join(dir, 'artifact');
   writeFileSync(file, artifact.body);
-  const expected = { size: 1024, sha256: artifact.sha256 };
-  await assert.rejects(verifyArtifact(file, expected, artifact.publicKey), { code: 'SignatureInvalid', message: /unsigned/ });
-  await assert.rejects(verifyArtifact(file, { ...expected, signature: { algorithm: 'ecdsa-p256-sha256', value: artifact.signature } }, undefined), { code: 'SignatureInvalid' });
-  // The algorithm must match the key: an ECDSA signature checked as ed25519 is refused.
-  await assert.rejects(verifyArtifact(file, { ...expected, signature: { algorithm: 'ed25519', value: artifact.signature } }, artifact.publicKey), { code: 'SignatureInvalid' });
-  await verifyArtifact(file, { ...expected, signature: { algorithm: 'ecdsa-p256-sha256', value: artifact.signature } }, artifact.publicKey);
+  await verifyArtifact(file, { size: 1024, sha256: artifact.sha256 });
+  await assert.rejects(verifyArtifact(file, { size: 1023, sha256: artifact.sha256 }), { code: 'SizeMismatch' });
+  await assert.rejects(verifyArtifact(file, { size: 1024, sha256: 'ab'.repeat(32) }), { code: 'ChecksumMismatch' });
 });

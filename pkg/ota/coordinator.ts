@@ -14,6 +14,7 @@ import { describeFailure, runCommand, substitute } from './command.js';
 import { PAUSE_ENV, pauseFor } from './failpoint.js';
 import { MAX_HEALTH_BOOTS, OtaStateFile, TERMINAL_PHASES, type OtaRecord, type Phase } from './state.js';
 import { verifyArtifact } from './verify.js';
+import { verifyIntent } from './statement.js';
 
 export type HealthRequirement = 'sinksConnected' | 'sensorsReady';
 
@@ -52,7 +53,10 @@ export interface AgentUpdater {
 export interface CoordinatorOptions {
   /** `<stateDir>/ota/<namespace>.<name>`. */
   dir: string;
-  publicKey(spec: FirmwareSpec): KeyObject | undefined;
+  /** The trust store's key for `spec.artifact.signature.keyRef` (trust.ts); throws OtaError. */
+  trustedKey(spec: FirmwareSpec): KeyObject;
+  /** Why an install or rollback argv may not run under the operator's policy now; undefined when it may. */
+  commandRefusal?(argv: readonly string[], field: string): string | undefined;
   tls?(spec: FirmwareSpec): ConnectionOptions | undefined;
   dataPath: DataPath;
   agent?: AgentUpdater;
@@ -242,8 +246,9 @@ export class OtaCoordinator {
 
   private async verify(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
     try {
-      const publicKey = this.options.publicKey(spec);
-      await verifyArtifact(this.artifactFile, { size: spec.artifact.size, sha256: spec.artifact.sha256, signature: spec.artifact.signature }, publicKey);
+      // The statement was checked before the download; again here, with the key trusted now.
+      const statement = verifyIntent(spec, this.options.trustedKey(spec));
+      await verifyArtifact(this.artifactFile, statement.artifact);
     } catch (error) {
       // Nothing is installed from a file that failed verification, and it is not kept.
       rmSync(this.artifactFile, { force: true });
@@ -256,6 +261,14 @@ export class OtaCoordinator {
   }
 
   private async drain(spec: FirmwareSpec): Promise<'continue' | 'stop'> {
+    // The operator's policy may have changed since the attempt started (a restart without the flag):
+    // nothing is installed that could not also be rolled back under it.
+    const refused = this.refusal(spec);
+    if (refused) {
+      rmSync(this.artifactFile, { force: true });
+      this.fail({ reason: 'InstallCommandNotAllowed', message: refused });
+      return 'stop';
+    }
     const timeoutMs = parseDuration(spec.drain?.timeout ?? '30s');
     const { queued } = await this.options.dataPath.drain(timeoutMs);
     await this.options.dataPath.persistSequences?.();
@@ -289,6 +302,12 @@ export class OtaCoordinator {
       }
       // Restarting is durable before the slot flips: a crash between them re-activates and restarts.
       this.state.transition('Restarting', { slots: { trying: slots.slot, previous: slots.previous ?? agent.runningSlot() } });
+      this.emit();
+      return 'continue';
+    }
+    const refused = this.refusal(spec);
+    if (refused) {
+      this.state.transition('RollingBack', { lastError: { reason: 'InstallCommandNotAllowed', message: refused } });
       this.emit();
       return 'continue';
     }
@@ -400,6 +419,12 @@ export class OtaCoordinator {
       this.emit();
       return 'stop';
     }
+    const refused = this.options.commandRefusal?.(spec.rollback.command, 'spec.rollback.command');
+    if (refused) {
+      this.state.transition('Failed', { lastError: { reason: 'InstallCommandNotAllowed', message: `${refused} (after ${cause?.reason}: ${cause?.message})` } });
+      this.emit();
+      return 'stop';
+    }
     const argv = substitute(spec.rollback.command, { file: this.artifactFile, version: spec.version });
     this.log('warn', 'rolling back', { argv, cause });
     const result = await runCommand(argv, { timeoutMs: parseDuration(spec.rollback.timeout ?? '10m') });
@@ -412,6 +437,14 @@ export class OtaCoordinator {
     rmSync(this.artifactFile, { force: true });
     this.emit();
     return 'stop';
+  }
+
+  /** target: command — why its install or rollback program may not run now, if so. */
+  private refusal(spec: FirmwareSpec): string | undefined {
+    if (spec.target !== 'command') return undefined;
+    const check = this.options.commandRefusal;
+    if (!check) return undefined;
+    return (spec.install?.command && check(spec.install.command, 'spec.install.command')) || (spec.rollback?.command && check(spec.rollback.command, 'spec.rollback.command')) || undefined;
   }
 
   private fail(error: { reason: string; message: string }): void {

@@ -21,7 +21,8 @@
 //    Restarting → HealthCheck; HealthCheck resumes with a new deadline, at most MAX_HEALTH_BOOTS
 //    times, after which the update is rolled back (a new agent that keeps dying never gets committed);
 //    RollingBack runs the (idempotent) rollback again.
-// 3. Nothing is installed unless Verifying passed (size, SHA-256, signature) in this attempt: the
+// 3. Nothing is installed unless Verifying passed (the signed statement: signature by a trusted
+//    key and scope; then size and SHA-256 of the file) in this attempt: the
 //    verified file is what Installing gets, and it is not touched between Verifying and Installing.
 // 4. Succeeded, RolledBack and Failed are terminal for (version, sha256): the same spec never
 //    starts again (no retry loop on a bad artifact); a new version or artifact starts from Idle.

@@ -34,9 +34,24 @@ export interface CertificatePolicy {
   secretNamespaces?: string[];
 }
 
+/** What Firmware resources may do: run install programs, and which keys verify what they install. */
+export interface FirmwarePolicy {
+  /** Firmware with `target: command` may run its install and rollback programs. */
+  allowCommands: boolean;
+  /** With allowCommands: the only programs (exact paths) install and rollback commands may run; empty means any. */
+  commandAllowlist: string[];
+  /** Standalone trust store: a folder of PEM public keys, `<name>.pem`, named by `signature.keyRef.name`. */
+  trustDir?: string;
+  /** Cluster trust store: a Secret in the agent's own namespace whose `<name>.pem` entries are the keys. */
+  trustSecret?: string;
+  /** The agent's own namespace (where trustSecret is read); else POD_NAMESPACE, else the service account's. */
+  agentNamespace?: string;
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
   certificates: CertificatePolicy;
+  firmware: FirmwarePolicy;
 }
 
 /** Where Certificate files may live when the operator names no --certificate-dir. */
@@ -59,6 +74,7 @@ export function defaultPolicy(): OperatorPolicy {
   return {
     drivers: { allowCommandDriver: false, commandAllowlist: [] },
     certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map() },
+    firmware: { allowCommands: false, commandAllowlist: [] },
   };
 }
 

@@ -14,7 +14,7 @@ import { waitFor } from '../support/ports.js';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { packAgentBundle } from '../../pkg/ota/bundle.js';
 import { ArtifactServer } from '../../pkg/ota/testing/artifact-server.js';
-import { signedArtifact } from '../../pkg/ota/testing/artifacts.js';
+import { signatureYaml, signedArtifact, trustKey } from '../../pkg/ota/testing/artifacts.js';
 
 const INTERVAL_MS = 20;
 
@@ -36,7 +36,7 @@ export async function benchOtaDowntimeDetailed(): Promise<OtaDowntime> {
   mkdirSync(manifests);
   const artifact = signedArtifact(0, 'ed25519', packAgentBundle(PACKAGE_ROOT, { version: '9.9.9-bench' }));
   const server = await ArtifactServer.start(artifact.body);
-  writeFileSync(path.join(dir, 'key.pem'), artifact.publicKeyPem);
+  trustKey(path.join(dir, 'trust'), 'release', artifact.key);
   writeFileSync(
     path.join(manifests, 'data.yaml'),
     `apiVersion: sensorlet.io/v1alpha1
@@ -67,7 +67,7 @@ spec:
     }
     return original(...messages);
   };
-  const agent = await AgentProcess.start({ manifests, stateDir: path.join(dir, 'state'), extraArgs: ['--self-update'] });
+  const agent = await AgentProcess.start({ manifests, stateDir: path.join(dir, 'state'), extraArgs: ['--self-update', '--firmware-trust-dir', path.join(dir, 'trust')] });
   try {
     await waitFor(() => arrivals.length >= 50, { timeoutMs: 10_000, what: 'readings before the update' });
     const applied = Date.now();
@@ -83,7 +83,7 @@ spec:
     url: ${server.url('sensorlet.bundle')}
     sha256: "${artifact.sha256}"
     size: ${artifact.body.length}
-    signature: { algorithm: ed25519, value: "${artifact.signature}", publicKey: { file: ${path.join(dir, 'key.pem')} } }
+    signature: ${signatureYaml(artifact.sign({ version: '9.9.9-bench', target: 'agent' }))}
   healthCheck: { timeout: 30s, require: [sinksConnected, sensorsReady] }
   drain: { timeout: 5s }
 `,

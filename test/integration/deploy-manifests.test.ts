@@ -103,7 +103,12 @@ test('the DaemonSet passes the node name, keeps state on the host and probes the
   assert.deepEqual(daemonSet.spec.selector.matchLabels, daemonSet.spec.template.metadata.labels);
   const [container] = pod.containers;
   const env = Object.fromEntries(container.env.map((each: any) => [each.name, each.value ?? `fieldRef:${each.valueFrom.fieldRef.fieldPath}`]));
-  assert.deepEqual(env, { NODE_NAME: 'fieldRef:spec.nodeName', POD_IP: 'fieldRef:status.podIP', NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=512 --v8-pool-size=2' });
+  assert.deepEqual(env, {
+    NODE_NAME: 'fieldRef:spec.nodeName',
+    POD_IP: 'fieldRef:status.podIP',
+    POD_NAMESPACE: 'fieldRef:metadata.namespace',
+    NODE_OPTIONS: '--max-semi-space-size=1 --max-old-space-size=512 --v8-pool-size=2',
+  });
   assert.equal(container.args[0], 'run');
   for (const arg of ['--in-cluster', '--node-name=$(NODE_NAME)', '--state-dir=/var/lib/sensorlet', '--admin-addr=$(POD_IP):9470']) {
     assert.ok(container.args.includes(arg), arg);

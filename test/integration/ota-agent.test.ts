@@ -21,7 +21,7 @@ import { freePort, waitFor } from '../support/ports.js';
 import { assertInOrderWithoutGaps } from '../support/sequences.js';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { ArtifactServer } from '../../pkg/ota/testing/artifact-server.js';
-import { signedArtifact, type SignedArtifact } from '../../pkg/ota/testing/artifacts.js';
+import { signatureYaml, signedArtifact, trustKey, type SignedArtifact } from '../../pkg/ota/testing/artifacts.js';
 import { packAgentBundle, type PackOptions } from '../../pkg/ota/bundle.js';
 import { readActive } from '../../pkg/ota/slots.js';
 import { PAUSE_ENV } from '../../pkg/ota/failpoint.js';
@@ -43,6 +43,8 @@ interface Setup {
   artifact: SignedArtifact;
   /** Applies the Firmware (writes its manifest into the watched folder). */
   applyFirmware(): void;
+  /** The operator's flags: self-update, and the trust store folder holding the release key. */
+  args: string[];
 }
 
 async function setup(options: { version: string; bundle?: PackOptions; deadSink?: boolean; healthTimeout?: string; topic: string }): Promise<Setup> {
@@ -52,8 +54,8 @@ async function setup(options: { version: string; bundle?: PackOptions; deadSink?
   mkdirSync(manifests);
   const artifact = signedArtifact(0, 'ed25519', packAgentBundle(PACKAGE_ROOT, { version: options.version, ...options.bundle }));
   const server = await ArtifactServer.start(artifact.body);
-  const keyFile = path.join(dir, 'key.pem');
-  writeFileSync(keyFile, artifact.publicKeyPem);
+  const trustDir = path.join(dir, 'trust');
+  trustKey(trustDir, 'release', artifact.key);
   const dead = options.deadSink ? await freePort() : 0;
   writeFileSync(
     path.join(manifests, 'data.yaml'),
@@ -94,11 +96,12 @@ spec:
     url: ${server.url('sensorlet.bundle')}
     sha256: "${artifact.sha256}"
     size: ${artifact.body.length}
-    signature: { algorithm: ed25519, value: "${artifact.signature}", publicKey: { file: ${keyFile} } }
+    signature: ${signatureYaml(artifact.sign({ version: options.version, target: 'agent' }))}
   healthCheck: { timeout: ${options.healthTimeout ?? '10s'}, require: [sinksConnected, sensorsReady] }
   drain: { timeout: 5s }
 `;
-  return { dir, manifests, stateDir, server, artifact, applyFirmware: () => writeFileSync(path.join(manifests, 'firmware.yaml'), firmware) };
+  const args = ['--self-update', '--firmware-trust-dir', trustDir];
+  return { dir, manifests, stateDir, server, artifact, args, applyFirmware: () => writeFileSync(path.join(manifests, 'firmware.yaml'), firmware) };
 }
 
 async function firmware(agent: AgentProcess): Promise<any> {
@@ -136,7 +139,7 @@ function runsOf(readings: { seq: number; value: number }[]): number {
 test('target: agent: the agent restarts into the new build and commits it (Succeeded); the counter stream loses no seq', async () => {
   const s = await setup({ version: '9.9.9-ota', topic: 'ota-ok' });
   const subscriber = await Subscriber.connect(broker.url, 'ota-ok/#');
-  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     assert.deepEqual(await buildInfo(agent), { version: INSTALLED_VERSION, slot: 'installed' });
     await subscriber.waitForReadings((readings) => readings.length >= 20, 10_000, 'readings before the update');
@@ -171,7 +174,7 @@ test('target: agent: a build that exits at start-up is tried MAX_TRIAL_BOOTS tim
     bundle: { override: { 'dist/cmd/sensorlet/main.js': "process.stderr.write('broken build\\n');\nprocess.exit(3);\n" } },
   });
   const subscriber = await Subscriber.connect(broker.url, 'ota-broken/#');
-  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     await subscriber.waitForReadings((readings) => readings.length >= 10, 10_000, 'readings before the update');
     s.applyFirmware();
@@ -194,7 +197,7 @@ test('target: agent: a build that exits at start-up is tried MAX_TRIAL_BOOTS tim
 
 test('target: agent: a health check that fails in the new build (a Sink that cannot connect) → RolledBack, the previous build runs', async () => {
   const s = await setup({ version: '9.9.9-unhealthy', topic: 'ota-unhealthy', deadSink: true, healthTimeout: '3s' });
-  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     s.applyFirmware();
     await waitPhase(agent, 'HealthCheck');
@@ -213,7 +216,7 @@ test('target: agent: a health check that fails in the new build (a Sink that can
 
 test('target: agent: kill -9 of launcher and agent during the new build\'s health check; the restart resumes it in the new build and commits', async () => {
   const s = await setup({ version: '9.9.9-resume', topic: 'ota-resume', deadSink: true, healthTimeout: '60s' });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     s.applyFirmware();
     await waitPhase(agent, 'HealthCheck');
@@ -223,7 +226,7 @@ test('target: agent: kill -9 of launcher and agent during the new build\'s healt
     // The dead Sink is gone on restart, so the resumed health check passes.
     const data = path.join(s.manifests, 'data.yaml');
     writeFileSync(data, readFileSync(data, 'utf8').split('---\napiVersion: sensorlet.io/v1alpha1\nkind: Sink\nmetadata: { name: dead }')[0]);
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     assert.equal((await buildInfo(agent)).version, '9.9.9-resume', 'the launcher starts the trial build again');
     const resumed = await firmware(agent);
     assert.ok(resumed?.phase === 'HealthCheck' || resumed?.phase === 'Succeeded', `phase tells the truth after the restart: ${resumed?.phase}`);
@@ -243,14 +246,14 @@ function recordOf(s: Setup) {
 
 test('target: agent: kill -9 of launcher and agent in Installing, before the slot is written; the restart rolls back (InstallInterrupted) and the previous build stays', async () => {
   const s = await setup({ version: '9.9.9-installing', topic: 'ota-installing' });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'], env: { [PAUSE_ENV]: 'Installing:20000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'Installing:20000' } });
   try {
     s.applyFirmware();
     await waitPhase(agent, 'Installing');
     await agent.kill();
     assert.equal(recordOf(s)?.phase, 'Installing', 'the record the crash left names Installing');
     assert.equal(readActive(s.stateDir)?.slot ?? null, null);
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchPhases(async () => (await firmware(agent))?.phase);
     const node = await waitPhase(agent, 'RolledBack');
     assertPhases(await watch.stop(), ['Installing', 'RollingBack', 'RolledBack']);
@@ -267,7 +270,7 @@ test('target: agent: kill -9 of launcher and agent in Installing, before the slo
 
 test('target: agent: kill -9 of launcher and agent in Restarting, before the new slot is activated; the restart activates it, restarts into it and commits', async () => {
   const s = await setup({ version: '9.9.9-restarting', topic: 'ota-restarting' });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'], env: { [PAUSE_ENV]: 'Restarting:20000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'Restarting:20000' } });
   try {
     s.applyFirmware();
     await waitPhase(agent, 'Restarting');
@@ -278,7 +281,7 @@ test('target: agent: kill -9 of launcher and agent in Restarting, before the new
     assert.equal(record?.slots?.trying, 'a', 'the new build was installed into slot a before Restarting was written');
     assert.equal(record?.currentVersion, INSTALLED_VERSION);
     assert.equal(readActive(s.stateDir)?.slot ?? null, null, 'the slot was not activated yet: the launcher starts the installed build');
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchPhases(async () => (await firmware(agent))?.phase);
     const node = await waitPhase(agent, 'Succeeded');
     assertPhases(await watch.stop(), ['Restarting', 'HealthCheck', 'Succeeded']);
@@ -296,7 +299,7 @@ test('target: agent: kill -9 of launcher and agent in Restarting, before the new
 test('target: agent: kill -9 of launcher and agent in RollingBack while the new build runs; the restart rolls back again and the previous build runs (RolledBack)', async () => {
   const s = await setup({ version: '9.9.9-rollingback', topic: 'ota-rollingback', deadSink: true, healthTimeout: '3s' });
   // The launcher hands its environment to the build it starts: the new build pauses in RollingBack.
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'], env: { [PAUSE_ENV]: 'RollingBack:20000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'RollingBack:20000' } });
   try {
     s.applyFirmware();
     const rolling = await waitPhase(agent, 'RollingBack');
@@ -307,7 +310,7 @@ test('target: agent: kill -9 of launcher and agent in RollingBack while the new 
     assert.deepEqual({ slot: readActive(s.stateDir)?.slot, state: readActive(s.stateDir)?.state }, { slot: 'a', state: 'trial' }, 'slot a is still the (uncommitted) trial');
     // The launcher starts the trial build again; its coordinator rolls back (activates the previous
     // build and restarts into it), and the previous build ends the rollback.
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: ['--self-update'] });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchPhases(async () => (await firmware(agent))?.phase);
     const node = await waitPhase(agent, 'RolledBack');
     assertPhases(await watch.stop(), ['RollingBack', 'RolledBack']);

@@ -22,7 +22,7 @@ import { assertPhases, firmwareStatus, stopWatchers, waitSeen, watchPhases } fro
 import { PAUSE_ENV } from '../../pkg/ota/failpoint.js';
 import { OtaStateFile, type OtaRecord } from '../../pkg/ota/state.js';
 import { ArtifactServer } from '../../pkg/ota/testing/artifact-server.js';
-import { signedArtifact, type SignedArtifact } from '../../pkg/ota/testing/artifacts.js';
+import { signatureYaml, signedArtifact, trustKey, type SignedArtifact } from '../../pkg/ota/testing/artifacts.js';
 
 const SIZE = 256 * 1024;
 
@@ -38,6 +38,8 @@ interface Setup {
   record(): OtaRecord | undefined;
   /** Where the agent keeps the downloaded artifact. */
   artifactFile: string;
+  /** The operator's flags: install and rollback programs allowed, the trust store folder. */
+  args: string[];
 }
 
 interface SetupOptions {
@@ -60,8 +62,8 @@ async function setup(options: SetupOptions): Promise<Setup> {
   const stateDir = path.join(dir, 'state');
   const artifact = signedArtifact(SIZE);
   const server = await ArtifactServer.start(artifact.body);
-  const keyFile = path.join(dir, 'key.pem');
-  writeFileSync(keyFile, artifact.publicKeyPem);
+  const trustDir = path.join(dir, 'trust');
+  trustKey(trustDir, 'release', artifact.key);
   const events = path.join(dir, 'events');
   const install = path.join(dir, 'install.sh');
   const rollback = path.join(dir, 'rollback.sh');
@@ -107,7 +109,7 @@ spec:
     url: ${server.url()}
     sha256: "${artifact.sha256}"
     size: ${SIZE}
-    signature: { algorithm: ed25519, value: "${artifact.signature}", publicKey: { file: ${keyFile} } }
+    signature: ${signatureYaml(artifact.sign({ version: '2.0.0', target: 'command', install: { command: [install, '{file}'] }, rollback: { command: [rollback] } }))}
   install: { command: ["${install}", "{file}"] }
   rollback: { command: ["${rollback}"] }
   healthCheck: { timeout: ${options.healthTimeout ?? '10s'}, require: [${options.mqttPort ? 'sinksConnected, sensorsReady' : 'sensorsReady'}] }
@@ -124,6 +126,7 @@ spec:
     installed: () => (existsSync(path.join(dir, 'installed')) ? readFileSync(path.join(dir, 'installed')) : undefined),
     record: () => OtaStateFile.read(path.join(stateDir, 'ota', 'default.modem', 'state.json')),
     artifactFile: path.join(stateDir, 'ota', 'default.modem', 'artifact'),
+    args: ['--allow-firmware-commands', '--firmware-command-allowlist', install, rollback, '--firmware-trust-dir', trustDir],
   };
 }
 
@@ -152,7 +155,7 @@ function watchFirmware(agent: AgentProcess) {
 
 test('target: command through the agent: Succeeded, status facts and Ready=UpToDate', async () => {
   const s = await setup({});
-  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+  const agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     const node = await waitPhase(agent, 'Succeeded');
     assert.equal(node.currentVersion, '2.0.0');
@@ -171,13 +174,13 @@ test('target: command through the agent: Succeeded, status facts and Ready=UpToD
 test('kill -9 while Downloading: the restarted agent resumes from the bytes on disk and succeeds', async () => {
   const s = await setup({});
   s.server.faults.bytesPerSecond = 64 * 1024; // ~4 s
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     await waitFor(async () => ((await firmware(agent))?.progress?.bytes ?? 0) > SIZE / 4, { timeoutMs: 10_000, what: 'a quarter downloaded' });
     assert.equal((await firmware(agent))!.phase, 'Downloading');
     await agent.kill();
     s.server.faults.bytesPerSecond = undefined;
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     await waitPhase(agent, 'Succeeded');
     assert.ok(s.server.log.length >= 2);
     const resumed = s.server.log[1];
@@ -194,7 +197,7 @@ test('kill -9 while Downloading: the restarted agent resumes from the bytes on d
 
 test('kill -9 while Installing: the restarted agent rolls back, never leaves a half-installed device', async () => {
   const s = await setup({ installSleep: 30 });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     await waitPhase(agent, 'Installing');
     // The installer logs install-start before its first step; kill once that step has happened.
@@ -210,7 +213,7 @@ test('kill -9 while Installing: the restarted agent rolls back, never leaves a h
       // already gone
     }
     assert.ok(existsSync(path.join(s.dir, 'installing')), 'the device is half-installed now');
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const node = await waitPhase(agent, 'RolledBack');
     assert.equal(node.lastError.reason, 'InstallInterrupted');
     assert.equal(node.currentVersion, null);
@@ -226,11 +229,11 @@ test('kill -9 while Installing: the restarted agent rolls back, never leaves a h
 
 test('kill -9 in HealthCheck: the restarted agent resumes the health check (phase HealthCheck), then rolls back when the sink never connects', async () => {
   const s = await setup({ mqttPort: await freePort(), healthTimeout: '4s' });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     await waitPhase(agent, 'HealthCheck');
     await agent.kill();
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const resumed = await firmware(agent);
     assert.equal(resumed?.phase, 'HealthCheck', 'status tells the truth right after the restart');
     const node = await waitPhase(agent, 'RolledBack', 20_000);
@@ -246,14 +249,14 @@ test('kill -9 in HealthCheck: the restarted agent resumes the health check (phas
 
 test('kill -9 in Verifying: the restarted agent verifies the bytes on disk again, then installs once and succeeds', async () => {
   const s = await setup({});
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, env: { [PAUSE_ENV]: 'Verifying:15000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'Verifying:15000' } });
   try {
     await waitPhase(agent, 'Verifying');
     await agent.kill();
     assert.equal(s.record()?.phase, 'Verifying', 'the record the crash left names Verifying');
     assert.equal(readFileSync(s.artifactFile).length, SIZE, 'the downloaded artifact is on disk');
     assert.deepEqual(s.events(), [], 'nothing was installed before verification passed');
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchFirmware(agent);
     const node = await waitPhase(agent, 'Succeeded');
     assertPhases(await watch.stop(), ['Verifying', 'Draining', 'Installing', 'Restarting', 'HealthCheck', 'Succeeded']);
@@ -270,7 +273,7 @@ test('kill -9 in Verifying: the restarted agent verifies the bytes on disk again
 
 test('kill -9 in Verifying, then the artifact on disk is corrupted: the restart verifies again and refuses it (ChecksumMismatch); nothing installed', async () => {
   const s = await setup({});
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, env: { [PAUSE_ENV]: 'Verifying:15000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'Verifying:15000' } });
   try {
     await waitPhase(agent, 'Verifying');
     await agent.kill();
@@ -280,7 +283,7 @@ test('kill -9 in Verifying, then the artifact on disk is corrupted: the restart 
     const bytes = readFileSync(s.artifactFile);
     bytes[SIZE >> 1] ^= 0xff;
     writeFileSync(s.artifactFile, bytes);
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchFirmware(agent);
     const node = await waitPhase(agent, 'Failed');
     assertPhases(await watch.stop(), ['Verifying', 'Failed']);
@@ -300,7 +303,7 @@ test('kill -9 while Draining (the sink\'s broker is down): the restart drains ag
   const port = await freePort();
   // Nothing listens on the sink's port yet: readings pile up in the outbox and the drain waits (20 s).
   const s = await setup({ mqttPort: port, drainTimeout: '20s', sensorInterval: '100ms' });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   let broker: Mosquitto | undefined;
   let subscriber: Subscriber | undefined;
   try {
@@ -315,7 +318,7 @@ test('kill -9 while Draining (the sink\'s broker is down): the restart drains ag
     assert.deepEqual(s.events(), [], 'nothing installed before the drain ended');
     broker = await Mosquitto.start({ port });
     subscriber = await Subscriber.connect(broker.url, 't/#');
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchFirmware(agent);
     const node = await waitPhase(agent, 'Succeeded');
     assertPhases(await watch.stop(), ['Draining', 'Installing', 'Restarting', 'HealthCheck', 'Succeeded']);
@@ -341,14 +344,14 @@ test('kill -9 while Draining (the sink\'s broker is down): the restart drains ag
 
 test('kill -9 in Restarting (target: command): the restarted agent goes on to HealthCheck and commits; the install is not run again', async () => {
   const s = await setup({});
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, env: { [PAUSE_ENV]: 'Restarting:15000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'Restarting:15000' } });
   try {
     await waitPhase(agent, 'Restarting');
     await agent.kill();
     assert.equal(s.record()?.phase, 'Restarting', 'the record the crash left names Restarting');
     assert.equal(s.record()?.currentVersion, undefined, 'not committed before the health check');
     assert.deepEqual(s.events(), ['install-start', 'install-done']);
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchFirmware(agent);
     const node = await waitPhase(agent, 'Succeeded');
     assertPhases(await watch.stop(), ['Restarting', 'HealthCheck', 'Succeeded']);
@@ -366,7 +369,7 @@ test('kill -9 in Restarting (target: command): the restarted agent goes on to He
 test('kill -9 in RollingBack before the rollback program ran: the restart runs it and ends RolledBack; the previous version stays current', async () => {
   // The sink never connects, so the health check fails after 2 s and the update rolls back.
   const s = await setup({ mqttPort: await freePort(), healthTimeout: '2s' });
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, env: { [PAUSE_ENV]: 'RollingBack:15000' } });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args, env: { [PAUSE_ENV]: 'RollingBack:15000' } });
   try {
     const rolling = await waitPhase(agent, 'RollingBack');
     assert.equal(rolling.lastError.reason, 'HealthCheckFailed');
@@ -374,7 +377,7 @@ test('kill -9 in RollingBack before the rollback program ran: the restart runs i
     assert.equal(s.record()?.phase, 'RollingBack', 'the record the crash left names RollingBack');
     assert.deepEqual(s.events(), ['install-start', 'install-done'], 'the rollback program had not run');
     assert.ok(s.installed(), 'the new firmware is still on the device');
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchFirmware(agent);
     const node = await waitPhase(agent, 'RolledBack');
     assertPhases(await watch.stop(), ['RollingBack', 'RolledBack']);
@@ -392,7 +395,7 @@ test('kill -9 in RollingBack before the rollback program ran: the restart runs i
 test('kill -9 while the rollback program runs: the restart runs the rollback again from the start and ends RolledBack', async () => {
   const s = await setup({ mqttPort: await freePort(), healthTimeout: '2s', slowRollback: true });
   writeFileSync(path.join(s.dir, 'rollback-slow'), '');
-  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+  let agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
   try {
     await waitPhase(agent, 'RollingBack');
     await waitSeen(async () => s.events().includes('rollback-start') && existsSync(path.join(s.dir, 'rolling-back')), 'the rollback program half done', () => s.events());
@@ -407,7 +410,7 @@ test('kill -9 while the rollback program runs: the restart runs the rollback aga
     assert.equal(s.record()?.phase, 'RollingBack');
     assert.ok(existsSync(path.join(s.dir, 'rolling-back')) && s.installed(), 'the device is half rolled back now');
     rmSync(path.join(s.dir, 'rollback-slow'));
-    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir });
+    agent = await AgentProcess.start({ manifests: s.manifests, stateDir: s.stateDir, extraArgs: s.args });
     const watch = watchFirmware(agent);
     const node = await waitPhase(agent, 'RolledBack');
     assertPhases(await watch.stop(), ['RollingBack', 'RolledBack']);

@@ -1,7 +1,6 @@
 // Firmware reconciler: one OTA coordinator per Firmware resource on this node. The update runs in
 // the background (a download may take hours); reconcile only starts or resumes it and reports the
 // durable record as status: phase, currentVersion, targetVersion, progress, lastError, conditions.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Gauge } from 'prom-client';
 import type { FirmwareSpec, StoredResource } from '../../api/resource.js';
@@ -10,13 +9,16 @@ import { matchesNodeSelector } from '../../router/selector.js';
 import { OtaCoordinator } from '../../ota/coordinator.js';
 import { runtimeDataPath } from '../../ota/datapath.js';
 import { PHASES, type OtaRecord } from '../../ota/state.js';
-import { loadPublicKey } from '../../ota/verify.js';
-import { OtaError } from '../../ota/errors.js';
+import { installCommandRefusal } from '../../ota/command.js';
+import { verifyIntent } from '../../ota/statement.js';
+import { OtaError, otaReason } from '../../ota/errors.js';
 import type { ConditionUpdate } from '../conditions.js';
 import type { ReconcileResult } from '../workqueue.js';
 import { invalidMessage, type Runtime } from '../runtime.js';
 
 const DOWNLOAD_RETRY_MS = 60_000;
+/** A key missing from the trust store is looked for again this often (an operator may add it). */
+const TRUST_RETRY_MS = 60_000;
 const IN_FLIGHT = new Set(['Downloading', 'Verifying', 'Draining', 'Installing', 'Restarting', 'HealthCheck', 'RollingBack']);
 
 export function conditionsOfRecord(record: Readonly<OtaRecord>, spec: FirmwareSpec): ConditionUpdate[] {
@@ -67,21 +69,29 @@ export function createFirmwareReconciler(runtime: Runtime) {
     });
   };
 
-  const publicKeyOf = (resource: StoredResource<'Firmware'>) => (spec: FirmwareSpec) => {
-    const source = spec.artifact.signature.publicKey;
-    if (source.file) {
-      try {
-        return loadPublicKey(readFileSync(source.file));
-      } catch (error) {
-        if (error instanceof OtaError) throw error;
-        throw new OtaError('PublicKeyUnavailable', `spec.artifact.signature.publicKey.file: ${(error as Error).message}`);
+  // Keys come only from the operator's trust store, by name (pkg/ota/trust.ts).
+  const trustedKey = (spec: FirmwareSpec) => runtime.ota!.trust.key(spec.artifact.signature.keyRef.name);
+  const commandRefusal = (argv: readonly string[], field: string) => installCommandRefusal(argv, field, runtime.policy.firmware, runtime.ota!.stateDir);
+  runtime.ota?.onTrustChange?.(() => {
+    for (const firmware of runtime.store.list('Firmware')) runtime.enqueue(firmware.key);
+  });
+
+  /**
+   * What the operator's policy and the signed statement refuse for `spec`, checked before anything
+   * is downloaded or run. Nothing durable is written for a refusal: a new flag or key (and a
+   * restart or reconcile) lets the same spec through.
+   */
+  const refusalOf = (spec: FirmwareSpec): { reason: string; message: string; retry: boolean } | undefined => {
+    if (spec.target === 'command') {
+      for (const [field, argv] of [['spec.install.command', spec.install?.command], ['spec.rollback.command', spec.rollback?.command]] as const) {
+        const refused = argv && commandRefusal(argv, field);
+        if (refused) return { reason: 'InstallCommandNotAllowed', message: refused, retry: false };
       }
     }
-    if (source.secretRef) {
-      const secret = runtime.secrets?.get(resource.namespace, source.secretRef.name);
-      const data = secret?.data[source.secretRef.key ?? 'publicKey.pem'];
-      if (!data) throw new OtaError('PublicKeyUnavailable', `Secret ${source.secretRef.name} has no ${source.secretRef.key ?? 'publicKey.pem'}`);
-      return loadPublicKey(data);
+    try {
+      verifyIntent(spec, trustedKey(spec));
+    } catch (error) {
+      return { ...otaReason(error, 'SignatureInvalid'), retry: error instanceof OtaError && !error.terminal };
     }
     return undefined;
   };
@@ -131,7 +141,8 @@ export function createFirmwareReconciler(runtime: Runtime) {
     if (!coordinator) {
       coordinator = new OtaCoordinator({
         dir: path.join(runtime.ota.stateDir, 'ota', `${resource.namespace}.${resource.name}`),
-        publicKey: publicKeyOf(resource),
+        trustedKey,
+        commandRefusal,
         tls: tlsOf(resource),
         dataPath,
         agent: runtime.ota.agent,
@@ -144,6 +155,17 @@ export function createFirmwareReconciler(runtime: Runtime) {
       coordinators.set(key, coordinator);
     }
     const target = coordinator;
+    // Already at this version: nothing will be downloaded or run, whatever the spec says.
+    const done = !target.isRunning() && target.record.currentVersion === spec.version;
+    const refused = done ? undefined : refusalOf(spec);
+    if (refused) {
+      // A download of an earlier spec stops; an install under way finishes (it cannot be cut safely).
+      target.abortDownload();
+      logger.warn({ firmware: key, reason: refused.reason, detail: refused.message }, 'Firmware refused');
+      runtime.metrics.errorsLogged.inc({ component: 'ota', reason: refused.reason });
+      invalid(refused.message, refused.reason);
+      return refused.retry ? { requeueAfter: TRUST_RETRY_MS } : {};
+    }
     if (target.isRunning()) {
       const record = target.record;
       if (record.phase === 'Downloading' && (record.targetVersion !== spec.version || record.targetSha256 !== spec.artifact.sha256.toLowerCase())) {
