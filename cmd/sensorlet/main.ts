@@ -48,6 +48,12 @@ addPolicyOptions(run).action(async (options) => {
     if (options.manifests && shouldLaunch(options.stateDir, options.selfUpdate ?? false)) {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
+    let policy;
+    try {
+      policy = policyFromOptions(options);
+    } catch (error) {
+      program.error(`error: ${(error as Error).message}`);
+    }
     applyMemoryPolicy();
     const agent = await startAgent({
       manifests: options.manifests,
@@ -60,7 +66,7 @@ addPolicyOptions(run).action(async (options) => {
       nodeName: options.nodeName ?? options.deviceId,
       logLevel: options.logLevel,
       logFormat: options.logFormat,
-      policy: policyFromOptions(options),
+      policy,
       agentUpdater,
     });
     let stopping = false;

@@ -46,6 +46,15 @@ export interface AgentOptions {
   agentUpdater?: AgentUpdater;
 }
 
+/**
+ * The policy with the state dir added to what the file driver may never read: it holds outboxes,
+ * status, downloads and sequence counters, none of which a manifest may read back.
+ */
+function withStateDirDenied(policy: OperatorPolicy, stateDir: string): OperatorPolicy {
+  const stateDirPrefix = `${path.resolve(stateDir)}/`;
+  return { ...policy, drivers: { ...policy.drivers, fileDenyPrefixes: [...policy.drivers.fileDenyPrefixes, stateDirPrefix] } };
+}
+
 export function defaultStateDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/sensorlet' : path.join(os.homedir(), '.local', 'state', 'sensorlet');
 }
@@ -69,7 +78,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   const router = new Router();
-  const policy = options.policy ?? defaultPolicy();
+  const policy = withStateDirDenied(options.policy ?? defaultPolicy(), options.stateDir);
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
   let nodeLabels: Record<string, string> = {};
 

@@ -9,6 +9,7 @@ import { systemClock } from '../observability/clock.js';
 import { SensorletError } from '../api/errors.js';
 import type { StoredResource } from '../api/resource.js';
 import type { Reading } from '../api/reading.js';
+import { defaultPolicy } from '../policy/policy.js';
 
 // A test device whose behaviour each test scripts: the runner is the code under test.
 let behaviour: (signal: AbortSignal) => Promise<{ value: number }[]> = async () => [{ value: 1 }];
@@ -25,7 +26,7 @@ function start(interval: string, timeout: string) {
   let seq = 0;
   const runner = new SensorRunner(resource(interval, timeout), {
     device: 'd', clock: systemClock, logger: silentLogger(), metrics: new Metrics(), status,
-    sequences: { register: () => undefined, next: () => ++seq }, policy: { allowCommandDriver: false, commandAllowlist: [] }, shared: new Map(),
+    sequences: { register: () => undefined, next: () => ++seq }, policy: defaultPolicy().drivers, shared: new Map(),
     emit: (_key, batch) => readings.push(...batch),
   });
   runner.start();
