@@ -50,7 +50,7 @@ export class FilePathPolicy {
    */
   refusal(realPath: string, shown: string): string | undefined {
     if (PER_PROCESS_PROC.test(realPath) || KEY_MATERIAL_NAME.test(path.basename(realPath)) || this.denied.some((prefix) => isUnder(realPath, prefix))) {
-      return `${shown} is never readable by the file driver (secrets, key material, process memory and environment, or the agent's own state); no flag allows it`;
+      return `${shown} is never readable by the file driver (secrets, key material, process memory and environment, or the agent's own state), and --file-allow-prefix cannot allow it`;
     }
     if (!this.allowed.some((prefix) => isUnder(realPath, prefix))) {
       return refusal(`${shown} is outside the paths the file driver may read`, `--file-allow-prefix`);
