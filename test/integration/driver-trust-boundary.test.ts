@@ -157,15 +157,8 @@ test('file and command Sensors never read or echo secrets; allowed files and pro
     ],
   });
   try {
-    // Every hostile Sensor is refused (or fails) with a named reason, and retried at least once.
-    const expectedReason = (name: string) => (name.startsWith('cmd-') ? (name.endsWith('nomatch') ? 'NoMatch' : name === 'cmd-stderr-shadow' ? 'CommandFailed' : 'BadFrame') : 'PathNotAllowed');
-    for (const name of hostile) await agent.waitForCondition('Sensor', name, 'Ready', 'False', expectedReason(name));
-    const resources = await agent.resources();
-    for (const name of hostile.filter((each) => !each.startsWith('cmd-'))) {
-      const ready = nodeOf(resources.find((r) => r.metadata.name === name))!.conditions.find((c) => c.type === 'Ready')!;
-      assert.match(ready.message, /--file-allow-prefix/, `${name}: the refusal names the flag`);
-      assert.equal(nodeOf(resources.find((r) => r.metadata.name === name))!.readings, undefined, `${name}: no readings`);
-    }
+    // Every hostile Sensor is refused (or fails), and is retried at least once before the search.
+    for (const name of hostile) await agent.waitForCondition('Sensor', name, 'Ready', 'False');
     // The legitimate Sensors produce their values.
     const value = async (name: string) =>
       waitFor(async () => nodeOf(await agent.resource('Sensor', name))?.lastReading?.value as number | undefined, { timeoutMs: 10_000, what: `${name} reading` });
@@ -186,6 +179,16 @@ test('file and command Sensors never read or echo secrets; allowed files and pro
         const piece = secret.slice(at, at + 12);
         assert.ok(!seen.includes(piece), `${label}: ${JSON.stringify(piece)} appeared in an output channel`);
       }
+    }
+    // Each with a named reason; the file driver's refusals name the flag and nothing was read.
+    const expectedReason = (name: string) => (name.startsWith('cmd-') ? (name.endsWith('nomatch') ? 'NoMatch' : name === 'cmd-stderr-shadow' ? 'CommandFailed' : 'BadFrame') : 'PathNotAllowed');
+    const resources = await agent.resources();
+    for (const name of hostile) {
+      const node = nodeOf(resources.find((r) => r.metadata.name === name))!;
+      const ready = node.conditions.find((c) => c.type === 'Ready')!;
+      assert.equal(ready.reason, expectedReason(name), `${name}: ${ready.message}`);
+      assert.equal(node.readings, undefined, `${name}: no readings`);
+      if (!name.startsWith('cmd-')) assert.match(ready.message, /--file-allow-prefix/, `${name}: the refusal names the flag`);
     }
   } finally {
     await agent.kill();
