@@ -144,7 +144,7 @@ export class SensorRunner {
     }
     if (this.driver.stream) {
       this.driver.stream({
-        emit: (samples) => this.accept(samples),
+        emit: (samples) => this.accept(samples, 0, this.rateRoom(this.deps.clock.now(), samples.length)),
         fail: (error) => this.fail(error),
         recovered: () => this.recover(),
       });
@@ -244,7 +244,6 @@ export class SensorRunner {
     const unit = spec.unit;
     const admit = this.admit;
     const now = this.deps.clock.now();
-    to = from + this.rateRoom(now, to - from);
     const readings: Reading[] = [];
     for (let i = from; i < to; i++) {
       const sample = samples[i];
@@ -283,13 +282,17 @@ export class SensorRunner {
   /**
    * How many of `offered` samples fit under the operator's readings-per-second cap; the rest are
    * dropped before they get a sequence number, and the Sensor says so. Polled Sensors are held to
-   * the cap before they start (scheduleRefusal); this bounds what a streaming device pushes.
+   * the cap before they start (scheduleRefusal: at most samplesPerRead per interval, so never
+   * over it on average, and jitter cannot make one drop readings); this bounds what a streaming
+   * device pushes, which no spec field predicts.
    */
   private rateRoom(now: number, offered: number): number {
     const cap = this.deps.policy.maxReadingsPerSecond;
     if (now - this.rateWindowStart >= RATE_WINDOW_MS) {
       this.rateWindowStart = now;
       this.rateWindowCount = 0;
+      // The count of the window that ended; during a window only its first drop is written.
+      if (this.droppedInWindow) this.deps.status.update(this.key, { facts: { droppedOverRateCap: this.droppedByRateCap } });
       this.droppedInWindow = false;
       if (this.rateLimited && offered <= cap) {
         this.rateLimited = false;
