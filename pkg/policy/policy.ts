@@ -75,6 +75,8 @@ export const ALWAYS_DENIED_FILE_PREFIXES: readonly string[] = [
   '/sys/kernel/security/',
   '/sys/kernel/tracing/',
   '/sys/kernel/config/',
+  // Reading it blocks while wakeup events are in progress, holding a libuv thread.
+  '/sys/power/wakeup_count',
 ];
 
 export const DEFAULT_MIN_INTERVAL_MS = 10;

@@ -2,6 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
 import { SensorletError } from '../../api/errors.js';
 import { driverContext } from '../../../test/support/driver-context.js';
 import { tempDir } from '../../../test/support/socat.js';
@@ -115,4 +116,51 @@ test('the default policy reads sysfs and /proc statistics', async () => {
   assert.ok(mtu.value! > 0);
   const [load] = await read({ path: '/proc/loadavg', pattern: '^(?<value>[0-9.]+) ' }, driverContext());
   assert.ok(load.value! >= 0);
+});
+
+test('only regular files: a FIFO or a device under an allowed prefix is refused without being opened', async () => {
+  const fifo = path.join(temp.dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  assert.equal(await code(read({ path: fifo })), 'PathNotAllowed');
+  assert.equal(await code(read({ path: '/dev/null' }, driverContext({ policy: { fileAllowPrefixes: ['/dev/'] } }))), 'PathNotAllowed');
+});
+
+test('a folder swapped for a symlink while reading is caught by the check of what was opened', async () => {
+  const outside = tempDir('sensorlet-file-race-');
+  const race = path.join(temp.dir, 'race');
+  mkdirSync(path.join(race, 'sub'), { recursive: true });
+  writeFileSync(path.join(race, 'sub', 'value'), '1\n');
+  writeFileSync(path.join(outside.dir, 'value'), '2\n');
+  // Another process swaps race/sub between the real folder and a symlink to the outside one, as
+  // fast as it can, for a bounded time.
+  const swapper = spawn(process.execPath, ['-e', `
+    const fs = require('fs'); const sub = ${JSON.stringify(path.join(race, 'sub'))};
+    const until = Date.now() + 3000;
+    while (Date.now() < until) {
+      try { fs.renameSync(sub, sub + '-real'); fs.symlinkSync(${JSON.stringify(outside.dir)}, sub); fs.unlinkSync(sub); fs.renameSync(sub + '-real', sub); } catch {}
+    }
+    try { fs.unlinkSync(sub); } catch {} try { fs.renameSync(sub + '-real', sub); } catch {}
+  `], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => swapper.once('exit', resolve));
+  const counts = { one: 0, two: 0, refused: 0, other: 0 };
+  try {
+    const driver = fileDriver.create({ path: path.join(race, 'sub', 'value') }, allowed());
+    const until = Date.now() + 2500;
+    while (Date.now() < until) {
+      try {
+        const [sample] = await driver.read!(AbortSignal.timeout(1000));
+        if (sample.value === 1) counts.one++;
+        else counts.two++;
+      } catch (error) {
+        if ((error as SensorletError).code === 'PathNotAllowed') counts.refused++;
+        else counts.other++;
+      }
+    }
+  } finally {
+    swapper.kill('SIGKILL');
+    await exited;
+    outside.remove();
+  }
+  assert.equal(counts.two, 0, `the outside file was read: ${JSON.stringify(counts)}`);
+  assert.ok(counts.one > 0 && counts.refused > 0, `both sides of the race were seen: ${JSON.stringify(counts)}`);
 });

@@ -11,7 +11,7 @@
 // is what is judged. A file with several hard links is refused, since a hard link has no "real"
 // path to judge, and only regular files are read (no FIFOs, sockets or devices).
 import { constants } from 'node:fs';
-import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { open, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { FieldError, Sensor } from '../../api/resource.js';
 import type { Sample } from '../../api/reading.js';
@@ -35,22 +35,25 @@ export function createFileDriver(config: FileConfig, context: DriverContext): Dr
   const policy = filePathPolicy(context.policy);
   const shown = config.path;
   const notAllowed = (why: string) => new SensorletError('PathNotAllowed', why);
+  const notAFile = `${shown} is not a regular file; the file driver reads only files (no devices, FIFOs or sockets)`;
 
   /** Opens the file when its real path is allowed; throws PathNotAllowed (nothing read) otherwise. */
   async function openAllowed(): Promise<FileHandle> {
     const resolved = await realpath(path.resolve(config.path));
     const before = policy.refusal(resolved, shown);
     if (before) throw notAllowed(before);
+    // Opening a device or a FIFO can have effects of its own (a tty raises DTR): not even that.
+    if (!(await stat(resolved)).isFile()) throw notAllowed(notAFile);
     const handle = await open(resolved, OPEN_FLAGS);
     try {
-      const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch((error: unknown) => {
+      const openedPath = await readlink(`/proc/self/fd/${handle.fd}`).catch((error: unknown) => {
         throw new SensorletError('ReadFailed', `${shown}: cannot confirm which file was opened (/proc/self/fd: ${messageOf(error)})`, { cause: error });
       });
-      const after = policy.refusal(opened, shown);
+      const after = policy.refusal(openedPath, shown);
       if (after) throw notAllowed(after);
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw notAllowed(`${shown} is not a regular file; the file driver reads only files`);
-      if (stat.nlink > 1) throw notAllowed(`${shown} has ${stat.nlink} hard links; the file driver reads only files with one`);
+      const opened = await handle.stat();
+      if (!opened.isFile()) throw notAllowed(notAFile);
+      if (opened.nlink > 1) throw notAllowed(`${shown} has ${opened.nlink} hard links; the file driver reads only files with one`);
       return handle;
     } catch (error) {
       await handle.close();
@@ -80,8 +83,8 @@ export function createFileDriver(config: FileConfig, context: DriverContext): Dr
         if (unresolved) throw notAllowed(unresolved);
         if (code === 'ENOENT' || code === 'ENOTDIR') throw new SensorletError('FileNotFound', `${config.path} does not exist`, { cause: error });
         if (code === 'EACCES' || code === 'EPERM') throw new SensorletError('PermissionDenied', `${config.path}: permission denied`, { cause: error });
-        // The resolved path was replaced by a symlink between the check and the open.
-        if (code === 'ELOOP') throw notAllowed(`${shown} changed into a symlink while being opened`);
+        // A symlink loop, or the resolved path was replaced by a symlink between the check and the open.
+        if (code === 'ELOOP') throw notAllowed(`${shown}: too many symlinks, or one appeared while the file was opened`);
         // sysfs answers EIO/ENODATA when the sensor behind the attribute fails.
         throw new SensorletError('ReadFailed', `${config.path}: ${code ?? messageOf(error)}`, { cause: error });
       }
