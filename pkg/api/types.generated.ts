@@ -258,14 +258,8 @@ export interface Sensor {
         offset?: number;
       };
     };
-    /**
-     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
-     */
-    interval?: string;
-    /**
-     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
-     */
-    timeout?: string;
+    interval?: Duration;
+    timeout?: Duration;
     /**
      * UCUM unit code, e.g. Cel, %RH, hPa.
      */
