@@ -4,7 +4,16 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import yaml from 'js-yaml';
-import { DEFAULT_CERTIFICATE_DIRECTORY, defaultPolicy, type OperatorPolicy } from '../../pkg/policy/policy.js';
+import { parseDuration } from '../../pkg/api/units.js';
+import {
+  DEFAULT_CERTIFICATE_DIRECTORY,
+  DEFAULT_FILE_ALLOW_PREFIXES,
+  DEFAULT_MAX_READINGS_PER_SECOND,
+  DEFAULT_MIN_INTERVAL_MS,
+  DEFAULT_MIN_TIMEOUT_MS,
+  defaultPolicy,
+  type OperatorPolicy,
+} from '../../pkg/policy/policy.js';
 
 /** A flag value the agent cannot start with; main prints it and exits 1. */
 export class PolicyFlagError extends Error {}
@@ -22,9 +31,18 @@ export function addPolicyOptions(command: Command): Command {
     .option('--firmware-command-allowlist <paths...>', 'with --allow-firmware-commands: the only programs install and rollback commands may run (exact paths)')
     .option('--firmware-trust-dir <dir>', 'standalone: the folder of PEM public keys that verify Firmware (signature.keyRef.name → DIR/<name>.pem)')
     .option('--firmware-trust-secret <name>', "cluster mode: the Secret in the agent's namespace whose <name>.pem entries verify Firmware")
-    .option('--agent-namespace <ns>', "cluster mode: the agent's own namespace (default: $POD_NAMESPACE, else the service account's)");
+    .option('--agent-namespace <ns>', "cluster mode: the agent's own namespace (default: $POD_NAMESPACE, else the service account's)")
+    .option(
+      '--file-allow-prefix <paths...>',
+      `the only files and folders the file driver may read, by real path; replaces the default (${DEFAULT_FILE_ALLOW_PREFIXES.join(' ')}). ` +
+        'Secrets, key material, per-process /proc entries and the state dir stay refused',
+    )
+    .option('--min-interval <duration>', 'the shortest spec.interval a Sensor may use', `${DEFAULT_MIN_INTERVAL_MS}ms`)
+    .option('--min-timeout <duration>', 'the shortest spec.timeout a Sensor may use', `${DEFAULT_MIN_TIMEOUT_MS}ms`)
+    .option('--max-readings-per-second <n>', 'the most readings one Sensor may produce per second', String(DEFAULT_MAX_READINGS_PER_SECOND));
 }
 
+/** The policy the flags describe; throws an Error naming the flag when a value is unusable. */
 export function policyFromOptions(options: Record<string, unknown>): OperatorPolicy {
   const policy = defaultPolicy();
   policy.drivers.allowCommandDriver = options.allowCommandDriver === true;
@@ -53,7 +71,33 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
   policy.firmware.trustDir = options.firmwareTrustDir as string | undefined;
   policy.firmware.trustSecret = options.firmwareTrustSecret as string | undefined;
   policy.firmware.agentNamespace = (options.agentNamespace as string | undefined) || process.env.POD_NAMESPACE || undefined;
+
+  const prefixes = options.fileAllowPrefix as string[] | undefined;
+  if (prefixes !== undefined) {
+    for (const prefix of prefixes) {
+      if (!path.isAbsolute(prefix)) throw new PolicyFlagError(`--file-allow-prefix ${JSON.stringify(prefix)} must be an absolute path`);
+    }
+    policy.drivers.fileAllowPrefixes = prefixes;
+  }
+  policy.drivers.minIntervalMs = durationFlag('--min-interval', options.minInterval, DEFAULT_MIN_INTERVAL_MS);
+  policy.drivers.minTimeoutMs = durationFlag('--min-timeout', options.minTimeout, DEFAULT_MIN_TIMEOUT_MS);
+  const rate = options.maxReadingsPerSecond === undefined ? DEFAULT_MAX_READINGS_PER_SECOND : Number(options.maxReadingsPerSecond);
+  if (!Number.isInteger(rate) || rate < 1) throw new PolicyFlagError(`--max-readings-per-second ${JSON.stringify(options.maxReadingsPerSecond)} must be a whole number of at least 1`);
+  policy.drivers.maxReadingsPerSecond = rate;
   return policy;
+}
+
+function durationFlag(flag: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  let ms: number;
+  try {
+    ms = parseDuration(String(value));
+  } catch (error) {
+    throw new PolicyFlagError(`${flag}: ${(error as Error).message}`);
+  }
+  // Zero would be no bound at all: a Sensor polling in a tight loop.
+  if (!(ms > 0)) throw new PolicyFlagError(`${flag} ${JSON.stringify(value)} must be greater than 0`);
+  return ms;
 }
 
 function readGrantsFile(file: string): Record<string, string[]> {

@@ -47,6 +47,17 @@ export interface AgentOptions {
   agentUpdater?: AgentUpdater;
 }
 
+/**
+ * The policy with the agent's own folders added to what the file driver may never read: the state
+ * dir (outboxes, status, downloads, sequence counters), the certificate folders and the Firmware
+ * trust store (key material), none of which a manifest may read back.
+ */
+function withAgentFoldersDenied(policy: OperatorPolicy, stateDir: string): OperatorPolicy {
+  const folders = [stateDir, ...policy.certificates.directories, ...(policy.firmware.trustDir ? [policy.firmware.trustDir] : [])];
+  const denied = folders.map((folder) => `${path.resolve(folder).replace(/\/+$/, '')}/`);
+  return { ...policy, drivers: { ...policy.drivers, fileDenyPrefixes: [...policy.drivers.fileDenyPrefixes, ...denied] } };
+}
+
 export function defaultStateDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/sensorlet' : path.join(os.homedir(), '.local', 'state', 'sensorlet');
 }
@@ -70,7 +81,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   const router = new Router();
-  const policy = options.policy ?? defaultPolicy();
+  const policy = withAgentFoldersDenied(options.policy ?? defaultPolicy(), options.stateDir);
   const cluster = !options.manifests;
   if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new Error('give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
   if (policy.firmware.trustSecret && !cluster) throw new Error('--firmware-trust-secret needs cluster mode; standalone, use --firmware-trust-dir DIR');

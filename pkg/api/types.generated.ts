@@ -229,7 +229,7 @@ export interface Sensor {
         offset?: number;
       };
       /**
-       * A value read from a file, e.g. /sys/class/thermal/thermal_zone0/temp.
+       * A value read from a file, e.g. /sys/class/thermal/thermal_zone0/temp. Only files whose real path the agent's --file-allow-prefix allows are read (default: /sys/ and a few /proc statistics).
        */
       file?: {
         path: string;

@@ -121,7 +121,7 @@ export function validateObject(object: Record<string, unknown>): ValidationResul
   };
   for (const error of semanticErrors(copy, inlined, patternNames)) add(error);
   // Plugin hooks assume a schema-valid config, so they run only once the schema is satisfied.
-  if (errors.length === 0) for (const error of pluginErrors(kind, copy)) add(error);
+  if (errors.length === 0) for (const error of [...scheduleErrors(kind, copy), ...pluginErrors(kind, copy)]) add(error);
   if (errors.length > 0) return { errors };
   const metadata = copy.metadata as Record<string, unknown>;
   metadata.namespace ??= DEFAULT_NAMESPACE;
@@ -333,6 +333,29 @@ function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, pat
     }
   };
   visit(object, schema, []);
+  return errors;
+}
+
+/**
+ * A Sensor's interval and timeout must be durations above zero: zero would poll in a tight loop or
+ * time out every read. How short they may be is the operator's (--min-interval, --min-timeout) and
+ * is checked by the agent that runs the Sensor.
+ */
+function scheduleErrors(kind: Kind, object: Record<string, unknown>): FieldError[] {
+  if (kind !== 'Sensor') return [];
+  const spec = object.spec as Record<string, unknown>;
+  const errors: FieldError[] = [];
+  for (const [field, flag] of [['interval', '--min-interval'], ['timeout', '--min-timeout']] as const) {
+    const value = spec[field];
+    if (typeof value !== 'string') continue;
+    let ms: number;
+    try {
+      ms = parseDuration(value);
+    } catch {
+      continue; // already reported as an invalid duration
+    }
+    if (!(ms > 0)) errors.push(fieldError(`spec.${field}`, `must be greater than 0 (got ${JSON.stringify(value)}); the agent's minimum is set by its ${flag} flag`));
+  }
   return errors;
 }
 

@@ -47,4 +47,10 @@ export interface DriverFactory<Config = unknown> {
   /** Checks the schema cannot express (regexes compile, offsets fit...). `path` is e.g. `spec.driver.serial`. */
   validate?(config: Config, path: string): FieldError[];
   create(config: Config, context: DriverContext): Driver;
+  /**
+   * The most samples one read returns for this config (1 when absent). With spec.interval it gives
+   * the readings per second the operator's cap (--max-readings-per-second) is checked against
+   * before the driver is created.
+   */
+  samplesPerRead?(config: Config): number;
 }

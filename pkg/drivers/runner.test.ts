@@ -9,6 +9,7 @@ import { systemClock } from '../observability/clock.js';
 import { SensorletError } from '../api/errors.js';
 import type { StoredResource } from '../api/resource.js';
 import type { Reading } from '../api/reading.js';
+import { defaultPolicy } from '../policy/policy.js';
 
 // A test device whose behaviour each test scripts: the runner is the code under test.
 let behaviour: (signal: AbortSignal) => Promise<{ value: number }[]> = async () => [{ value: 1 }];
@@ -25,7 +26,7 @@ function start(interval: string, timeout: string) {
   let seq = 0;
   const runner = new SensorRunner(resource(interval, timeout), {
     device: 'd', clock: systemClock, logger: silentLogger(), metrics: new Metrics(), status,
-    sequences: { register: () => undefined, next: () => ++seq }, policy: { allowCommandDriver: false, commandAllowlist: [] }, shared: new Map(),
+    sequences: { register: () => undefined, next: () => ++seq }, policy: defaultPolicy().drivers, shared: new Map(),
     emit: (_key, batch) => readings.push(...batch),
   });
   runner.start();
@@ -77,4 +78,58 @@ test('a failing driver backs off exponentially instead of hammering the device',
   // Without backoff: ~120 attempts. With 500 ms, 1 s...: 3 at most.
   assert.ok(attempts >= 2 && attempts <= 3, `${attempts} attempts`);
   assert.equal(condition('Degraded')?.reason, 'PortNotFound');
+});
+
+test('the operator limits: a schedule beyond them is refused before the driver exists, and a streaming flood is cut at the cap', async () => {
+  let created = 0;
+  let push: ((count: number) => void) | undefined;
+  registerDriver({
+    name: 'flood',
+    create: () => {
+      created++;
+      return {
+        stream(handlers) {
+          push = (count) => handlers.emit(Array.from({ length: count }, (_, i) => ({ value: i })));
+        },
+        async close() {},
+      };
+    },
+  });
+  const run = (interval: string, timeout: string, policy = defaultPolicy().drivers) => {
+    const status = new StatusStore('node', systemClock);
+    const readings: Reading[] = [];
+    let seq = 0;
+    const object = { apiVersion: 'sensorlet.io/v1alpha1', kind: 'Sensor', metadata: { name: 'f' }, spec: { driver: { flood: {} }, interval, timeout } } as any;
+    const runner = new SensorRunner(
+      { kind: 'Sensor', namespace: 'default', name: 'f', key: 'Sensor/default/f', generation: 1, labels: {}, object, raw: object, origin: {}, errors: [] },
+      { device: 'd', clock: systemClock, logger: silentLogger(), metrics: new Metrics(), status, sequences: { register: () => undefined, next: () => ++seq }, policy, shared: new Map(), emit: (_key, batch) => readings.push(...batch) },
+    );
+    runner.start();
+    const condition = (type: string) => status.get('Sensor/default/f')?.conditions.find((c) => c.type === type);
+    return { runner, readings, condition, status };
+  };
+
+  for (const [interval, timeout, reason] of [['1ms', '1s', 'IntervalTooShort'], ['1s', '1ms', 'TimeoutTooShort']]) {
+    const { runner, condition } = run(interval, timeout);
+    assert.equal(condition('Ready')?.reason, reason);
+    assert.match(condition('Ready')!.message, reason === 'IntervalTooShort' ? /--min-interval/ : /--min-timeout/);
+    await runner.stop();
+  }
+  assert.equal(created, 0, 'nothing ran');
+
+  const { runner, readings, condition, status } = run('1s', '1s', { ...defaultPolicy().drivers, maxReadingsPerSecond: 100 });
+  push!(60);
+  push!(60);
+  push!(60);
+  assert.equal(readings.length, 100);
+  assert.deepEqual(readings.map((r) => r.seq), readings.map((_r, i) => i + 1), 'dropped samples use no sequence numbers');
+  assert.equal(condition('Degraded')?.reason, 'ReadingRateLimited');
+  assert.match(condition('Degraded')!.message, /--max-readings-per-second/);
+  assert.equal(status.get('Sensor/default/f')?.facts.droppedOverRateCap, 20, 'the first drop of a second is reported at once');
+  await sleep(1050);
+  push!(10);
+  assert.equal(readings.length, 110, 'a new second has room again');
+  assert.equal(status.get('Sensor/default/f')?.facts.droppedOverRateCap, 80, 'and the whole count once the second is over');
+  assert.equal(condition('Degraded')?.status, 'False');
+  await runner.stop();
 });

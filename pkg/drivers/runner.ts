@@ -9,7 +9,8 @@ import type { StatusStore } from '../controller/status.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Clock } from '../observability/clock.js';
-import type { Driver, DriverPolicy } from './driver.js';
+import { refusal } from '../policy/policy.js';
+import type { Driver, DriverFactory, DriverPolicy } from './driver.js';
 import { driverFactory, selectedDriver } from './registry.js';
 
 export interface SequenceSource {
@@ -42,6 +43,36 @@ const BACKOFF_CAP_MS = 60_000;
  */
 const ACCEPT_SLICE = 1000;
 const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** The window over which the readings-per-second cap is counted. */
+const RATE_WINDOW_MS = 1000;
+
+/**
+ * Why a Sensor's schedule is outside the operator's bounds, or undefined. Checked before the driver
+ * is created, so nothing runs: a policy limit is the operator's to change, not the manifest's.
+ */
+export function scheduleRefusal(
+  spec: { interval?: string; timeout?: string },
+  driver: { name: string; config: unknown; factory: DriverFactory },
+  intervalMs: number,
+  timeoutMs: number,
+  policy: DriverPolicy,
+): SensorletError | undefined {
+  if (!(intervalMs >= policy.minIntervalMs)) {
+    const message = refusal(`spec.interval ${spec.interval ?? '5s'} is shorter than this agent's minimum of ${policy.minIntervalMs}ms`, '--min-interval');
+    return new SensorletError('IntervalTooShort', message, { terminal: true });
+  }
+  if (!(timeoutMs >= policy.minTimeoutMs)) {
+    const message = refusal(`spec.timeout ${spec.timeout ?? '2s'} is shorter than this agent's minimum of ${policy.minTimeoutMs}ms`, '--min-timeout');
+    return new SensorletError('TimeoutTooShort', message, { terminal: true });
+  }
+  const perRead = driver.factory.samplesPerRead?.(driver.config) ?? 1;
+  const perSecond = (perRead * 1000) / intervalMs;
+  if (perSecond > policy.maxReadingsPerSecond) {
+    const what = `${perRead} sample${perRead === 1 ? '' : 's'} per read every ${spec.interval ?? '5s'} is ${Math.round(perSecond)} readings per second, more than this agent's ${policy.maxReadingsPerSecond} per Sensor`;
+    return new SensorletError('ReadingRateTooHigh', refusal(what, '--max-readings-per-second'), { terminal: true });
+  }
+  return undefined;
+}
 
 export class SensorRunner {
   readonly key: string;
@@ -62,6 +93,12 @@ export class SensorRunner {
   private isoText = '';
   /** Sinks whose outbox is full under `whenFull: block`; the Sensor pauses while any is. */
   private readonly blockedBy = new Set<string>();
+  /** The readings-per-second cap: readings accepted in the current window, and samples dropped. */
+  private rateWindowStart = -Infinity;
+  private rateWindowCount = 0;
+  private rateLimited = false;
+  private droppedByRateCap = 0;
+  private droppedInWindow = false;
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
   private readonly admit: ((sample: Sample, now: number) => boolean) | undefined;
@@ -87,6 +124,8 @@ export class SensorRunner {
     this.setStatus({ type: 'Ready', status: 'False', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name });
     try {
       if (!factory) throw new SensorletError('DriverNotFound', `no driver named ${name} is built in`, { terminal: true });
+      const outside = scheduleRefusal(spec, { name, config, factory }, this.intervalMs, this.timeoutMs, this.deps.policy);
+      if (outside) throw outside;
       this.driver = factory.create(config, {
         sensor: { namespace: this.resource.namespace, name: this.resource.name },
         spec,
@@ -105,7 +144,7 @@ export class SensorRunner {
     }
     if (this.driver.stream) {
       this.driver.stream({
-        emit: (samples) => this.accept(samples),
+        emit: (samples) => this.accept(samples, 0, this.rateRoom(this.deps.clock.now(), samples.length)),
         fail: (error) => this.fail(error),
         recovered: () => this.recover(),
       });
@@ -230,6 +269,7 @@ export class SensorRunner {
       readings.push(reading);
     }
     if (readings.length === 0) return;
+    this.rateWindowCount += readings.length;
     this.readingsCount += readings.length;
     this.readingsCounter.inc(readings.length);
     const last = readings[readings.length - 1];
@@ -237,6 +277,46 @@ export class SensorRunner {
       facts: { lastReading: { time: last.time, value: last.value, values: last.values, seq: last.seq }, readings: this.readingsCount },
     });
     this.deps.emit(this.key, readings);
+  }
+
+  /**
+   * How many of `offered` samples fit under the operator's readings-per-second cap; the rest are
+   * dropped before they get a sequence number, and the Sensor says so. Polled Sensors are held to
+   * the cap before they start (scheduleRefusal: at most samplesPerRead per interval, so never
+   * over it on average, and jitter cannot make one drop readings); this bounds what a streaming
+   * device pushes, which no spec field predicts.
+   */
+  private rateRoom(now: number, offered: number): number {
+    const cap = this.deps.policy.maxReadingsPerSecond;
+    if (now - this.rateWindowStart >= RATE_WINDOW_MS) {
+      this.rateWindowStart = now;
+      this.rateWindowCount = 0;
+      // The count of the window that ended; during a window only its first drop is written.
+      if (this.droppedInWindow) this.deps.status.update(this.key, { facts: { droppedOverRateCap: this.droppedByRateCap } });
+      this.droppedInWindow = false;
+      if (this.rateLimited && offered <= cap) {
+        this.rateLimited = false;
+        this.deps.status.update(this.key, { conditions: [{ type: 'Degraded', status: 'False', reason: 'Reading', message: '' }] });
+      }
+    }
+    const room = Math.max(0, cap - this.rateWindowCount);
+    if (offered <= room) return offered;
+    this.droppedByRateCap += offered - room;
+    // Status is written once per window at most: a flood must not turn into a flood of writes.
+    if (!this.droppedInWindow) {
+      this.droppedInWindow = true;
+      const message = refusal(`the driver produced more than this agent's ${cap} readings per second per Sensor; the excess is dropped`, '--max-readings-per-second');
+      if (!this.rateLimited) {
+        this.logger.warn({ reason: 'ReadingRateLimited', cap }, 'sensor over its readings-per-second cap');
+        this.deps.metrics.errorsLogged.inc({ component: 'driver', reason: 'ReadingRateLimited' });
+      }
+      this.rateLimited = true;
+      this.deps.status.update(this.key, {
+        conditions: [{ type: 'Degraded', status: 'True', reason: 'ReadingRateLimited', message }],
+        facts: { droppedOverRateCap: this.droppedByRateCap },
+      });
+    }
+    return room;
   }
 
   private recover(): void {

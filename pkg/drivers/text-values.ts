@@ -3,6 +3,7 @@
 import type { FieldError } from '../api/resource.js';
 import type { Sample } from '../api/reading.js';
 import { SensorletError } from '../api/errors.js';
+import { describeUntrusted } from '../api/untrusted.js';
 
 export interface TextValueConfig {
   pattern?: string;
@@ -40,7 +41,7 @@ export function createTextParser(config: TextValueConfig): TextParser {
   const toNumber = (raw: string, name: string): number => {
     const trimmed = raw.trim();
     const number = trimmed === '' ? NaN : Number(trimmed);
-    if (!Number.isFinite(number)) throw new SensorletError('BadFrame', `${name} is not a number: ${JSON.stringify(excerpt(raw))}`);
+    if (!Number.isFinite(number)) throw new SensorletError('BadFrame', `${name} is not a number (${describeUntrusted(raw)})`);
     return number * scale + offset;
   };
 
@@ -55,9 +56,4 @@ export function createTextParser(config: TextValueConfig): TextParser {
     for (const [name, raw] of named) values[name] = toNumber(raw, name);
     return { values };
   };
-}
-
-/** A short, printable piece of untrusted input for error messages. */
-export function excerpt(text: string, max = 80): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
 }

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { LIBCOAP_SERVER } from '../support/libcoap.js';
 import { Mosquitto } from '../support/mosquitto.js';
 import { freePort, waitFor } from '../support/ports.js';
-import { AgentProcess, counterSensor, deliveredRate, manifestsDir, mqttSink } from './harness.js';
+import { BENCH_POLICY_ARGS, AgentProcess, counterSensor, deliveredRate, manifestsDir, mqttSink } from './harness.js';
 
 const WARMUP_MS = Number(process.env.BENCH_COAP_WARMUP_MS ?? 2000);
 const WINDOW_MS = Number(process.env.BENCH_COAP_WINDOW_MS ?? 4000);
@@ -60,7 +60,7 @@ spec:
 }
 
 async function agentRate(files: Record<string, string>, sink: string): Promise<number> {
-  const agent = await AgentProcess.start({ manifests: manifestsDir(files), deviceId: 'bench' });
+  const agent = await AgentProcess.start({ manifests: manifestsDir(files), deviceId: 'bench', extraArgs: BENCH_POLICY_ARGS });
   try {
     return await deliveredRate(agent, sink, WARMUP_MS, WINDOW_MS);
   } finally {

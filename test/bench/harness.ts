@@ -71,6 +71,12 @@ export function manifestsDir(files: Record<string, string>): string {
   return dir;
 }
 
+/**
+ * The benchmarks measure the pipeline with one Sensor offering far more than a real sensor would,
+ * so they lift the per-Sensor cap as an operator may (the default is 1000 readings per second).
+ */
+export const BENCH_POLICY_ARGS = ['--max-readings-per-second', '10000000'];
+
 export function counterSensor(name: string, interval: string, samplesPerRead: number, labels = '{ bench: "true" }'): string {
   return `apiVersion: sensorlet.io/v1alpha1
 kind: Sensor

@@ -7,7 +7,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { Mosquitto } from '../support/mosquitto.js';
 import { waitFor } from '../support/ports.js';
 import {
-  AgentProcess, counterSensor, cpuSeconds, deliveredRate, histogramQuantile, manifestsDir, median, metricValue, mqttSink, repeat, rssMb, sleep,
+  AgentProcess, BENCH_POLICY_ARGS, counterSensor, cpuSeconds, deliveredRate, histogramQuantile, manifestsDir, median, metricValue, mqttSink, repeat, rssMb, sleep,
 } from './harness.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -46,7 +46,7 @@ async function inFreshFolders<T>(files: Record<string, string>, run: (manifests:
 
 async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>): Promise<T> {
   return inFreshFolders(files, async (manifests, stateDir) => {
-    const agent = await AgentProcess.start({ manifests, stateDir, extraArgs: ['--log-level', 'warn'] });
+    const agent = await AgentProcess.start({ manifests, stateDir, extraArgs: [...BENCH_POLICY_ARGS, '--log-level', 'warn'] });
     try {
       return await run(agent);
     } finally {
@@ -160,7 +160,7 @@ async function backlogRun(broker: Mosquitto, target: number): Promise<BacklogFig
 
 /** Fills the outbox with `target` readings, holds it (twice), then restarts with the broker reachable and drains it. */
 async function fillHoldAndDrain(broker: Mosquitto, target: number, dir: string, stateDir: string): Promise<BacklogFigures> {
-  let agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
+  let agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: [...BENCH_POLICY_ARGS, '--log-level', 'error'] });
   let fillingRss = 0;
   let filled: number;
   let afterFillRss: number;
@@ -180,7 +180,7 @@ async function fillHoldAndDrain(broker: Mosquitto, target: number, dir: string, 
   }
   // Then an agent started on the backlog with the broker still unreachable, as a device that
   // restarts while offline: it holds the backlog (index in memory, readings on disk) and retries.
-  agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
+  agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: [...BENCH_POLICY_ARGS, '--log-level', 'error'] });
   let holding: number;
   let holdingRss: number;
   try {
@@ -193,7 +193,7 @@ async function fillHoldAndDrain(broker: Mosquitto, target: number, dir: string, 
   // Restart with the broker reachable and no new readings: time to ready, then the drain.
   writeFileSync(`${dir}/sink.yaml`, mqttSink('bench', broker.url, { maxReadings: 2000, maxDelay: '100ms' }));
   const started = performance.now();
-  agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: ['--log-level', 'error'] });
+  agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: [...BENCH_POLICY_ARGS, '--log-level', 'error'] });
   const readyMs = performance.now() - started;
   try {
     let drainingRss = 0;

@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AgentProcess, counterSensor, deliveredRate, manifestsDir, metricValue } from './harness.js';
+import { BENCH_POLICY_ARGS, AgentProcess, counterSensor, deliveredRate, manifestsDir, metricValue } from './harness.js';
 import { TestPki, spiffeId } from '../support/pki.js';
 import { replaceFile, startMtlsBroker, type MtlsBroker } from '../support/mtls-broker.js';
 import { waitFor } from '../support/ports.js';
@@ -41,7 +41,7 @@ ${tls ? `  tls: ${tls}\n` : ''}  batch: { maxReadings: 500, maxDelay: 50ms }
 
 async function withAgent<T>(files: Record<string, string>, run: (agent: AgentProcess) => Promise<T>, extraArgs: string[] = []): Promise<T> {
   const dir = manifestsDir(files);
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: ['--log-level', 'error', ...extraArgs] });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: [...BENCH_POLICY_ARGS, '--log-level', 'error', ...extraArgs] });
   try {
     return await run(agent);
   } finally {

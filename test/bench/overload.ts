@@ -7,7 +7,7 @@
 import { rmSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Mosquitto } from '../support/mosquitto.js';
-import { AgentProcess, counterSensor, manifestsDir, metricValue, rssMb, sleep } from './harness.js';
+import { BENCH_POLICY_ARGS, AgentProcess, counterSensor, manifestsDir, metricValue, rssMb, sleep } from './harness.js';
 
 export interface OverloadResult {
   /** Readings/s the Sensor produced over the window. */
@@ -54,7 +54,7 @@ export async function benchOverloadDetailed(brokerUrl?: string): Promise<Overloa
   const broker = brokerUrl ? undefined : await Mosquitto.start();
   const url = brokerUrl ?? broker!.url;
   const dir = manifestsDir({ 'sensor.yaml': counterSensor('counter', '10ms', 5000), 'sink.yaml': overloadSink(url) });
-  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: ['--log-level', 'error'] });
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'bench', extraArgs: [...BENCH_POLICY_ARGS, '--log-level', 'error'] });
   let peakRss = 0;
   try {
     const pid = agent.child.pid!;

@@ -11,6 +11,9 @@ import { waitFor } from '../support/ports.js';
 import { metricValue } from '../bench/harness.js';
 import { decodeChunk } from '../../pkg/outbox/chunk-file.js';
 
+/** The Sensor here offers 2000 readings per second, above the default per-Sensor cap: the operator raises it. */
+const HIGH_RATE = ['--max-readings-per-second', '20000'];
+
 /** A broker that keeps the test subscriber's session across its own restarts. */
 async function persistentBroker(): Promise<{ broker: Mosquitto; subscriber: Subscriber }> {
   const broker = await Mosquitto.start({ extraConfig: `persistence true\npersistence_location ${mkdtempSync(path.join(tmpdir(), 'mosq-db-'))}/\nautosave_interval 1` });
@@ -65,7 +68,7 @@ for (const whenFull of ['dropOldest', 'dropNewest', 'block'] as const) {
     const dir = mkdtempSync(path.join(tmpdir(), `sensorlet-${whenFull}-`));
     writeFileSync(path.join(dir, 'limits.yaml'), manifests(broker.url, whenFull, '256Ki'));
     await broker.stop();
-    const agent = await AgentProcess.start({ manifests: dir });
+    const agent = await AgentProcess.start({ manifests: dir, extraArgs: HIGH_RATE });
     try {
       await agent.waitForCondition('Sink', 'limited', 'BufferFull', 'True', undefined, 20_000);
       if (whenFull === 'block') {
@@ -128,7 +131,7 @@ test('a truncated chunk and a bit-flipped chunk are moved aside and counted; eve
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-corrupt-'));
   writeFileSync(path.join(dir, 'limits.yaml'), manifests(broker.url, 'dropNewest', '64Mi'));
   await broker.stop();
-  let agent = await AgentProcess.start({ manifests: dir });
+  let agent = await AgentProcess.start({ manifests: dir, extraArgs: HIGH_RATE });
   const chunksDir = path.join(agent.stateDir, 'outbox', 'default.limited', 'chunks');
   await waitFor(() => readdirSync(chunksDir).filter((file) => file.endsWith('.chunk')).length >= 12, { timeoutMs: 20_000, what: '12 sealed chunks' });
   assert.equal(await agent.stop(), 0);
@@ -142,7 +145,7 @@ test('a truncated chunk and a bit-flipped chunk are moved aside and counted; eve
   // Restart without the producing Sensor, with the broker up: only the backlog is delivered.
   writeFileSync(path.join(dir, 'limits.yaml'), manifests(broker.url, 'dropNewest', '64Mi').replace(/kind: Sensor\nmetadata: \{ name: fill[\s\S]*?---\n/, ''));
   await broker.restart();
-  agent = await AgentProcess.start({ manifests: dir, stateDir: agent.stateDir });
+  agent = await AgentProcess.start({ manifests: dir, stateDir: agent.stateDir, extraArgs: HIGH_RATE });
   try {
     await waitFor(async () => (await agent.resource('Sink', 'limited'))?.status.nodes[0]?.queued === 0, { timeoutMs: 30_000, what: 'backlog drained' });
     assert.equal(metricValue(await agent.metrics(), 'sensorlet_outbox_corrupt_chunks_total', 'sink="limited"'), 2);

@@ -14,6 +14,9 @@ import { AgentProcess, policyArgs } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { assertContiguous, counterSensor, isContiguous, mtlsSink, pemCertificate, seqsOf } from '../support/mtls-manifests.js';
 
+/** The Sensor here offers 3000 readings per second, above the default per-Sensor cap: the operator raises it. */
+const HIGH_RATE = ['--max-readings-per-second', '20000'];
+
 let pki: TestPki;
 let fixtures: ReturnType<typeof standardFixtures>;
 let mtls: MtlsBroker;
@@ -38,7 +41,7 @@ test('rotation under load: files renamed over while 3000 readings/s stream; reco
   ].join('---\n'));
   const connections = () => mtls.broker.output.split('\n').filter((line) => line.includes('New client connected') && line.includes("u'acme'")).length;
   const observer = await Subscriber.connect(mtls.plainUrl, '#');
-  const agent = await AgentProcess.start({ manifests, deviceId: 'gw-rot', extraArgs: policyArgs({ certificateDirs: [dir, pki.dir], tenantGrants: { default: ['acme'] } }) });
+  const agent = await AgentProcess.start({ manifests, deviceId: 'gw-rot', extraArgs: [...policyArgs({ certificateDirs: [dir, pki.dir], tenantGrants: { default: ['acme'] } }), ...HIGH_RATE] });
   try {
     await agent.waitForCondition('Sink', 'rotating', 'Connected', 'True');
     await observer.waitForReadings((readings) => readings.length >= 3000, 10_000, 'the stream is flowing');

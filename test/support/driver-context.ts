@@ -6,6 +6,7 @@ import type { DriverContext, DriverPolicy, StreamHandlers } from '../../pkg/driv
 import { systemClock } from '../../pkg/observability/clock.js';
 import { silentLogger } from '../../pkg/observability/logger.js';
 import { waitFor } from './ports.js';
+import { defaultPolicy } from '../../pkg/policy/policy.js';
 
 export function driverContext(options: {
   name?: string;
@@ -22,7 +23,7 @@ export function driverContext(options: {
     timeoutMs: options.timeoutMs ?? 1_000,
     clock: systemClock,
     logger: silentLogger(),
-    policy: { allowCommandDriver: false, commandAllowlist: [], ...options.policy },
+    policy: { ...defaultPolicy().drivers, ...options.policy },
     shared: options.shared ?? new Map(),
   };
 }

@@ -6,9 +6,10 @@ import { execFile } from 'node:child_process';
 import type { FieldError, Sensor } from '../../api/resource.js';
 import type { Sample } from '../../api/reading.js';
 import { SensorletError, messageOf } from '../../api/errors.js';
+import { describeUntrusted } from '../../api/untrusted.js';
 import type { Driver, DriverContext, DriverFactory, DriverPolicy } from '../driver.js';
 import { registerDriver } from '../registry.js';
-import { createTextParser, excerpt, validatePattern } from '../text-values.js';
+import { createTextParser, validatePattern } from '../text-values.js';
 import { abortError } from '../serialize.js';
 
 export type CommandConfig = NonNullable<Sensor['spec']['driver']['command']>;
@@ -52,19 +53,22 @@ export function createCommandDriver(config: CommandConfig, context: DriverContex
             if (code === 'ENOENT' || code === 'EACCES') {
               return reject(new SensorletError('CommandFailed', `${executable} cannot run: ${messageOf(error)}`, { cause: error }));
             }
+            // From here on no `cause`: execFile's error quotes the program's stdout and stderr.
             if ((error as { killed?: boolean }).killed) {
-              return reject(new SensorletError('Timeout', `${executable} did not finish within ${context.timeoutMs} ms`, { cause: error }));
+              return reject(new SensorletError('Timeout', `${executable} did not finish within ${context.timeoutMs} ms`));
             }
             if (code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
-              return reject(new SensorletError('CommandFailed', `${executable} wrote more than ${MAX_OUTPUT_BYTES} bytes`, { cause: error }));
+              return reject(new SensorletError('CommandFailed', `${executable} wrote more than ${MAX_OUTPUT_BYTES} bytes`));
             }
-            const detail = stderr.trim() ? `: ${excerpt(stderr.trim(), 200)}` : '';
-            reject(new SensorletError('CommandFailed', `${executable} exited with ${typeof code === 'number' ? code : (error as { signal?: string }).signal ?? code}${detail}`, { cause: error }));
+            // The program's output is never quoted: its arguments are the manifest's, and with
+            // `cat /etc/shadow` stderr and stdout would carry the file into status and logs.
+            const detail = stderr.length > 0 ? ` (stderr: ${describeUntrusted(stderr)})` : '';
+            reject(new SensorletError('CommandFailed', `${executable} exited with ${typeof code === 'number' ? code : (error as { signal?: string }).signal ?? code}${detail}`));
           },
         );
       });
       const sample = parse(stdout);
-      if (!sample) throw new SensorletError('NoMatch', `output of ${executable} did not match the pattern: ${JSON.stringify(excerpt(stdout))}`);
+      if (!sample) throw new SensorletError('NoMatch', `output of ${executable} (${describeUntrusted(stdout)}) did not match the pattern`);
       return [{ ...sample, time: context.clock.now() }];
     },
     async close() {},

@@ -3,7 +3,7 @@
 // pattern matches) rather than "somebody else's". During a request/response exchange the requester
 // gets every frame on its own.
 import { SensorletError } from '../../api/errors.js';
-import { excerpt } from '../text-values.js';
+import { describeUntrusted } from '../../api/untrusted.js';
 import type { Framer } from './framer.js';
 import type { PortState, SharedSerialPort } from './shared-port.js';
 
@@ -21,7 +21,6 @@ export class FrameHub {
   constructor(
     port: SharedSerialPort,
     readonly framer: Framer,
-    private readonly describe: (bytes: Buffer) => string,
   ) {
     port.subscribe({
       data: (chunk) => this.dispatch(chunk),
@@ -47,7 +46,7 @@ export class FrameHub {
       let claimed = false;
       for (const consumer of this.consumers) claimed = consumer.frame(event.bytes) || claimed;
       if (!claimed && this.consumers.size > 0) {
-        const error = new SensorletError('BadFrame', `frame matched no Sensor on this port: ${this.describe(event.bytes)}`);
+        const error = new SensorletError('BadFrame', `frame of ${describeUntrusted(event.bytes)} matched no Sensor on this port`);
         for (const consumer of this.consumers) consumer.bad(error);
       }
     }
@@ -57,13 +56,10 @@ export class FrameHub {
 const hubs = new WeakMap<SharedSerialPort, Map<string, FrameHub>>();
 
 /** The hub for one framing on one port; it lives as long as the port. */
-export function frameHub(port: SharedSerialPort, framingKey: string, createFramer: () => Framer, describe: (bytes: Buffer) => string): FrameHub {
+export function frameHub(port: SharedSerialPort, framingKey: string, createFramer: () => Framer): FrameHub {
   let byFraming = hubs.get(port);
   if (!byFraming) hubs.set(port, (byFraming = new Map()));
   let hub = byFraming.get(framingKey);
-  if (!hub) byFraming.set(framingKey, (hub = new FrameHub(port, createFramer(), describe)));
+  if (!hub) byFraming.set(framingKey, (hub = new FrameHub(port, createFramer())));
   return hub;
 }
-
-export const describeText = (bytes: Buffer): string => JSON.stringify(excerpt(bytes.toString('utf8')));
-export const describeBinary = (bytes: Buffer): string => excerpt(bytes.toString('hex'), 64);

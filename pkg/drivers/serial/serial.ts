@@ -11,7 +11,8 @@ import { createTextParser, validatePattern } from '../text-values.js';
 import { abortError, raceAbort } from '../serialize.js';
 import { FIELD_SIZE, readField, type FieldType } from './binary-fields.js';
 import { CHECKSUM_SIZE } from './checksum.js';
-import { describeBinary, describeText, frameHub, type FrameConsumer, type FrameHub } from './frame-hub.js';
+import { describeUntrusted } from '../../api/untrusted.js';
+import { frameHub, type FrameConsumer, type FrameHub } from './frame-hub.js';
 import { BinaryFramer, TextFramer, type BinaryLayout, type Framer } from './framer.js';
 import { acquireSharedPort, releaseSharedPort, type LineSettings, type SharedSerialPort } from './shared-port.js';
 
@@ -41,7 +42,7 @@ function createBinaryParser(binary: BinaryConfig): FrameParser {
     for (const field of binary.fields) {
       const type = field.type as FieldType;
       if (field.byteOffset + FIELD_SIZE[type] > frame.length - checksumWidth) {
-        throw new SensorletError('BadFrame', `frame of ${frame.length} bytes is too short for field ${field.name} at ${field.byteOffset}: ${describeBinary(frame)}`);
+        throw new SensorletError('BadFrame', `frame of ${frame.length} bytes is too short for field ${field.name} at ${field.byteOffset}`);
       }
       values[field.name] = readField(frame, field.byteOffset, type) * (field.scale ?? 1) + (field.offset ?? 0);
     }
@@ -56,14 +57,14 @@ function frameParser(config: SerialConfig): FrameParser {
   return (bytes) => parseText(bytes.toString('utf8').replace(/\r$/, ''));
 }
 
-function framing(config: SerialConfig): { key: string; create: () => Framer; describe: (bytes: Buffer) => string } {
+function framing(config: SerialConfig): { key: string; create: () => Framer } {
   const maxLength = config.frame.maxLength ?? DEFAULT_MAX_LENGTH;
   if (config.frame.binary) {
     const layout = binaryLayout(config.frame.binary, maxLength);
-    return { key: `binary:${JSON.stringify(layout)}`, create: () => new BinaryFramer(layout), describe: describeBinary };
+    return { key: `binary:${JSON.stringify(layout)}`, create: () => new BinaryFramer(layout) };
   }
   const delimiter = config.frame.delimiter ?? '\n';
-  return { key: `text:${JSON.stringify(delimiter)}:${maxLength}`, create: () => new TextFramer(delimiter, maxLength), describe: describeText };
+  return { key: `text:${JSON.stringify(delimiter)}:${maxLength}`, create: () => new TextFramer(delimiter, maxLength) };
 }
 
 function lineSettings(config: SerialConfig): LineSettings {
@@ -84,9 +85,9 @@ function requestBytes(config: SerialConfig): Buffer | undefined {
 export function createSerialDriver(config: SerialConfig, context: DriverContext): Driver {
   const logger = context.logger.child({ driver: 'serial', port: config.port });
   const parse = frameParser(config);
-  const { key, create, describe } = framing(config);
+  const { key, create } = framing(config);
   const port: SharedSerialPort = acquireSharedPort(context.shared, lineSettings(config), logger);
-  const hub: FrameHub = frameHub(port, key, create, describe);
+  const hub: FrameHub = frameHub(port, key, create);
   const counters = { frames: 0, badFrames: 0, unmatchedFrames: 0 };
   let closed = false;
   const request = requestBytes(config);
@@ -118,7 +119,7 @@ export function createSerialDriver(config: SerialConfig, context: DriverContext)
               else {
                 // Maybe an echo or a stray line: keep waiting, but say so if nothing better comes.
                 counters.unmatchedFrames++;
-                lastProblem = new SensorletError('NoMatch', `reply did not match the pattern: ${describe(bytes)}`);
+                lastProblem = new SensorletError('NoMatch', `reply (${describeUntrusted(bytes)}) did not match the pattern`);
               }
             } catch (error) {
               counters.badFrames++;

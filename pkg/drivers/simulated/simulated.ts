@@ -56,6 +56,7 @@ export const simulatedDriver: DriverFactory<SimulatedConfig> = {
     return [];
   },
   create: createSimulatedDriver,
+  samplesPerRead: (config) => config.samplesPerRead ?? 1,
 };
 
 registerDriver(simulatedDriver);

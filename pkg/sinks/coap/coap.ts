@@ -10,6 +10,7 @@
 import { sinkTlsOptions } from '../tls.js';
 import type tls from 'node:tls';
 import type { Reading } from '../../api/reading.js';
+import { describeUntrusted } from '../../api/untrusted.js';
 import type { Transport, TransportContext, TransportFactory } from '../transport.js';
 import { registerTransport } from '../registry.js';
 import { codeClass, codeString } from './codec.js';
@@ -120,7 +121,8 @@ export class CoapTransport implements Transport {
     const code = codeString(response.code);
     const klass = codeClass(response.code);
     if (klass === 2) return;
-    const detail = response.payload.length > 0 && response.payload.length < 200 ? `: ${response.payload.toString('utf8')}` : '';
+    // The payload is the peer's bytes, and a Sink may point at any service: counted, never quoted.
+    const detail = response.payload.length > 0 ? ` (diagnostic payload of ${describeUntrusted(response.payload)})` : '';
     if (klass === 4) {
       this.dropPermanently(code, `server answered ${code}${detail} for ${this.describe(planned)}`, planned.readings);
       return;

@@ -2,6 +2,7 @@
 // stream is reliable), a Capabilities and Settings Message (CSM) from each side first, Ping/Pong to
 // detect a dead peer, Release/Abort to end. Mutual TLS is node:tls with the Certificate's key.
 import { classifyTlsError } from '../../pki/tls-errors.js';
+import { describeUntrusted } from '../../api/untrusted.js';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Code, FrameReader, OptionNumber, encodeFrame, readUint, uintOption, type CoapMessage } from './codec.js';
@@ -155,7 +156,7 @@ export class StreamCoapClient {
         this.shutDown(new CoapTransportError('ConnectionReleased', `${this.describe()} released the connection`));
         return;
       case Code.Abort:
-        this.shutDown(new CoapTransportError('ConnectionAborted', `${this.describe()} aborted: ${message.payload.toString('utf8')}`));
+        this.shutDown(new CoapTransportError('ConnectionAborted', `${this.describe()} aborted the connection (diagnostic payload of ${describeUntrusted(message.payload)})`));
         return;
     }
     // Responses, and our Pongs, are matched by token.
