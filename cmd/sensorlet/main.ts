@@ -55,12 +55,6 @@ addPolicyOptions(run).action(async (options) => {
     if (options.manifests && shouldLaunch(options.stateDir, options.selfUpdate ?? false)) {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
-    let policy;
-    try {
-      policy = policyFromOptions(options);
-    } catch (error) {
-      program.error(`error: ${(error as Error).message}`);
-    }
     applyMemoryPolicy();
     // A start-up refusal (a bad flag, a trust folder that overlaps the state dir...) is one line, not a stack.
     const agent: Agent = await startAgent({
