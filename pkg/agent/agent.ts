@@ -115,7 +115,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let source: ResourceSource;
   let closeCluster = async () => {};
   if (options.manifests) {
-    source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }));
+    source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }), { allowLinksOutside: policy.manifests.allowLinksOutside });
   } else {
     const { startClusterMode } = await import('./cluster.js');
     const cluster = await startClusterMode(options, runtime, logger);

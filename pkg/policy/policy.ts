@@ -12,14 +12,22 @@ export interface DriverPolicy {
   commandAllowlist: string[];
 }
 
+/** What the manifests folder source may read. */
+export interface ManifestsPolicy {
+  /** Follow symbolic links whose target lies outside the manifests folder. */
+  allowLinksOutside: boolean;
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
+  manifests: ManifestsPolicy;
 }
 
 /** The policy of an agent started with no policy flags: nothing beyond the safe defaults. */
 export function defaultPolicy(): OperatorPolicy {
   return {
     drivers: { allowCommandDriver: false, commandAllowlist: [] },
+    manifests: { allowLinksOutside: false },
   };
 }
 
