@@ -1,0 +1,341 @@
+// The manifests folder as users really have it, through the real CLI (`run` and `validate`): a
+// Kubernetes ConfigMap volume and its atomic `..data` swap, symbolic links added while running,
+// and hostile entries (link loops, FIFOs, sockets, devices, links out of the folder, a 50 MB file,
+// files the agent may not read). Throughout, /healthz answers within 100 ms, a healthy Sensor keeps
+// producing, and SIGTERM exits 0 promptly.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AgentProcess, AGENT_NODE_FLAGS, CLI } from '../support/agent.js';
+import { writeConfigMapVolume } from '../support/configmap-volume.js';
+import { waitFor } from '../support/ports.js';
+
+const NOBODY = { uid: 65534, gid: 65534 };
+
+function sensor(name: string, interval = '100ms'): string {
+  return `apiVersion: sensorlet.io/v1alpha1
+kind: Sensor
+metadata: { name: ${name} }
+spec:
+  driver: { simulated: { waveform: counter } }
+  interval: ${interval}
+`;
+}
+
+/** A counter Sensor every 100 ms and a stdout Sink: its readings are the agent's stdout lines. */
+const STEADY = `${sensor('steady')}---
+apiVersion: sensorlet.io/v1alpha1
+kind: Sink
+metadata: { name: console }
+spec:
+  selector: {}
+  stdout: {}
+`;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function steadySeqs(agent: AgentProcess): number[] {
+  return agent.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { sensor: string; seq: number })
+    .filter((reading) => reading.sensor === 'steady')
+    .map((reading) => reading.seq);
+}
+
+async function sensorSet(agent: AgentProcess): Promise<string> {
+  return (await agent.resources())
+    .filter((item) => item.kind === 'Sensor')
+    .map((item) => `${item.metadata.name}@${item.metadata.generation}`)
+    .sort()
+    .join(',');
+}
+
+interface ListedError {
+  origin: { file?: string };
+  errors: { message: string; reason: string }[];
+}
+
+async function fileErrors(agent: AgentProcess): Promise<Map<string, ListedError['errors'][number]>> {
+  const body = (await (await fetch(`http://${agent.adminAddr}/api/v1/resources`)).json()) as { errors: ListedError[] };
+  return new Map(body.errors.map((error) => [path.basename(error.origin.file ?? ''), error.errors[0]]));
+}
+
+/** Polls /healthz every 50 ms; `stop()` returns the slowest answer and every failure. */
+function probeHealth(agent: AgentProcess) {
+  let running = true;
+  let slowestMs = 0;
+  const failures: string[] = [];
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      try {
+        const response = await fetch(`http://${agent.adminAddr}/healthz`, { signal: AbortSignal.timeout(2000) });
+        await response.arrayBuffer();
+        if (!response.ok) failures.push(`HTTP ${response.status}`);
+      } catch (error) {
+        failures.push(String(error));
+      }
+      slowestMs = Math.max(slowestMs, performance.now() - started);
+      await sleep(50);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { slowestMs, failures };
+    },
+  };
+}
+
+function rssMiB(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match![1]) / 1024;
+}
+
+/** A file of `mib` MiB that would parse as YAML (comments), written in 1 MiB steps. */
+function writeLargeFile(file: string, mib: number): void {
+  const line = `# ${'x'.repeat(1021)}\n`;
+  const block = line.repeat(1024);
+  const fd = openSync(file, 'w');
+  for (let written = 0; written < mib; written++) writeSync(fd, block);
+  closeSync(fd);
+}
+
+function validate(paths: string[], user?: { uid: number; gid: number }) {
+  return spawnSync(process.execPath, [...AGENT_NODE_FLAGS, CLI, 'validate', ...paths], { encoding: 'utf8', timeout: 30_000, ...user });
+}
+
+test('a ConfigMap volume loads at start-up; its atomic ..data swap applies as one change, and survives a restart', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-configmap-'));
+  const volume = path.join(root, 'manifests');
+  const stateDir = path.join(root, 'state');
+  await writeConfigMapVolume(volume, { 'steady.yaml': STEADY, 'changes.yaml': sensor('changes', '200ms'), 'removed.yaml': sensor('removed') });
+  let agent: AgentProcess | undefined;
+  try {
+    const checked = validate([volume]);
+    assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+    assert.match(checked.stderr, /^4 resource\(s\) valid/m, 'validate reads the files through the ..data links');
+
+    agent = await AgentProcess.start({ manifests: volume, stateDir });
+    const running = agent;
+    for (const name of ['steady', 'changes', 'removed']) await running.waitForCondition('Sensor', name, 'Ready', 'True');
+    const before = 'changes@1,removed@1,steady@1';
+    assert.equal(await sensorSet(running), before);
+    const steadySince = (await running.condition('Sensor', 'steady', 'Ready'))!.lastTransitionTime;
+    const changeLogsBefore = running.stderr.split('\n').filter((line) => line.includes('manifests changed')).length;
+
+    // Every state the API shows while the kubelet updates the volume, step by step.
+    const seen: string[] = [before];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const now = await sensorSet(running);
+        if (now !== seen[seen.length - 1]) seen.push(now);
+        await sleep(5);
+      }
+    })();
+    await writeConfigMapVolume(volume, { 'steady.yaml': STEADY, 'changes.yaml': sensor('changes', '300ms'), 'added.yaml': sensor('added') }, { stepDelayMs: 150 });
+    const after = 'added@1,changes@2,steady@1';
+    await waitFor(async () => (await sensorSet(running)) === after, { timeoutMs: 5000, what: 'the update applied' });
+    await sleep(300);
+    polling = false;
+    await poller;
+    assert.deepEqual(seen, [before, after], 'the API never showed a half-applied update');
+    const changeLogs = running.stderr.split('\n').filter((line) => line.includes('manifests changed')).slice(changeLogsBefore);
+    assert.equal(changeLogs.length, 1, `one change: ${changeLogs.join('\n')}`);
+    for (const file of ['added.yaml', 'changes.yaml', 'removed.yaml']) assert.ok(changeLogs[0].includes(path.join(volume, file)), `${file} in ${changeLogs[0]}`);
+    assert.ok(!changeLogs[0].includes('steady.yaml'), 'an unchanged file is not a change');
+    // The unchanged Sensor never stopped: same Ready transition, and no seq went missing.
+    assert.equal((await running.condition('Sensor', 'steady', 'Ready'))!.lastTransitionTime, steadySince);
+    steadySeqs(running).forEach((seq, index) => assert.equal(seq, index + 1));
+    assert.equal(readdirSync(volume).filter((name) => name.startsWith('..2')).length, 1, 'the old revision was removed');
+    assert.equal(await running.stop(), 0);
+
+    agent = await AgentProcess.start({ manifests: volume, stateDir });
+    await agent.waitForCondition('Sensor', 'added', 'Ready', 'True');
+    assert.equal(await sensorSet(agent), after, 'a restart loads the same set');
+  } finally {
+    await agent?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('links to files and folders added while running load, follow changes, and still load after a restart', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-links-'));
+  const dir = path.join(root, 'manifests');
+  const stateDir = path.join(root, 'state');
+  mkdirSync(path.join(dir, '.store', 'more'), { recursive: true });
+  writeFileSync(path.join(dir, 'steady.yaml'), STEADY);
+  writeFileSync(path.join(dir, '.store', 'linked.yaml'), sensor('linked'));
+  writeFileSync(path.join(dir, '.store', 'more', 'deep.yaml'), sensor('deep'));
+  let agent: AgentProcess | undefined;
+  try {
+    agent = await AgentProcess.start({ manifests: dir, stateDir });
+    await agent.waitForCondition('Sensor', 'steady', 'Ready', 'True');
+    symlinkSync('.store/linked.yaml', path.join(dir, 'linked.yaml'));
+    symlinkSync('.store/more', path.join(dir, 'more'));
+    await agent.waitForCondition('Sensor', 'linked', 'Ready', 'True', undefined, 5000);
+    await agent.waitForCondition('Sensor', 'deep', 'Ready', 'True', undefined, 5000);
+    // A change to the file behind a link, in a folder only reached through a link, is seen.
+    writeFileSync(path.join(dir, '.store', 'more', 'deep.yaml'), sensor('deep', '300ms'));
+    const running = agent;
+    await waitFor(async () => (await running.resource('Sensor', 'deep'))?.metadata.generation === 2, { timeoutMs: 5000, what: 'the linked file change applied' });
+    assert.equal(await agent.stop(), 0);
+
+    agent = await AgentProcess.start({ manifests: dir, stateDir });
+    await agent.waitForCondition('Sensor', 'linked', 'Ready', 'True');
+    assert.equal(await sensorSet(agent), 'deep@2,linked@1,steady@1', 'the links load at start-up as they did at runtime');
+    const checked = validate([dir]);
+    assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+    assert.match(checked.stderr, /^4 resource\(s\) valid/m);
+  } finally {
+    await agent?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB file each fail alone, at start-up and at runtime', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-hostile-'));
+  const dir = path.join(root, 'manifests');
+  mkdirSync(path.join(dir, 'sub'), { recursive: true });
+  writeFileSync(path.join(dir, 'steady.yaml'), STEADY);
+  // Present at start-up.
+  symlinkSync('..', path.join(dir, 'sub', 'up'));
+  symlinkSync('self.yaml', path.join(dir, 'self.yaml'));
+  spawnSync('mkfifo', [path.join(dir, 'fifo.yaml')]);
+  symlinkSync('/etc/passwd', path.join(dir, 'passwd.yaml'));
+  writeLargeFile(path.join(dir, 'big.yaml'), 50);
+  const socketServer = net.createServer();
+  let agent: AgentProcess | undefined;
+  try {
+    const expectedAtStart = {
+      'up': 'SymlinkLoop',
+      'self.yaml': 'SymlinkLoop',
+      'fifo.yaml': 'NotARegularFile',
+      'passwd.yaml': 'LinkOutsideManifests',
+      'big.yaml': 'ManifestTooLarge',
+    };
+    const checked = validate([dir]);
+    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
+    for (const file of Object.keys(expectedAtStart)) assert.match(checked.stdout, new RegExp(`^${dir}/(sub/)?${file.replace('.', '\\.')}: `, 'm'), `validate names ${file}`);
+    assert.ok(!checked.stdout.includes('root:'), 'nothing of a file outside the folder is shown');
+
+    agent = await AgentProcess.start({ manifests: dir });
+    const running = agent;
+    const health = probeHealth(running);
+    await running.waitForCondition('Sensor', 'steady', 'Ready', 'True');
+    const errors = await fileErrors(running);
+    for (const [file, reason] of Object.entries(expectedAtStart)) {
+      assert.equal(errors.get(file)?.reason, reason, `${file}: ${JSON.stringify(errors.get(file))}`);
+      assert.match(running.stderr, new RegExp(`"file":"${dir}/(sub/)?${file.replace('.', '\\.')}"`), `the log names ${file}`);
+    }
+    assert.match(errors.get('big.yaml')!.message, /52428800 bytes, over the 1048576-byte limit/);
+    assert.ok(rssMiB(running.child.pid!) < 150, `a 50 MB file costs no memory: RSS ${rssMiB(running.child.pid!)} MiB`);
+
+    // Added while running: the same errors, and a good file added beside them still loads.
+    const seqsBefore = steadySeqs(running).length;
+    spawnSync('mkfifo', [path.join(dir, 'late-fifo.yaml')]);
+    await new Promise<void>((resolve) => socketServer.listen(path.join(dir, 'socket.yaml'), resolve));
+    symlinkSync('../sub', path.join(dir, 'sub', 'again'));
+    writeLargeFile(path.join(dir, 'late-big.yaml'), 50);
+    if (process.getuid?.() === 0) spawnSync('mknod', [path.join(dir, 'zero.yaml'), 'c', '1', '5']);
+    writeFileSync(path.join(dir, 'late.yaml'), sensor('late'));
+    await running.waitForCondition('Sensor', 'late', 'Ready', 'True', undefined, 5000);
+    const expectedAtRuntime: Record<string, string> = {
+      'late-fifo.yaml': 'NotARegularFile',
+      'socket.yaml': 'NotARegularFile',
+      'again': 'SymlinkLoop',
+      'late-big.yaml': 'ManifestTooLarge',
+      ...(process.getuid?.() === 0 ? { 'zero.yaml': 'NotARegularFile' } : {}),
+    };
+    const later = await waitFor(async () => {
+      const now = await fileErrors(running);
+      return Object.keys(expectedAtRuntime).every((file) => now.has(file)) ? now : undefined;
+    }, { timeoutMs: 5000, what: 'errors of the files added at runtime' });
+    for (const [file, reason] of Object.entries(expectedAtRuntime)) assert.equal(later.get(file)?.reason, reason, `${file}: ${JSON.stringify(later.get(file))}`);
+    assert.ok(rssMiB(running.child.pid!) < 150, `RSS ${rssMiB(running.child.pid!)} MiB`);
+    await sleep(1000);
+    assert.ok(steadySeqs(running).length >= seqsBefore + 8, `the healthy Sensor kept producing: ${steadySeqs(running).length - seqsBefore} readings`);
+
+    const { slowestMs, failures } = await health.stop();
+    assert.deepEqual(failures, []);
+    assert.ok(slowestMs < 100, `/healthz answered within 100 ms (slowest ${slowestMs.toFixed(1)} ms)`);
+    // With FIFOs in the folder, SIGTERM still exits 0 at once.
+    const stopping = performance.now();
+    assert.equal(await running.stop(), 0, running.stderr.slice(-2000));
+    assert.ok(performance.now() - stopping < 2000, `stopped in ${(performance.now() - stopping).toFixed(0)} ms`);
+  } finally {
+    await agent?.kill();
+    socketServer.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('an agent that is not root skips files it may not read, names them, and loads them once readable', async () => {
+  // Root ignores file modes, so the agent runs as nobody (spawn's uid/gid: setgid, setgroups(0), setuid).
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-unreadable-'));
+  chmodSync(root, 0o755);
+  const dir = path.join(root, 'manifests');
+  const stateDir = path.join(root, 'state');
+  mkdirSync(path.join(dir, 'private'), { recursive: true, mode: 0o755 });
+  mkdirSync(stateDir);
+  chownSync(stateDir, NOBODY.uid, NOBODY.gid);
+  writeFileSync(path.join(dir, 'steady.yaml'), STEADY, { mode: 0o644 });
+  writeFileSync(path.join(dir, 'secret.yaml'), sensor('secret'), { mode: 0o644 });
+  writeFileSync(path.join(dir, 'private', 'hidden.yaml'), sensor('hidden'), { mode: 0o644 });
+  chmodSync(path.join(dir, 'secret.yaml'), 0o000);
+  chmodSync(path.join(dir, 'private'), 0o700);
+  let agent: AgentProcess | undefined;
+  try {
+    const checked = validate([dir], NOBODY);
+    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
+    assert.match(checked.stdout, new RegExp(`^${dir}/secret\\.yaml: .*permission denied \\(EACCES\\)`, 'm'));
+    assert.match(checked.stdout, new RegExp(`^${dir}/private: .*permission denied \\(EACCES\\)`, 'm'));
+
+    agent = await AgentProcess.start({ manifests: dir, stateDir, user: NOBODY });
+    const running = agent;
+    const health = probeHealth(running);
+    await running.waitForCondition('Sensor', 'steady', 'Ready', 'True');
+    const errors = await fileErrors(running);
+    assert.equal(errors.get('secret.yaml')?.reason, 'ManifestUnreadable');
+    assert.match(errors.get('secret.yaml')!.message, /permission denied \(EACCES\)/);
+    assert.equal(errors.get('private')?.reason, 'ManifestUnreadable');
+    assert.match(running.stderr, new RegExp(`"file":"${dir}/secret\\.yaml"`));
+
+    // Readable now: it loads, as it would at start-up; unreadable again: it goes, with its error back.
+    chmodSync(path.join(dir, 'secret.yaml'), 0o644);
+    await running.waitForCondition('Sensor', 'secret', 'Ready', 'True', undefined, 5000);
+    assert.ok(!(await fileErrors(running)).has('secret.yaml'));
+    chmodSync(path.join(dir, 'secret.yaml'), 0o000);
+    await waitFor(async () => (await running.resource('Sensor', 'secret')) === undefined && (await fileErrors(running)).has('secret.yaml'), { timeoutMs: 5000, what: 'secret.yaml unloaded with its error' });
+
+    const seqs = steadySeqs(running).length;
+    await sleep(500);
+    assert.ok(steadySeqs(running).length > seqs, 'the healthy Sensor keeps producing');
+    const { slowestMs, failures } = await health.stop();
+    assert.deepEqual(failures, []);
+    assert.ok(slowestMs < 100, `/healthz answered within 100 ms (slowest ${slowestMs.toFixed(1)} ms)`);
+    assert.equal(await running.stop(), 0, running.stderr.slice(-2000));
+  } finally {
+    await agent?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('validate warns when a path holds no manifests', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-empty-'));
+  try {
+    writeFileSync(path.join(dir, 'notes.txt'), 'not a manifest');
+    const checked = validate([dir]);
+    assert.equal(checked.status, 0);
+    assert.match(checked.stderr, new RegExp(`warning: ${dir}: no manifests found`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
