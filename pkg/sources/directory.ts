@@ -14,7 +14,7 @@ import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
-import { listManifestFiles, readManifestFile, MAX_MANIFEST_FILE_BYTES, type FileProblem, type ListOptions, type ManifestListing } from './manifest-files.js';
+import { isManifestFile, listManifestFiles, readManifestFile, MAX_MANIFEST_FILE_BYTES, type FileProblem, type ListOptions, type ManifestListing } from './manifest-files.js';
 import { fileProblemDocument, parseManifestText } from './manifest-parser.js';
 import type { ResourceSource, SourceDocument, SourceListener } from './source.js';
 
@@ -22,8 +22,11 @@ import type { ResourceSource, SourceDocument, SourceListener } from './source.js
 const SETTLE_MS = 60;
 /** A folder that never stops changing is still scanned this often. */
 const MAX_SETTLE_MS = 500;
-/** Scans in a row that saw the folder change under them before one is applied anyway. */
-const MAX_TORN_SCANS = 5;
+/**
+ * A folder that keeps changing for longer than this while it is read is applied as read (with a
+ * warning): an update never starves for ever. The kubelet's updates take milliseconds.
+ */
+const MAX_UNSETTLED_MS = 10_000;
 
 export interface DirectorySourceOptions extends ListOptions {
   maxFileBytes?: number;
@@ -35,6 +38,13 @@ interface Loaded {
   /** Hash of the text (or of the problem): an unchanged file is not handed over again. */
   digest: string;
   problem?: FileProblem;
+}
+
+/** Same files with the same fingerprints, same problems. */
+function sameListing(a: ManifestListing, b: ManifestListing): boolean {
+  const files = (listing: ManifestListing) => listing.files.map((file) => `${file.file}\0${file.fingerprint}`).join('\n');
+  const problems = (listing: ManifestListing) => listing.problems.map((problem) => `${problem.file}\0${problem.code}`).join('\n');
+  return files(a) === files(b) && problems(a) === problems(b);
 }
 
 function digest(text: string): string {
@@ -52,7 +62,8 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
   let settleTimer: NodeJS.Timeout | undefined;
   let firstUnscannedChange: number | undefined;
   let scanQueued = false;
-  let tornScans = 0;
+  /** When the first of the scans in a row that saw the folder change under them started. */
+  let unsettledSince: number | undefined;
   let scans: Promise<void> = Promise.resolve();
 
   /** One scan; false when the folder changed under it and nothing was applied. */
@@ -76,7 +87,10 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
         if (previous) next.set(file.file, previous);
         continue;
       }
-      if ('gone' in result) continue;
+      if ('gone' in result) {
+        torn = true;
+        continue;
+      }
       if ('problem' in result) {
         problems.push(result.problem);
         continue;
@@ -91,11 +105,18 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
       if (loaded.get(problem.file)?.digest !== entry.digest) changes.set(problem.file, [fileProblemDocument(problem)]);
     }
     for (const origin of loaded.keys()) if (!next.has(origin)) changes.set(origin, []);
-    // Watch events already queued by the kernel are delivered before this resumes.
+    // What was read is one state of the folder only if the folder still lists the same files (a
+    // file skipped because its fingerprint had not moved was not checked by a read) and no watch
+    // event came in meanwhile; events already queued by the kernel are delivered before this resumes.
+    if (!torn) torn = !sameListing(listing, await listManifestFiles(dir, options));
     await nextTurn();
     if (stopped) return true;
-    if ((torn || changeCount !== changesBefore) && ++tornScans < MAX_TORN_SCANS) return false;
-    tornScans = 0;
+    if (torn || changeCount !== changesBefore) {
+      unsettledSince ??= Date.now();
+      if (Date.now() - unsettledSince < MAX_UNSETTLED_MS) return false;
+      logger.warn({ dir, seconds: MAX_UNSETTLED_MS / 1000 }, 'the manifests folder kept changing while being read: applying it as read');
+    }
+    unsettledSince = undefined;
     apply(next, changes);
     watchFolders(listing);
     return true;
@@ -140,7 +161,11 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
     }
   };
 
-  const onChange = (): void => {
+  const onChange = (_event?: string, name?: string | Buffer | null): void => {
+    // Names that cannot matter (notes.txt, an editor's .x.swp) do not disturb a scan; folders
+    // (no extension), manifests and the kubelet's `..data` and revision folders do.
+    const entry = typeof name === 'string' ? name : undefined;
+    if (entry && !isManifestFile(entry) && !entry.startsWith('..') && path.extname(entry) !== '') return;
     changeCount++;
     schedule();
   };
@@ -179,7 +204,7 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
       const root = await realpath(dir);
       // Watched before the first scan, so that an update during it is noticed.
       watchFolders({ folders: [root], files: [], problems: [] });
-      // The scan is retried until it sees the folder at rest (bounded: see MAX_TORN_SCANS).
+      // The scan is retried until it sees the folder at rest (bounded: see MAX_UNSETTLED_MS).
       for (let attempt = 0; !(await scan(false)) && !stopped; attempt++) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       if (loaded.size === 0) logger.warn({ dir }, 'no manifest files (*.yaml, *.yml, *.json) in the manifests folder');
       listener.synced();

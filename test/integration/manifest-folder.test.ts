@@ -118,10 +118,6 @@ test('a ConfigMap volume loads at start-up; its atomic ..data swap applies as on
   await writeConfigMapVolume(volume, { 'steady.yaml': STEADY, 'changes.yaml': sensor('changes', '200ms'), 'removed.yaml': sensor('removed') });
   let agent: AgentProcess | undefined;
   try {
-    const checked = validate([volume]);
-    assert.equal(checked.status, 0, checked.stdout + checked.stderr);
-    assert.match(checked.stderr, /^4 resource\(s\) valid/m, 'validate reads the files through the ..data links');
-
     agent = await AgentProcess.start({ manifests: volume, stateDir });
     const running = agent;
     for (const name of ['steady', 'changes', 'removed']) await running.waitForCondition('Sensor', name, 'Ready', 'True');
@@ -160,6 +156,60 @@ test('a ConfigMap volume loads at start-up; its atomic ..data swap applies as on
     agent = await AgentProcess.start({ manifests: volume, stateDir });
     await agent.waitForCondition('Sensor', 'added', 'Ready', 'True');
     assert.equal(await sensorSet(agent), after, 'a restart loads the same set');
+    const checked = validate([volume]);
+    assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+    assert.match(checked.stderr, /^4 resource\(s\) valid/m, 'validate reads the files through the ..data links');
+  } finally {
+    await agent?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('back-to-back ConfigMap updates never show a mix of two revisions', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-configmap-burst-'));
+  const volume = path.join(root, 'manifests');
+  const FILES = 20;
+  // Every file changes in every revision: a scan that read some files before a swap and some after
+  // would show Sensors of two revisions at once.
+  const revision = (number: number) =>
+    Object.fromEntries(
+      Array.from({ length: FILES }, (_, index) => [
+        `s${index}.yaml`,
+        `apiVersion: sensorlet.io/v1alpha1\nkind: Sensor\nmetadata: { name: s${index}, labels: { revision: "${number}" } }\nspec:\n  driver: { simulated: {} }\n  interval: 1s\n`,
+      ]),
+    );
+  await writeConfigMapVolume(volume, revision(0));
+  let agent: AgentProcess | undefined;
+  try {
+    agent = await AgentProcess.start({ manifests: volume });
+    const running = agent;
+    const revisionsShown = async () => new Set((await running.resources()).map((item) => item.metadata.labels?.revision));
+    await waitFor(async () => (await running.resources()).length === FILES, { what: 'revision 0 loaded' });
+    const changeLogsBefore = running.stderr.split('\n').filter((line) => line.includes('manifests changed')).length;
+    let polling = true;
+    const mixes: string[] = [];
+    const poller = (async () => {
+      while (polling) {
+        const shown = await revisionsShown();
+        if (shown.size !== 1) mixes.push([...shown].join('+'));
+        await sleep(2);
+      }
+    })();
+    for (let number = 1; number <= 40; number++) {
+      await writeConfigMapVolume(volume, revision(number));
+      await sleep(number % 4 === 0 ? 80 : 15);
+    }
+    await waitFor(async () => {
+      const shown = await revisionsShown();
+      return shown.size === 1 && shown.has('40');
+    }, { timeoutMs: 5000, what: 'the last revision applied' });
+    polling = false;
+    await poller;
+    assert.deepEqual(mixes, [], 'no state mixed two revisions: ' + running.stderr.split('\n').filter((line) => line.includes('manifests changed')).map((line) => JSON.parse(line).files.length).join(' '));
+    const changeLogs = running.stderr.split('\n').filter((line) => line.includes('manifests changed')).slice(changeLogsBefore);
+    assert.ok(changeLogs.length >= 1);
+    for (const line of changeLogs) assert.equal((JSON.parse(line) as { files: string[] }).files.length, FILES, line);
+    assert.equal(await running.stop(), 0);
   } finally {
     await agent?.kill();
     rmSync(root, { recursive: true, force: true });
@@ -200,7 +250,7 @@ test('links to files and folders added while running load, follow changes, and s
   }
 });
 
-test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB file each fail alone, at start-up and at runtime', async () => {
+test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB file each fail alone, at start-up and at runtime', async (t) => {
   const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-hostile-'));
   const dir = path.join(root, 'manifests');
   mkdirSync(path.join(dir, 'sub'), { recursive: true });
@@ -221,11 +271,6 @@ test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB f
       'passwd.yaml': 'LinkOutsideManifests',
       'big.yaml': 'ManifestTooLarge',
     };
-    const checked = validate([dir]);
-    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
-    for (const file of Object.keys(expectedAtStart)) assert.match(checked.stdout, new RegExp(`^${dir}/(sub/)?${file.replace('.', '\\.')}: `, 'm'), `validate names ${file}`);
-    assert.ok(!checked.stdout.includes('root:'), 'nothing of a file outside the folder is shown');
-
     agent = await AgentProcess.start({ manifests: dir });
     const running = agent;
     const health = probeHealth(running);
@@ -264,12 +309,20 @@ test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB f
     assert.ok(steadySeqs(running).length >= seqsBefore + 8, `the healthy Sensor kept producing: ${steadySeqs(running).length - seqsBefore} readings`);
 
     const { slowestMs, failures } = await health.stop();
+    t.diagnostic(`slowest /healthz ${slowestMs.toFixed(1)} ms; agent RSS ${rssMiB(running.child.pid!).toFixed(0)} MiB`);
     assert.deepEqual(failures, []);
     assert.ok(slowestMs < 100, `/healthz answered within 100 ms (slowest ${slowestMs.toFixed(1)} ms)`);
     // With FIFOs in the folder, SIGTERM still exits 0 at once.
     const stopping = performance.now();
     assert.equal(await running.stop(), 0, running.stderr.slice(-2000));
     assert.ok(performance.now() - stopping < 2000, `stopped in ${(performance.now() - stopping).toFixed(0)} ms`);
+
+    const checked = validate([dir]);
+    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
+    for (const file of [...Object.keys(expectedAtStart), ...Object.keys(expectedAtRuntime)]) {
+      assert.match(checked.stdout, new RegExp(`^${dir}/(sub/)?${file.replace('.', '\\.')}: `, 'm'), `validate names ${file}`);
+    }
+    assert.ok(!checked.stdout.includes('root:'), 'nothing of a file outside the folder is shown');
   } finally {
     await agent?.kill();
     socketServer.close();
@@ -277,7 +330,7 @@ test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB f
   }
 });
 
-test('an agent that is not root skips files it may not read, names them, and loads them once readable', async () => {
+test('an agent that is not root skips files it may not read, names them, and loads them once readable', async (t) => {
   // Root ignores file modes, so the agent runs as nobody (spawn's uid/gid: setgid, setgroups(0), setuid).
   const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-unreadable-'));
   chmodSync(root, 0o755);
@@ -293,11 +346,6 @@ test('an agent that is not root skips files it may not read, names them, and loa
   chmodSync(path.join(dir, 'private'), 0o700);
   let agent: AgentProcess | undefined;
   try {
-    const checked = validate([dir], NOBODY);
-    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
-    assert.match(checked.stdout, new RegExp(`^${dir}/secret\\.yaml: .*permission denied \\(EACCES\\)`, 'm'));
-    assert.match(checked.stdout, new RegExp(`^${dir}/private: .*permission denied \\(EACCES\\)`, 'm'));
-
     agent = await AgentProcess.start({ manifests: dir, stateDir, user: NOBODY });
     const running = agent;
     const health = probeHealth(running);
@@ -319,9 +367,15 @@ test('an agent that is not root skips files it may not read, names them, and loa
     await sleep(500);
     assert.ok(steadySeqs(running).length > seqs, 'the healthy Sensor keeps producing');
     const { slowestMs, failures } = await health.stop();
+    t.diagnostic(`slowest /healthz ${slowestMs.toFixed(1)} ms; agent RSS ${rssMiB(running.child.pid!).toFixed(0)} MiB`);
     assert.deepEqual(failures, []);
     assert.ok(slowestMs < 100, `/healthz answered within 100 ms (slowest ${slowestMs.toFixed(1)} ms)`);
     assert.equal(await running.stop(), 0, running.stderr.slice(-2000));
+
+    const checked = validate([dir], NOBODY);
+    assert.equal(checked.status, 1, checked.stdout + checked.stderr);
+    assert.match(checked.stdout, new RegExp(`^${dir}/secret\\.yaml: .*permission denied \\(EACCES\\)`, 'm'));
+    assert.match(checked.stdout, new RegExp(`^${dir}/private: .*permission denied \\(EACCES\\)`, 'm'));
   } finally {
     await agent?.kill();
     rmSync(root, { recursive: true, force: true });
