@@ -16,8 +16,8 @@
 // - Size is checked on the open descriptor before reading, and the read itself is bounded.
 // - A link that leads nowhere is absent, not an error: the kubelet leaves a removed file's link
 //   dangling for a moment during its update.
-import { constants, type BigIntStats } from 'node:fs';
-import { open, readdir, realpath, stat } from 'node:fs/promises';
+import { constants, type BigIntStats, type Dirent } from 'node:fs';
+import { open, opendir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Files over this are refused unread: the largest real manifest set is a few hundred KiB. */
@@ -25,6 +25,8 @@ export const MAX_MANIFEST_FILE_BYTES = 1024 * 1024;
 const MAX_FOLDER_DEPTH = 16;
 const MAX_FOLDERS = 1000;
 const MAX_FILES = 10_000;
+/** Entries of every kind, read as a stream: a folder of a million names must not cost their memory. */
+const MAX_ENTRIES = 100_000;
 
 export const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
 
@@ -138,6 +140,7 @@ export async function listManifestFiles(target: string, options: ListOptions = {
     return listing;
   }
   let budgetExceeded = false;
+  let entriesRead = 0;
   const exceed = (message: string) => {
     if (!budgetExceeded) listing.problems.push({ file: target, code: 'ManifestFolderTooLarge', message });
     budgetExceeded = true;
@@ -146,9 +149,12 @@ export async function listManifestFiles(target: string, options: ListOptions = {
   const visit = async (dir: string, real: string, ancestors: readonly string[]): Promise<void> => {
     if (listing.folders.length >= MAX_FOLDERS) return exceed(`more than ${MAX_FOLDERS} folders: the rest are not read`);
     listing.folders.push(real);
-    let entries;
+    const entries: Dirent[] = [];
     try {
-      entries = await readdir(dir, { withFileTypes: true });
+      for await (const entry of await opendir(dir)) {
+        if (++entriesRead > MAX_ENTRIES) return exceed(`more than ${MAX_ENTRIES} entries: the rest are not read`);
+        entries.push(entry);
+      }
     } catch (error) {
       listing.problems.push(unreadable(dir, error));
       return;
