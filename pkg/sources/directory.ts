@@ -170,12 +170,12 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
     schedule();
   };
 
-  const schedule = (delayMs = SETTLE_MS): void => {
+  const schedule = (): void => {
     if (stopped) return;
     const now = Date.now();
     firstUnscannedChange ??= now;
     clearTimeout(settleTimer);
-    settleTimer = setTimeout(runScheduledScan, Math.max(0, Math.min(delayMs, firstUnscannedChange + MAX_SETTLE_MS - now)));
+    settleTimer = setTimeout(runScheduledScan, Math.max(0, Math.min(SETTLE_MS, firstUnscannedChange + MAX_SETTLE_MS - now)));
   };
 
   /** Scans run one at a time; changes during a scan queue one more. */
@@ -205,7 +205,7 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
       // Watched before the first scan, so that an update during it is noticed.
       watchFolders({ folders: [root], files: [], problems: [] });
       // The scan is retried until it sees the folder at rest (bounded: see MAX_UNSETTLED_MS).
-      for (let attempt = 0; !(await scan(false)) && !stopped; attempt++) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      while (!(await scan(false)) && !stopped) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       if (loaded.size === 0) logger.warn({ dir }, 'no manifest files (*.yaml, *.yml, *.json) in the manifests folder');
       listener.synced();
     },
