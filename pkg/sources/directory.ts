@@ -30,6 +30,8 @@ const MAX_UNSETTLED_MS = 10_000;
 
 export interface DirectorySourceOptions extends ListOptions {
   maxFileBytes?: number;
+  /** Reports how many entries are skipped now, by reason (each skip is also logged when it appears). */
+  onSkipped?: (countsByReason: Map<string, number>) => void;
 }
 
 /** What the source last handed over for one origin. */
@@ -129,6 +131,9 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
       else if (documents.length === 0) logger.info({ file: origin }, 'manifest file removed');
     }
     loaded = next;
+    const skipped = new Map<string, number>();
+    for (const entry of next.values()) if (entry.problem) skipped.set(entry.problem.code, (skipped.get(entry.problem.code) ?? 0) + 1);
+    options.onSkipped?.(skipped);
     if (changes.size === 0) return;
     if (listener) listener.replaceMany(changes);
     logger.info({ files: [...changes.keys()] }, `manifests changed: ${changes.size} file(s) applied as one change`);

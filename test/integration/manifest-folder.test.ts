@@ -305,6 +305,7 @@ test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB f
     }, { timeoutMs: 5000, what: 'errors of the files added at runtime' });
     for (const [file, reason] of Object.entries(expectedAtRuntime)) assert.equal(later.get(file)?.reason, reason, `${file}: ${JSON.stringify(later.get(file))}`);
     assert.ok(rssMiB(running.child.pid!) < 150, `RSS ${rssMiB(running.child.pid!)} MiB`);
+    assert.match(await running.metrics(), /^sensorlet_manifest_files_skipped\{reason="NotARegularFile"\} [3-9]$/m);
     await sleep(1000);
     assert.ok(steadySeqs(running).length >= seqsBefore + 8, `the healthy Sensor kept producing: ${steadySeqs(running).length - seqsBefore} readings`);
 
