@@ -8,9 +8,10 @@
 // checkout renaming a folder) arrive as one change with no intermediate state, and it makes the
 // runtime rules the start-up rules: the loaded set is always a function of the folder as it is.
 // A scan during which anything changed may have seen half an update; it is discarded and repeated.
+// The same holds when the manifests path is itself a link swapped to another folder.
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { lstat, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
@@ -139,9 +140,13 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
     logger.info({ files: [...changes.keys()] }, `manifests changed: ${changes.size} file(s) applied as one change`);
   };
 
+  /** When the manifests path is itself a link (`current -> releases/v2`), its swap shows in its parent. */
+  let rootLinkParent: string | undefined;
+
   /** Watches every folder the scan read and every folder a file really lives in (links resolved). */
   const watchFolders = (listing: ManifestListing): void => {
     const wanted = new Set([...listing.folders, ...listing.files.map((file) => path.dirname(file.real))]);
+    if (rootLinkParent) wanted.add(rootLinkParent);
     for (const [folder, watcher] of watchers) {
       if (!wanted.has(folder)) {
         watcher.close();
@@ -207,6 +212,7 @@ export function createDirectorySource(dir: string, logger: Logger, options: Dire
       listener = target;
       // A folder that is not there is a wrong flag, not an empty set: start-up fails, as it always did.
       const root = await realpath(dir);
+      if ((await lstat(dir)).isSymbolicLink()) rootLinkParent = path.dirname(dir);
       // Watched before the first scan, so that an update during it is noticed.
       watchFolders({ folders: [root], files: [], problems: [] });
       // The scan is retried until it sees the folder at rest (bounded: see MAX_UNSETTLED_MS).

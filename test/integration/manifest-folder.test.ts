@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -244,6 +244,43 @@ test('links to files and folders added while running load, follow changes, and s
     const checked = validate([dir]);
     assert.equal(checked.status, 0, checked.stdout + checked.stderr);
     assert.match(checked.stderr, /^4 resource\(s\) valid/m);
+  } finally {
+    await agent?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a manifests path that is a link swapped to another folder (an atomic deploy) applies the new folder as one change', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-release-'));
+  mkdirSync(path.join(root, 'releases', 'v1'), { recursive: true });
+  mkdirSync(path.join(root, 'releases', 'v2'), { recursive: true });
+  for (const release of ['v1', 'v2']) writeFileSync(path.join(root, 'releases', release, 'steady.yaml'), STEADY);
+  writeFileSync(path.join(root, 'releases', 'v1', 'old.yaml'), sensor('old'));
+  writeFileSync(path.join(root, 'releases', 'v2', 'new.yaml'), sensor('new'));
+  const current = path.join(root, 'current');
+  symlinkSync('releases/v1', current);
+  let agent: AgentProcess | undefined;
+  try {
+    agent = await AgentProcess.start({ manifests: current });
+    const running = agent;
+    await running.waitForCondition('Sensor', 'old', 'Ready', 'True');
+    const seen: string[] = [await sensorSet(running)];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const now = await sensorSet(running);
+        if (now !== seen[seen.length - 1]) seen.push(now);
+        await sleep(5);
+      }
+    })();
+    symlinkSync('releases/v2', path.join(root, 'current.tmp'));
+    renameSync(path.join(root, 'current.tmp'), current);
+    await waitFor(async () => (await sensorSet(running)) === 'new@1,steady@1', { timeoutMs: 5000, what: 'the new release applied' });
+    await sleep(200);
+    polling = false;
+    await poller;
+    assert.deepEqual(seen, ['old@1,steady@1', 'new@1,steady@1']);
+    assert.equal(await running.stop(), 0);
   } finally {
     await agent?.kill();
     rmSync(root, { recursive: true, force: true });
