@@ -16,6 +16,18 @@ import { waitFor } from '../support/ports.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 
+/**
+ * How to run the agent so that file modes bind it. Root ignores them, so: as nobody when nobody can
+ * read the CLI (the checkout may sit under a private home), else as root without the two
+ * capabilities that bypass them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). Both are kernel checks.
+ */
+function unprivileged(): { user?: { uid: number; gid: number }; wrapper?: string[]; how: string } {
+  const probe = spawnSync(process.execPath, ['-e', `require('node:fs').accessSync(${JSON.stringify(CLI)}, 4)`], { ...NOBODY, timeout: 10_000 });
+  if (probe.status === 0) return { user: NOBODY, how: 'as nobody (uid 65534)' };
+  const drop = '-dac_override,-dac_read_search';
+  return { wrapper: ['setpriv', `--bounding-set=${drop}`, `--inh-caps=${drop}`], how: 'as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH' };
+}
+
 function sensor(name: string, interval = '100ms'): string {
   return `apiVersion: sensorlet.io/v1alpha1
 kind: Sensor
@@ -107,8 +119,9 @@ function writeLargeFile(file: string, mib: number): void {
   closeSync(fd);
 }
 
-function validate(paths: string[], user?: { uid: number; gid: number }) {
-  return spawnSync(process.execPath, [...AGENT_NODE_FLAGS, CLI, 'validate', ...paths], { encoding: 'utf8', timeout: 30_000, ...user });
+function validate(paths: string[], runAs: { user?: { uid: number; gid: number }; wrapper?: string[] } = {}) {
+  const [command, ...args] = [...(runAs.wrapper ?? []), process.execPath, ...AGENT_NODE_FLAGS, CLI, 'validate', ...paths];
+  return spawnSync(command, args, { encoding: 'utf8', timeout: 30_000, ...runAs.user });
 }
 
 test('a ConfigMap volume loads at start-up; its atomic ..data swap applies as one change, and survives a restart', async () => {
@@ -287,6 +300,40 @@ test('a manifests path that is a link swapped to another folder (an atomic deplo
   }
 });
 
+test('a link out of the manifests folder is followed only with --allow-manifest-links-outside', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-outside-'));
+  const dir = path.join(root, 'manifests');
+  mkdirSync(path.join(root, 'shared'), { recursive: true });
+  mkdirSync(dir);
+  writeFileSync(path.join(dir, 'steady.yaml'), STEADY);
+  writeFileSync(path.join(root, 'shared', 'site.yaml'), sensor('site'));
+  symlinkSync('../shared/site.yaml', path.join(dir, 'site.yaml'));
+  let agent: AgentProcess | undefined;
+  try {
+    const refused = validate([dir]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stdout, new RegExp(`^${dir}/site\\.yaml: .*--allow-manifest-links-outside`, 'm'));
+    const allowed = spawnSync(process.execPath, [CLI, 'validate', '--allow-manifest-links-outside', dir], { encoding: 'utf8' });
+    assert.equal(allowed.status, 0, allowed.stdout + allowed.stderr);
+
+    agent = await AgentProcess.start({ manifests: dir });
+    await agent.waitForCondition('Sensor', 'steady', 'Ready', 'True');
+    assert.equal((await fileErrors(agent)).get('site.yaml')?.reason, 'LinkOutsideManifests');
+    assert.equal(await agent.resource('Sensor', 'site'), undefined);
+    assert.equal(await agent.stop(), 0);
+
+    agent = await AgentProcess.start({ manifests: dir, extraArgs: ['--allow-manifest-links-outside'] });
+    await agent.waitForCondition('Sensor', 'site', 'Ready', 'True');
+    // Its folder is watched: a change there applies.
+    writeFileSync(path.join(root, 'shared', 'site.yaml'), sensor('site', '300ms'));
+    const running = agent;
+    await waitFor(async () => (await running.resource('Sensor', 'site'))?.metadata.generation === 2, { timeoutMs: 5000, what: 'the change behind the link applied' });
+  } finally {
+    await agent?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB file each fail alone, at start-up and at runtime', async (t) => {
   const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-hostile-'));
   const dir = path.join(root, 'manifests');
@@ -369,22 +416,26 @@ test('link loops, FIFOs, sockets, devices, links out of the folder and a 50 MB f
 });
 
 test('an agent that is not root skips files it may not read, names them, and loads them once readable', async (t) => {
-  // Root ignores file modes, so the agent runs as nobody (spawn's uid/gid: setgid, setgroups(0), setuid).
+  const runAs = unprivileged();
+  t.diagnostic(`agent and validate run ${runAs.how}`);
   const root = mkdtempSync(path.join(tmpdir(), 'sensorlet-unreadable-'));
   chmodSync(root, 0o755);
   const dir = path.join(root, 'manifests');
   const stateDir = path.join(root, 'state');
   mkdirSync(path.join(dir, 'private'), { recursive: true, mode: 0o755 });
   mkdirSync(stateDir);
-  chownSync(stateDir, NOBODY.uid, NOBODY.gid);
+  chownSync(stateDir, runAs.user?.uid ?? 0, runAs.user?.gid ?? 0);
   writeFileSync(path.join(dir, 'steady.yaml'), STEADY, { mode: 0o644 });
   writeFileSync(path.join(dir, 'secret.yaml'), sensor('secret'), { mode: 0o644 });
   writeFileSync(path.join(dir, 'private', 'hidden.yaml'), sensor('hidden'), { mode: 0o644 });
   chmodSync(path.join(dir, 'secret.yaml'), 0o000);
+  // Someone else's private folder (its owner may read it; the agent, as nobody or as root without
+  // the capabilities, may not).
+  chownSync(path.join(dir, 'private'), 1, 1);
   chmodSync(path.join(dir, 'private'), 0o700);
   let agent: AgentProcess | undefined;
   try {
-    agent = await AgentProcess.start({ manifests: dir, stateDir, user: NOBODY });
+    agent = await AgentProcess.start({ manifests: dir, stateDir, user: runAs.user, wrapper: runAs.wrapper });
     const running = agent;
     const health = probeHealth(running);
     await running.waitForCondition('Sensor', 'steady', 'Ready', 'True');
@@ -410,7 +461,7 @@ test('an agent that is not root skips files it may not read, names them, and loa
     assert.ok(slowestMs < 100, `/healthz answered within 100 ms (slowest ${slowestMs.toFixed(1)} ms)`);
     assert.equal(await running.stop(), 0, running.stderr.slice(-2000));
 
-    const checked = validate([dir], NOBODY);
+    const checked = validate([dir], runAs);
     assert.equal(checked.status, 1, checked.stdout + checked.stderr);
     assert.match(checked.stdout, new RegExp(`^${dir}/secret\\.yaml: .*permission denied \\(EACCES\\)`, 'm'));
     assert.match(checked.stdout, new RegExp(`^${dir}/private: .*permission denied \\(EACCES\\)`, 'm'));
