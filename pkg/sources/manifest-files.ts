@@ -20,7 +20,10 @@ import { constants, type BigIntStats, type Dirent } from 'node:fs';
 import { open, opendir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
-/** Files over this are refused unread: the largest real manifest set is a few hundred KiB. */
+/**
+ * Files over this are refused unread. 1 MiB is also all a whole Kubernetes ConfigMap may hold; 1000
+ * Sensors take about 200 KiB. A larger set splits into several files.
+ */
 export const MAX_MANIFEST_FILE_BYTES = 1024 * 1024;
 const MAX_FOLDER_DEPTH = 16;
 const MAX_FOLDERS = 1000;
@@ -281,5 +284,5 @@ export async function readManifestFile(file: ManifestFile, maxBytes = MAX_MANIFE
 }
 
 function tooLarge(file: string, size: string, maxBytes: number): FileProblem {
-  return { file, code: 'ManifestTooLarge', message: `${size}, over the ${maxBytes}-byte limit of a manifest file: not read` };
+  return { file, code: 'ManifestTooLarge', message: `${size}, over the ${maxBytes}-byte limit of a manifest file: not read (split it into several files)` };
 }
