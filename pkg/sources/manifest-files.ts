@@ -144,17 +144,20 @@ export async function listManifestFiles(target: string, options: ListOptions = {
   }
   let budgetExceeded = false;
   let entriesRead = 0;
+  let foldersVisited = 0;
   const exceed = (message: string) => {
     if (!budgetExceeded) listing.problems.push({ file: target, code: 'ManifestFolderTooLarge', message });
     budgetExceeded = true;
   };
 
   const visit = async (dir: string, real: string, ancestors: readonly string[]): Promise<void> => {
-    if (listing.folders.length >= MAX_FOLDERS) return exceed(`more than ${MAX_FOLDERS} folders: the rest are not read`);
-    listing.folders.push(real);
+    if (++foldersVisited > MAX_FOLDERS) return exceed(`more than ${MAX_FOLDERS} folders: the rest are not read`);
     const entries: Dirent[] = [];
     try {
-      for await (const entry of await opendir(dir)) {
+      const handle = await opendir(dir);
+      // Watched once readable; a change of its mode shows in its parent, which is watched.
+      listing.folders.push(real);
+      for await (const entry of handle) {
         if (++entriesRead > MAX_ENTRIES) return exceed(`more than ${MAX_ENTRIES} entries: the rest are not read`);
         entries.push(entry);
       }
