@@ -96,8 +96,9 @@ program
   .command('validate')
   .description('validate manifests; prints FILE[:LINE]: KIND/NAME: FIELD.PATH: message per error')
   .argument('<paths...>', 'files or folders')
-  .action(async (paths: string[]) => {
-    process.exitCode = await validateCommand(paths);
+  .option('--allow-manifest-links-outside', 'follow symbolic links that lead out of a folder given (as `run` does with the same flag)')
+  .action(async (paths: string[], options: { allowManifestLinksOutside?: boolean }) => {
+    process.exitCode = await validateCommand(paths, { allowLinksOutside: options.allowManifestLinksOutside === true });
   });
 
 program

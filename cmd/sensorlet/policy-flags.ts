@@ -39,7 +39,8 @@ export function addPolicyOptions(command: Command): Command {
     )
     .option('--min-interval <duration>', 'the shortest spec.interval a Sensor may use', `${DEFAULT_MIN_INTERVAL_MS}ms`)
     .option('--min-timeout <duration>', 'the shortest spec.timeout a Sensor may use', `${DEFAULT_MIN_TIMEOUT_MS}ms`)
-    .option('--max-readings-per-second <n>', 'the most readings one Sensor may produce per second', String(DEFAULT_MAX_READINGS_PER_SECOND));
+    .option('--max-readings-per-second <n>', 'the most readings one Sensor may produce per second', String(DEFAULT_MAX_READINGS_PER_SECOND))
+    .option('--allow-manifest-links-outside', 'follow symbolic links in the manifests folder that lead out of it (off: a manifest author could link any file the agent can read)');
 }
 
 /** The policy the flags describe; throws an Error naming the flag when a value is unusable. */
@@ -84,6 +85,7 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
   const rate = options.maxReadingsPerSecond === undefined ? DEFAULT_MAX_READINGS_PER_SECOND : Number(options.maxReadingsPerSecond);
   if (!Number.isInteger(rate) || rate < 1) throw new PolicyFlagError(`--max-readings-per-second ${JSON.stringify(options.maxReadingsPerSecond)} must be a whole number of at least 1`);
   policy.drivers.maxReadingsPerSecond = rate;
+  policy.manifests.allowLinksOutside = options.allowManifestLinksOutside === true;
   return policy;
 }
 

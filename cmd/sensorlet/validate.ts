@@ -1,24 +1,21 @@
 // `sensorlet validate PATH...`: the checks `run` applies, for CI and GitOps pipelines. Files given
 // together are validated as one set, as `run` would load them (duplicates and references span files).
-import { readFile } from 'node:fs/promises';
+// Folders are walked by the rules of the folder source (links, size cap, special files), with the
+// same per-file errors.
 import { formatValidationLines, validateDocuments } from '../../pkg/api/validate-set.js';
-import { parseManifestText, readManifestFiles } from '../../pkg/sources/manifest-parser.js';
+import { readManifestDocuments } from '../../pkg/sources/manifest-parser.js';
+import type { ListOptions } from '../../pkg/sources/manifest-files.js';
 import type { SourceDocument } from '../../pkg/sources/source.js';
 
-export async function validateCommand(paths: string[]): Promise<number> {
+export async function validateCommand(paths: string[], options: ListOptions = {}): Promise<number> {
   const documents: SourceDocument[] = [];
-  const problems: string[] = [];
   for (const target of paths) {
-    let files: string[];
-    try {
-      files = await readManifestFiles(target);
-    } catch (error) {
-      problems.push(`${target}: cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-      continue;
-    }
-    for (const file of files) documents.push(...parseManifestText(file, await readFile(file, 'utf8')));
+    const found = await readManifestDocuments([target], undefined, options);
+    // An empty set is valid, but rarely what was meant (a wrong path, links not followed).
+    if (found.length === 0) console.error(`warning: ${target}: no manifests found (*.yaml, *.yml, *.json)`);
+    documents.push(...found);
   }
-  problems.push(...formatValidationLines(validateDocuments(documents)));
+  const problems = formatValidationLines(validateDocuments(documents));
   for (const line of problems) console.log(line);
   if (problems.length === 0) console.error(`${documents.length} resource(s) valid`);
   return problems.length === 0 ? 0 : 1;

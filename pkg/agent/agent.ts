@@ -132,7 +132,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let source: ResourceSource;
   let closeCluster = async () => {};
   if (options.manifests) {
-    source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }));
+    source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }), {
+      allowLinksOutside: policy.manifests.allowLinksOutside,
+      onSkipped: (counts) => {
+        metrics.manifestFilesSkipped.reset();
+        for (const [reason, count] of counts) metrics.manifestFilesSkipped.set({ reason }, count);
+      },
+    });
   } else {
     const { startClusterMode } = await import('./cluster.js');
     const cluster = await startClusterMode(options, runtime, logger);

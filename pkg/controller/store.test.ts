@@ -64,3 +64,17 @@ test('the first listing is validated once, when the source says it is complete',
   assert.equal(store.get('Sensor/default/s')!.generation, 1);
   assert.deepEqual(changes, [['Sensor/default/s']]);
 });
+
+test('replaceMany applies several origins as one change: a Sensor moved between files never disappears', () => {
+  const store = new ResourceStore();
+  store.synced();
+  store.replace('a.yaml', [sensor('1s')]);
+  const changes: string[][] = [];
+  store.onChange((keys) => changes.push(keys));
+  const moved = { ...sensor('1s'), origin: { file: 'b.yaml', line: 1 } };
+  store.replaceMany(new Map([['a.yaml', []], ['b.yaml', [moved]]]));
+  assert.deepEqual(changes, [], 'the same Sensor in another file is no change');
+  assert.equal(store.get('Sensor/default/s')!.origin.file, 'b.yaml');
+  store.replaceMany(new Map([['b.yaml', [sensor('2s')]], ['c.yaml', [{ ...sensor('1s'), object: { ...sensor('1s').object, metadata: { name: 't' } } }]]]));
+  assert.deepEqual(changes, [['Sensor/default/s', 'Sensor/default/t']]);
+});

@@ -52,8 +52,14 @@ export class ResourceStore implements SourceListener {
   }
 
   replace(origin: string, documents: SourceDocument[]): void {
-    if (documents.length === 0) this.origins.delete(origin);
-    else this.origins.set(origin, documents);
+    this.replaceMany(new Map([[origin, documents]]));
+  }
+
+  replaceMany(changes: ReadonlyMap<string, SourceDocument[]>): void {
+    for (const [origin, documents] of changes) {
+      if (documents.length === 0) this.origins.delete(origin);
+      else this.origins.set(origin, documents);
+    }
     // The first listing arrives one origin at a time; validating the whole set after each would
     // cost O(origins²). It is validated once, when the source says the listing is complete.
     if (this.isSynced) this.revalidate();

@@ -33,6 +33,12 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
     registers: [this.registry],
   });
+  readonly manifestFilesSkipped = new Gauge({
+    name: 'sensorlet_manifest_files_skipped',
+    help: 'Entries of the manifests folder not loaded now (unreadable, too large, not a regular file, link loop...), by reason.',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly errorsLogged = new Counter({ name: 'sensorlet_errors_total', help: 'Errors logged, by component and reason.', labelNames: ['component', 'reason'], registers: [this.registry] });
 
   constructor() {

@@ -66,10 +66,17 @@ export interface FirmwarePolicy {
   agentNamespace?: string;
 }
 
+/** What the manifests folder source may read. */
+export interface ManifestsPolicy {
+  /** Follow symbolic links whose target lies outside the manifests folder. */
+  allowLinksOutside: boolean;
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
   certificates: CertificatePolicy;
   firmware: FirmwarePolicy;
+  manifests: ManifestsPolicy;
 }
 
 /** Where Certificate files may live when the operator names no --certificate-dir. */
@@ -150,6 +157,7 @@ export function defaultPolicy(): OperatorPolicy {
     },
     certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map() },
     firmware: { allowCommands: false, commandAllowlist: [] },
+    manifests: { allowLinksOutside: false },
   };
 }
 

@@ -1,9 +1,9 @@
 // Turns manifest files into SourceDocuments. Each YAML document is parsed on its own, so a syntax
 // error costs only the document it is in: its neighbours in the same file still load and run.
-import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import type { SourceDocument } from './source.js';
+import { listManifestFiles, readManifestFile, type FileProblem, type ListOptions } from './manifest-files.js';
 
 /** A parsed document plus its text, kept so errors can be pointed at the line of the field. */
 export interface ParsedDocument extends SourceDocument {
@@ -19,12 +19,6 @@ const MANIFEST_SCHEMA = yaml.CORE_SCHEMA.extend({ implicit: [MERGE_TYPE] });
 
 const DOCUMENT_SEPARATOR = /^---(\s|$)/;
 const DOCUMENT_END = /^\.\.\.\s*$/;
-
-export const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
-
-export function isManifestFile(file: string): boolean {
-  return MANIFEST_EXTENSIONS.includes(path.extname(file).toLowerCase());
-}
 
 /** True for lines that carry no YAML content (blank, comment, separators). */
 function isBlankOrComment(line: string): boolean {
@@ -176,37 +170,40 @@ function parseJson(file: string, text: string): ParsedDocument[] {
 }
 
 /**
- * The manifest files under `target` (a folder, searched recursively, or a single file), sorted so
- * that "first declared" is stable. Dotfiles and dot-folders (editor swap files, .git) are skipped.
+ * The readable manifest files under `target` (a folder, searched recursively, or a single file),
+ * sorted so that "first declared" is stable; see manifest-files.ts for which entries count.
  */
-export async function readManifestFiles(target: string): Promise<string[]> {
-  const info = await stat(target);
-  if (info.isFile()) return [target];
-  const found: string[] = [];
-  const visit = async (dir: string): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true });
-    for (const entry of entries) {
-      if (entry.name.startsWith('.')) continue;
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) await visit(full);
-      else if (entry.isFile() && isManifestFile(entry.name)) found.push(full);
-    }
-  };
-  await visit(target);
-  return found.sort();
+export async function readManifestFiles(target: string, options: ListOptions = {}): Promise<string[]> {
+  return (await listManifestFiles(target, options)).files.map((file) => file.file);
+}
+
+/** A file that cannot be loaded, as a document: its error reaches `validate`, the store and the admin API. */
+export function fileProblemDocument(problem: FileProblem): ParsedDocument {
+  return { origin: { file: problem.file }, object: undefined, parseError: { message: problem.message, reason: problem.code } };
 }
 
 /**
  * Every document under the given files and folders, in a stable order (targets as given, files
- * sorted within a folder). Origins name files as `displayPath` returns them (default: as found,
- * i.e. relative when the target was), which is what `sensorlet validate` prints.
+ * sorted within a folder), with one error document per file that cannot be loaded. Origins name
+ * files as `displayPath` returns them (default: as found, i.e. relative when the target was),
+ * which is what `sensorlet validate` prints.
  */
-export async function readManifestDocuments(targets: string[], displayPath: (file: string) => string = (file) => file): Promise<ParsedDocument[]> {
+export async function readManifestDocuments(
+  targets: string[],
+  displayPath: (file: string) => string = (file) => file,
+  options: ListOptions = {},
+): Promise<ParsedDocument[]> {
   const documents: ParsedDocument[] = [];
   for (const target of targets) {
-    for (const file of await readManifestFiles(target)) {
-      documents.push(...parseManifestText(displayPath(file), await readFile(file, 'utf8')));
+    const listing = await listManifestFiles(target, options);
+    const problems = [...listing.problems];
+    for (const file of listing.files) {
+      const result = await readManifestFile(file);
+      if ('text' in result) documents.push(...parseManifestText(displayPath(file.file), result.text));
+      else if ('problem' in result) problems.push(result.problem);
+      else if ('changed' in result) problems.push({ file: file.file, code: 'ManifestUnreadable', message: 'replaced while being read: not read' });
     }
+    for (const problem of problems) documents.push(fileProblemDocument({ ...problem, file: displayPath(problem.file) }));
   }
   return documents;
 }

@@ -7,13 +7,18 @@ import type { Origin } from '../api/resource.js';
 export interface SourceDocument {
   origin: Origin;
   object: Record<string, unknown> | undefined;
-  /** Set when the document could not be parsed (YAML syntax); the message names the problem. */
-  parseError?: { message: string; line?: number; kind?: string; name?: string; namespace?: string };
+  /**
+   * Set when the document could not be parsed (YAML syntax) or its file not read; the message names
+   * the problem, `reason` is its condition reason (InvalidSpec when absent).
+   */
+  parseError?: { message: string; line?: number; kind?: string; name?: string; namespace?: string; reason?: string };
 }
 
 export interface SourceListener {
   /** The documents of one origin now; an empty list removes the origin. */
   replace(origin: string, documents: SourceDocument[]): void;
+  /** Several origins that changed together (a folder updated atomically): applied as one change. */
+  replaceMany(changes: ReadonlyMap<string, SourceDocument[]>): void;
   /** The first full listing has been delivered (readiness). */
   synced(): void;
 }

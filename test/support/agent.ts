@@ -17,6 +17,10 @@ export interface AgentProcessOptions {
   deviceId?: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Run the agent as this user and group (the test runs as root; file modes bind other users only). */
+  user?: { uid: number; gid: number };
+  /** A program that runs the agent's command line (e.g. setpriv with capabilities dropped). */
+  wrapper?: string[];
 }
 
 /** The operator policy flags a test agent is started with (see cmd/sensorlet/policy-flags.ts). */
@@ -82,7 +86,8 @@ export class AgentProcess {
     ];
     // Its own process group: with --self-update the child is a launcher whose agent is a grandchild,
     // and kill() (SIGKILL cannot be forwarded) must take both down, as a power cut would.
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true });
+    const [command, ...commandArgs] = [...(options.wrapper ?? []), process.execPath, ...args];
+    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true, ...options.user });
     const agent = new AgentProcess(child, adminAddr, stateDir);
     try {
       await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: 'agent ready' });

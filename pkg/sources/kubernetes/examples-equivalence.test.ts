@@ -23,6 +23,7 @@ async function collect(source: ResourceSource): Promise<Map<string, Declared>> {
   let synced = false;
   const listener: SourceListener = {
     replace: (origin, documents) => void (documents.length ? byOrigin.set(origin, documents) : byOrigin.delete(origin)),
+    replaceMany: (changes) => changes.forEach((documents, origin) => listener.replace(origin, documents)),
     synced: () => void (synced = true),
   };
   await source.start(listener);

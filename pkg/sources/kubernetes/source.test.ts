@@ -23,6 +23,9 @@ class RecordingListener implements SourceListener {
     if (documents.length === 0) this.current.delete(origin);
     else this.current.set(origin, documents);
   }
+  replaceMany(changes: ReadonlyMap<string, SourceDocument[]>): void {
+    for (const [origin, documents] of changes) this.replace(origin, documents);
+  }
   synced(): void {
     this.syncedCount++;
   }
