@@ -218,11 +218,11 @@ export interface Sensor {
          */
         count?: number;
         /**
-         * Register type; ignored for coils and discrete inputs.
+         * Register type, uint16 when not given (functions 3 and 4 only: coils and discrete inputs are bits and take none).
          */
         type?: 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32';
         /**
-         * 32-bit types: bigEndian puts the high word in the lower register.
+         * 32-bit types: bigEndian (when not given) puts the high word in the lower register. Registers only.
          */
         wordOrder?: 'bigEndian' | 'littleEndian';
         scale?: number;

@@ -6,6 +6,18 @@ export class Metrics {
   readonly readings = new Counter({ name: 'sensorlet_readings_total', help: 'Readings produced by drivers.', labelNames: ['sensor'], registers: [this.registry] });
   readonly driverErrors = new Counter({ name: 'sensorlet_driver_errors_total', help: 'Driver reads that failed, by reason.', labelNames: ['sensor', 'reason'], registers: [this.registry] });
   readonly published = new Counter({ name: 'sensorlet_sink_published_total', help: 'Readings the far end acknowledged.', labelNames: ['sink'], registers: [this.registry] });
+  readonly connectionsLost = new Counter({
+    name: 'sensorlet_sink_connections_lost_total',
+    help: 'Established sink connections that went down, by reason (SessionTakenOver: another client connected with the same MQTT client id).',
+    labelNames: ['sink', 'reason'],
+    registers: [this.registry],
+  });
+  readonly takeovers = new Counter({
+    name: 'sensorlet_sink_takeovers_total',
+    help: 'Sink connections the broker closed because another client connected with the same client id.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  });
   readonly sendErrors = new Counter({ name: 'sensorlet_sink_send_errors_total', help: 'Batches whose delivery failed and will be retried.', labelNames: ['sink', 'reason'], registers: [this.registry] });
   readonly rejected = new Counter({
     name: 'sensorlet_sink_rejected_total',

@@ -13,9 +13,11 @@ export function createDirectorySource(dir: string, logger: Logger): ResourceSour
   let listener: SourceListener | undefined;
   let watcher: FSWatcher | undefined;
   const known = new Set<string>();
+  let stopped = false;
   const pending = new Map<string, NodeJS.Timeout>();
 
   const load = async (file: string): Promise<void> => {
+    if (stopped) return;
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -23,6 +25,7 @@ export function createDirectorySource(dir: string, logger: Logger): ResourceSour
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return unload(file);
       throw error;
     }
+    if (stopped) return; // the agent is shutting down: a change now would reconcile into stopped runners
     known.add(file);
     listener!.replace(file, parseManifestText(file, text));
   };
@@ -47,6 +50,7 @@ export function createDirectorySource(dir: string, logger: Logger): ResourceSour
   const resync = async (): Promise<void> => {
     const files = await readManifestFiles(dir);
     for (const file of files) await load(file);
+    if (stopped) return;
     for (const file of [...known]) if (!files.includes(file)) unload(file);
   };
 
@@ -65,6 +69,7 @@ export function createDirectorySource(dir: string, logger: Logger): ResourceSour
     },
     resync,
     async stop() {
+      stopped = true;
       for (const timer of pending.values()) clearTimeout(timer);
       await watcher?.close();
     },
