@@ -355,6 +355,9 @@ export interface Sink {
       protocolVersion?: 4 | 5;
       qos?: 0 | 1 | 2;
       topic?: string;
+      /**
+       * Default: sensorlet-DEVICE-NAMESPACE-NAME[-TENANT]-HASH, unique per device, Sink and tenant connection. A broker closes a connection when another client connects with its id: never give two connections the same one.
+       */
       clientId?: string;
       keepalive?: Duration;
       /**

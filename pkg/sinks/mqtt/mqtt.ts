@@ -58,11 +58,11 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   let lastFailure: { reason: string; message: string } | undefined;
   /** Up, and not ended by close(): a close now comes from the far end or the network. */
   let established = false;
-  /** The last connection was closed by the broker without an error or a reason (see 'connect'). */
+  /** The last connection was closed without an error or a reason (see 'connect'). */
   let closedByBroker = false;
   let reconnectsSinceClose = 0;
   const takeoverMessage = (how: string) =>
-    `another client connected with this connection's client id ${options.clientId}, and the broker closed this one (${how}); give each connection its own spec.mqtt.clientId`;
+    `${how}: another client connected with this connection's client id ${options.clientId}, and the broker closed this one; give each connection its own spec.mqtt.clientId`;
   const reportTakeover = (how: string): void => {
     logger.warn({ reason: 'SessionTakenOver', clientId: options.clientId }, takeoverMessage(how));
     context.onTakeover?.();
@@ -215,7 +215,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         // Closed by a broker that stayed up (this is the first reconnect since): MQTT 3.1.1 brokers,
         // and some MQTT 5 ones, close the older connection without a word when a client connects
         // with its client id. Told apart from a broker restart by the reconnect that just worked.
-        if (closedByBroker && reconnectsSinceClose <= 1) reportTakeover('the broker closed this connection while staying up (the reconnect succeeded at once)');
+        if (closedByBroker && reconnectsSinceClose <= 1) reportTakeover('most likely (closed without a reason, then reconnected at once: the broker stayed up)');
         closedByBroker = false;
         reconnectDelay = RECONNECT_BASE_MS;
         client!.options.reconnectPeriod = reconnectDelay;
@@ -228,8 +228,8 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       client.on('disconnect', (packet: IDisconnectPacket) => {
         const code = packet.reasonCode ?? 0;
         if (code === SESSION_TAKEN_OVER) {
-          lastFailure = { reason: 'SessionTakenOver', message: takeoverMessage('the broker said so (MQTT reason 0x8e)') };
-          reportTakeover('the broker said so (MQTT reason 0x8e)');
+          lastFailure = { reason: 'SessionTakenOver', message: takeoverMessage('the broker says (MQTT reason 0x8e)') };
+          reportTakeover('the broker says (MQTT reason 0x8e)');
           return;
         }
         lastFailure = { reason: 'DisconnectedByBroker', message: `the broker ended the connection (MQTT reason 0x${code.toString(16).padStart(2, '0')}${packet.properties?.reasonString ? `: ${packet.properties.reasonString}` : ''})` };
@@ -245,12 +245,12 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       client.on('close', () => {
         // A connection that was up and ends without an error or a DISCONNECT (MQTT 3.1.1 has none)
         // was closed by the broker or the network; a broker does that when another client connects
-        // with the same client id, so say which id this connection uses.
+        // with the same client id, so say which id this connection uses ('connect' tells more).
         if (established && !lastFailure) {
           closedByBroker = true;
           reconnectsSinceClose = 0;
-          lastFailure = { reason: 'ClosedByBroker', message: `the broker closed the connection of client id ${options.clientId} without saying why (a broker restart, or another client connecting with the same id)` };
-          logger.warn({ reason: lastFailure.reason, clientId: options.clientId }, 'mqtt connection closed by the broker');
+          lastFailure = { reason: 'ConnectionClosed', message: `the connection of client id ${options.clientId} was closed without a reason (a broker restart, the network, or another client connecting with the same id)` };
+          logger.warn({ reason: lastFailure.reason, clientId: options.clientId }, 'mqtt connection closed without a reason');
         }
         established = false;
         // Sends waiting for a connection re-check it (and fail: not connected).
