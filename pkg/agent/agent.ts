@@ -71,7 +71,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const metrics = new Metrics();
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
-  const router = new Router();
+  const router = new Router((sensorKey, count) => metrics.unrouted.inc({ sensor: sensorKey.split('/')[2] }, count));
   const policy = options.policy ?? defaultPolicy();
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
   let nodeLabels: Record<string, string> = {};

@@ -4,6 +4,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class Metrics {
   readonly registry = new Registry();
   readonly readings = new Counter({ name: 'sensorlet_readings_total', help: 'Readings produced by drivers.', labelNames: ['sensor'], registers: [this.registry] });
+  readonly unrouted = new Counter({
+    name: 'sensorlet_readings_unrouted_total',
+    help: 'Readings dropped because no Sink selects their Sensor (its Routed condition says NoMatchingSink).',
+    labelNames: ['sensor'],
+    registers: [this.registry],
+  });
   readonly driverErrors = new Counter({ name: 'sensorlet_driver_errors_total', help: 'Driver reads that failed, by reason.', labelNames: ['sensor', 'reason'], registers: [this.registry] });
   readonly published = new Counter({ name: 'sensorlet_sink_published_total', help: 'Readings the far end acknowledged.', labelNames: ['sink'], registers: [this.registry] });
   readonly connectionsLost = new Counter({
