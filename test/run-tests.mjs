@@ -2,8 +2,7 @@
 // Runs every compiled test file with Node's test runner. Node 20 takes no globs, so the files are
 // listed here. `node test/run-tests.mjs unit|integration [filter]` narrows the set.
 // Tests that measure timing under load (production rate, interval jitter, pty hang-up detection,
-// SIGTERM-to-exit)
-// run first and alone; everything else runs two files at a time.
+// SIGTERM-to-exit) run first and alone; everything else runs two files at a time.
 import { readdirSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
