@@ -12,6 +12,8 @@ import { validateCommand } from './validate.js';
 import { addPolicyOptions, PolicyFlagError, policyFromOptions } from './policy-flags.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
+/** Well inside Kubernetes' default 30 s grace period (a clean stop takes well under 2 s). */
+const STOP_DEADLINE_MS = 10_000;
 const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
 
 const run = program
@@ -56,7 +58,33 @@ addPolicyOptions(run).action(async (options) => {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
     applyMemoryPolicy();
-    // A start-up refusal (a bad flag, a trust folder that overlaps the state dir...) is one line, not a stack.
+    // Signals are handled from here on, so that one arriving while the agent starts (a slow folder,
+    // an initial sync) stops it as soon as it is up, with the usual flush, instead of killing it.
+    let stopRequested = false;
+    let stopping = false;
+    let started: Agent | undefined;
+    const stop = () => {
+      if (!stopRequested) {
+        stopRequested = true;
+        // A backstop (also for a start-up that never finishes): every stop step is bounded, so this
+        // fires only on a defect, and says so.
+        setTimeout(() => {
+          console.error(`error: the agent did not stop within ${STOP_DEADLINE_MS / 1000}s of the signal; exiting without a complete flush`);
+          process.exit(1);
+        }, STOP_DEADLINE_MS).unref();
+      }
+      if (!started || stopping || restarting) return;
+      stopping = true;
+      started.stop().then(
+        () => process.exit(0),
+        (error) => {
+          console.error(`error while stopping: ${String(error)}`);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
     const agent: Agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,
@@ -74,20 +102,8 @@ addPolicyOptions(run).action(async (options) => {
       console.error(`error: ${error.message}`);
       process.exit(1);
     });
-    let stopping = false;
-    const stop = () => {
-      if (stopping || restarting) return;
-      stopping = true;
-      agent.stop().then(
-        () => process.exit(0),
-        (error) => {
-          console.error(`error while stopping: ${String(error)}`);
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+    started = agent;
+    if (stopRequested) stop();
     process.on('SIGHUP', () => void agent.reload());
     if (agentUpdater) watchLauncher(stop);
   });

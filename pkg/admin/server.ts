@@ -22,6 +22,9 @@ export function parseHostPort(address: string): { host: string; port: number } {
   return { host: match[1] || '127.0.0.1', port: Number(match[2]) };
 }
 
+/** How long close() lets requests under way finish before cutting their connections. */
+const CLOSE_GRACE_MS = 300;
+
 export async function startAdminServer(address: string, handlers: AdminHandlers): Promise<AdminServer> {
   const { host, port } = parseHostPort(address);
   let closing = false;
@@ -67,6 +70,9 @@ export async function startAdminServer(address: string, handlers: AdminHandlers)
         closing = true;
         server.close(() => resolve());
         server.closeIdleConnections();
+        // A request still being answered (a reload reading a slow folder) gets a moment, then its
+        // connection is cut: shutdown does not wait on a client.
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
       }),
   };
 }

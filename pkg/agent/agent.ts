@@ -57,6 +57,8 @@ function withAgentFoldersDenied(policy: OperatorPolicy, stateDir: string): Opera
   const denied = folders.map((folder) => `${path.resolve(folder).replace(/\/+$/, '')}/`);
   return { ...policy, drivers: { ...policy.drivers, fileDenyPrefixes: [...policy.drivers.fileDenyPrefixes, ...denied] } };
 }
+/** A driver's close (a serial port, a Modbus connection) may hang on a dead peer: shutdown does not wait longer. */
+const DRIVER_STOP_GRACE_MS = 500;
 
 export function defaultStateDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/sensorlet' : path.join(os.homedir(), '.local', 'state', 'sensorlet');
@@ -80,7 +82,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const metrics = new Metrics();
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
-  const router = new Router();
+  const router = new Router((sensorKey, count) => metrics.unrouted.inc({ sensor: sensorKey.split('/')[2] }, count));
   const policy = withAgentFoldersDenied(options.policy ?? defaultPolicy(), options.stateDir);
   const cluster = !options.manifests;
   if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new Error('give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
@@ -151,13 +153,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
   }
 
+  let stopping: Promise<void> | undefined;
+  const reload = async () => {
+    if (stopping) return;
+    await source.resync();
+    manager.resyncAll();
+  };
   const admin: AdminServer = await startAdminServer(options.adminAddr, {
     ready: () => manager.initialSyncApplied,
     resources: () => listResources(runtime),
-    reload: async () => {
-      await source.resync();
-      manager.resyncAll();
-    },
+    reload,
     registry: metrics.registry,
   });
   await source.start(store);
@@ -167,24 +172,39 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     adminAddress: admin.address,
     runtime,
     ready: () => manager.initialSyncApplied,
-    reload: async () => {
-      await source.resync();
-      manager.resyncAll();
-    },
+    reload,
     async stop() {
-      await source.stop();
-      await manager.stop();
-      // Drivers first, so that nothing new arrives while the outboxes seal and persist.
-      await Promise.all([...runtime.sensors.values()].map((runner) => runner.stop()));
-      await Promise.all([...runtime.sinks.values()].map((runner) => runner.stop()));
-      await sequences.close();
-      status.persist();
-      await closeCluster();
-      await admin.close();
-      logger.info('sensorlet stopped');
-      logger.flush?.();
+      if (stopping) return stopping;
+      stopping = (async () => {
+        // Every step is bounded: SIGTERM must end the agent within Kubernetes' grace period whatever
+        // a peer does (a broker down, a hung serial port), and persist what it holds on the way.
+        await source.stop();
+        await manager.stop();
+        // Drivers first, so that nothing new arrives while the outboxes seal and persist.
+        await settleWithin(DRIVER_STOP_GRACE_MS, [...runtime.sensors.values()].map((runner) => runner.stop()), (pending) =>
+          logger.warn({ pending }, 'driver(s) did not close in time; stopping anyway'),
+        );
+        await Promise.all([...runtime.sinks.values()].map((runner) => runner.stop()));
+        await sequences.close();
+        status.persist();
+        await closeCluster();
+        await admin.close();
+        logger.info('sensorlet stopped');
+        logger.flush?.();
+      })();
+      return stopping;
     },
   };
+}
+
+/** Waits for `work`, but no longer than `ms`; `late` hears how many were still pending then. */
+async function settleWithin(ms: number, work: Promise<unknown>[], late: (pending: number) => void): Promise<void> {
+  let pending = work.length;
+  const all = Promise.all(work.map((item) => item.catch(() => undefined).finally(() => pending--)));
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms)))]);
+  clearTimeout(timer);
+  if (timedOut) late(pending);
 }
 
 /** Every resource as a Kubernetes object with this agent's status entry. */

@@ -218,11 +218,11 @@ export interface Sensor {
          */
         count?: number;
         /**
-         * Register type; ignored for coils and discrete inputs.
+         * Register type, uint16 when not given (functions 3 and 4 only: coils and discrete inputs are bits and take none).
          */
         type?: 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32';
         /**
-         * 32-bit types: bigEndian puts the high word in the lower register.
+         * 32-bit types: bigEndian (when not given) puts the high word in the lower register. Registers only.
          */
         wordOrder?: 'bigEndian' | 'littleEndian';
         scale?: number;
@@ -355,6 +355,9 @@ export interface Sink {
       protocolVersion?: 4 | 5;
       qos?: 0 | 1 | 2;
       topic?: string;
+      /**
+       * Default: sensorlet-DEVICE-NAMESPACE-NAME[-TENANT]-HASH, unique per device, Sink and tenant connection. A broker closes a connection when another client connects with its id: never give two connections the same one.
+       */
       clientId?: string;
       keepalive?: Duration;
       /**

@@ -5,17 +5,19 @@
 import { parseKey } from '../api/resource.js';
 import type { Kind } from '../api/schemas.js';
 import { messageOf, reasonOf } from '../api/errors.js';
-import { WorkQueue, type Reconcile } from './workqueue.js';
+import { WorkQueue, type Reconcile, type StoppableReconcile } from './workqueue.js';
 import type { Runtime } from './runtime.js';
 import { createSensorReconciler } from './reconcilers/sensor.js';
 import { createSinkReconciler, certificatesOf } from './reconcilers/sink.js';
 import { updateRoutedConditions } from './routing-status.js';
 
 const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor', 'Firmware'];
+/** How long shutdown waits for reconciles already running (starting a Sink opens its outbox). */
+const STOP_GRACE_MS = 1000;
 
 export class Manager {
   readonly queue: WorkQueue;
-  private readonly reconcilers: Record<Kind, Reconcile>;
+  private readonly reconcilers: Record<Kind, StoppableReconcile>;
   private routingTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly runtime: Runtime, reconcileCertificate: Reconcile) {
@@ -35,6 +37,9 @@ export class Manager {
       Firmware: lazyReconciler(async () => (await import('./reconcilers/firmware.js')).createFirmwareReconciler(runtime)),
     };
     this.queue = new WorkQueue((key) => this.reconcile(key), {
+      // Certificates, then Sinks, then Sensors, then Firmware, in every change as in the initial
+      // sync: a Sensor that arrives with its Sink starts once the Sink takes readings.
+      rank: (key) => KIND_ORDER.indexOf(parseKey(key).kind),
       onResult: (key, { error, durationMs }) => {
         const kind = parseKey(key).kind;
         runtime.metrics.reconciles.inc({ kind, result: error ? 'error' : 'success' });
@@ -82,9 +87,15 @@ export class Manager {
     for (const key of this.runtime.sinks.keys()) this.queue.add(key);
   }
 
+  /**
+   * Takes no more keys, lets the reconciles under way finish (bounded), then ends the background
+   * work reconcilers own (a firmware download stops and keeps its bytes for the next start), so
+   * that the runners the agent stops next are all the runners there are.
+   */
   async stop(): Promise<void> {
-    this.queue.stop();
+    await this.queue.stop(STOP_GRACE_MS);
     if (this.routingTimer) clearTimeout(this.routingTimer);
+    await Promise.all(Object.values(this.reconcilers).map((reconciler) => reconciler.stop?.()));
   }
 
   private async reconcile(key: string) {
@@ -109,13 +120,19 @@ export class Manager {
 }
 
 /** A reconciler created on its first key; a failed load is tried again with the next one. */
-function lazyReconciler(load: () => Promise<Reconcile>): Reconcile {
-  let loading: Promise<Reconcile> | undefined;
-  return async (key) => {
-    loading ??= load().catch((error: unknown) => {
-      loading = undefined;
-      throw error;
-    });
+function lazyReconciler(load: () => Promise<StoppableReconcile>): StoppableReconcile {
+  let loading: Promise<StoppableReconcile> | undefined;
+  let loaded: StoppableReconcile | undefined;
+  const reconcile = async (key: string) => {
+    loading ??= load().then(
+      (reconciler) => (loaded = reconciler),
+      (error: unknown) => {
+        loading = undefined;
+        throw error;
+      },
+    );
     return (await loading)(key);
   };
+  // Never loaded: nothing of it runs, nothing to stop.
+  return Object.assign(reconcile, { stop: async () => loaded?.stop?.() });
 }

@@ -82,3 +82,41 @@ test('requeueAfter schedules another pass', async () => {
   assert.equal(passes, 3);
   queue.stop();
 });
+
+test('a key does not start while a key of a lower rank is queued or running; keys of one rank run side by side', async () => {
+  const events: string[] = [];
+  let releaseSink!: () => void;
+  const sinkBusy = new Promise<void>((resolve) => (releaseSink = resolve));
+  const queue = new WorkQueue(
+    async (key) => {
+      events.push(`start ${key}`);
+      if (key === 'Sink/a') await sinkBusy;
+      await tick(1);
+      events.push(`end ${key}`);
+      return {};
+    },
+    { concurrency: 2, rank: (key) => (key.startsWith('Sink/') ? 0 : 1) },
+  );
+  queue.add('Sink/a');
+  queue.add('Sensor/x');
+  queue.add('Sink/b');
+  await tick(20);
+  // Both Sinks run; the Sensor waits although a worker is free once Sink/b ends.
+  assert.deepEqual(events, ['start Sink/a', 'start Sink/b', 'end Sink/b']);
+  releaseSink();
+  await queue.whenIdle();
+  assert.deepEqual(events.slice(3), ['end Sink/a', 'start Sensor/x', 'end Sensor/x']);
+});
+
+test('stop() waits for reconciles under way, but no longer than its grace', async () => {
+  const queue = new WorkQueue(async () => {
+    await new Promise(() => undefined); // never ends
+    return {};
+  });
+  queue.add('stuck');
+  await tick();
+  const started = performance.now();
+  await queue.stop(100);
+  const waited = performance.now() - started;
+  assert.ok(waited >= 90 && waited < 1000, `waited ${waited} ms`);
+});

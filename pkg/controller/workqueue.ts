@@ -8,11 +8,20 @@ export interface ReconcileResult {
 
 export type Reconcile = (key: string) => Promise<ReconcileResult>;
 
+/** A reconciler that owns background work (an OTA download) which shutdown must end. */
+export type StoppableReconcile = Reconcile & { stop?(): Promise<void> };
+
 export interface WorkQueueOptions {
   concurrency?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
   onResult?: (key: string, outcome: { error?: unknown; durationMs: number; retryInMs?: number }) => void;
+  /**
+   * Dependency order between keys: a key does not start while a key of a lower rank is queued or
+   * being processed (a Sensor waits for the Sink that arrived with it, so its first reading has an
+   * outbox to go to). Keys of the same rank run side by side.
+   */
+  rank?: (key: string) => number;
 }
 
 export class WorkQueue {
@@ -24,6 +33,8 @@ export class WorkQueue {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly idleWaiters: (() => void)[] = [];
   private active = 0;
+  /** How many keys of each rank are queued or being processed (with `rank` only). */
+  private readonly pendingByRank = new Map<number, number>();
   private stopped = false;
   private readonly concurrency: number;
   private readonly baseDelayMs: number;
@@ -45,6 +56,7 @@ export class WorkQueue {
     if (this.queued.has(key)) return;
     this.queued.add(key);
     this.queue.push(key);
+    this.countRank(key, 1);
     this.drain();
   }
 
@@ -72,12 +84,38 @@ export class WorkQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  stop(): void {
+  /**
+   * Takes no new keys and drops the queued ones; resolves when the reconciles already running have
+   * finished, or after `graceMs`, whichever comes first (a reconcile stuck on I/O must not hold
+   * shutdown).
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopped = true;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    for (const key of this.queue) this.countRank(key, -1);
     this.queue.length = 0;
     this.queued.clear();
+    this.dirty.clear();
+    if (this.active === 0 || graceMs <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** The first queued key no lower-ranked key is waiting for or running ahead of; -1 if none. */
+  private nextRunnable(): number {
+    const rank = this.options.rank;
+    if (!rank) return 0;
+    let lowest = Infinity;
+    for (const [value, count] of this.pendingByRank) if (count > 0 && value < lowest) lowest = value;
+    return this.queue.findIndex((key) => rank(key) <= lowest);
+  }
+
+  private countRank(key: string, delta: number): void {
+    if (!this.options.rank) return;
+    const value = this.options.rank(key);
+    this.pendingByRank.set(value, (this.pendingByRank.get(value) ?? 0) + delta);
   }
 
   private isIdle(): boolean {
@@ -94,7 +132,9 @@ export class WorkQueue {
 
   private drain(): void {
     while (!this.stopped && this.active < this.concurrency && this.queue.length > 0) {
-      const key = this.queue.shift()!;
+      const index = this.nextRunnable();
+      if (index < 0) break; // what is queued waits for keys of a lower rank to finish
+      const [key] = this.queue.splice(index, 1);
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
@@ -119,6 +159,7 @@ export class WorkQueue {
     }
     this.options.onResult?.(key, { error, durationMs: performance.now() - started, retryInMs });
     this.processing.delete(key);
+    this.countRank(key, -1);
     this.active--;
     if (this.dirty.delete(key)) this.add(key);
     else if (retryInMs !== undefined) this.addAfter(key, retryInMs);

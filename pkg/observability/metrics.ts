@@ -4,8 +4,26 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class Metrics {
   readonly registry = new Registry();
   readonly readings = new Counter({ name: 'sensorlet_readings_total', help: 'Readings produced by drivers.', labelNames: ['sensor'], registers: [this.registry] });
+  readonly unrouted = new Counter({
+    name: 'sensorlet_readings_unrouted_total',
+    help: 'Readings dropped because no Sink selects their Sensor (its Routed condition says NoMatchingSink).',
+    labelNames: ['sensor'],
+    registers: [this.registry],
+  });
   readonly driverErrors = new Counter({ name: 'sensorlet_driver_errors_total', help: 'Driver reads that failed, by reason.', labelNames: ['sensor', 'reason'], registers: [this.registry] });
   readonly published = new Counter({ name: 'sensorlet_sink_published_total', help: 'Readings the far end acknowledged.', labelNames: ['sink'], registers: [this.registry] });
+  readonly connectionsLost = new Counter({
+    name: 'sensorlet_sink_connections_lost_total',
+    help: 'Established sink connections that went down, by reason (SessionTakenOver: another client connected with the same MQTT client id).',
+    labelNames: ['sink', 'reason'],
+    registers: [this.registry],
+  });
+  readonly takeovers = new Counter({
+    name: 'sensorlet_sink_takeovers_total',
+    help: 'Sink connections the broker closed because another client connected with the same client id.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  });
   readonly sendErrors = new Counter({ name: 'sensorlet_sink_send_errors_total', help: 'Batches whose delivery failed and will be retried.', labelNames: ['sink', 'reason'], registers: [this.registry] });
   readonly rejected = new Counter({
     name: 'sensorlet_sink_rejected_total',

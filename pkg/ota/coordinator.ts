@@ -98,6 +98,17 @@ export class OtaCoordinator {
     this.abortController.abort();
   }
 
+  /**
+   * Shutdown: a download stops and its run ends (the bytes on disk and the record let the next
+   * start resume with a Range request). Other phases are left to finish or to be resumed from the
+   * record: an install cannot be cut safely.
+   */
+  async stopDownload(): Promise<void> {
+    if (!this.running || this.state.record.phase !== 'Downloading') return;
+    this.abortController.abort();
+    await this.running.catch(() => undefined);
+  }
+
   /** Runs the machine for `spec` as far as it goes; concurrent calls share one run. */
   run(spec: FirmwareSpec): Promise<Readonly<OtaRecord>> {
     if (!this.running) {
@@ -235,7 +246,12 @@ export class OtaCoordinator {
         },
       });
     } catch (error) {
-      if (error instanceof OtaError && error.code === 'Aborted') return 'stop';
+      if (error instanceof OtaError && error.code === 'Aborted') {
+        // Progress is persisted every PROGRESS_PERSIST_BYTES; keep the last count for status after a restart.
+        const progress = this.state.record.progress;
+        if (progress && progress.bytes !== persisted) this.state.patch({ progress: { ...progress } });
+        return 'stop';
+      }
       this.fail(otaReason(error, 'DownloadFailed'));
       return 'stop';
     }

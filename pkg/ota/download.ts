@@ -102,6 +102,8 @@ export async function downloadArtifact(options: DownloadOptions): Promise<Downlo
       throw new Retry('the response ended before the artifact was complete');
     } catch (error) {
       if (error instanceof OtaError) throw error;
+      // Cut by the abort (shutdown, a changed spec): not a failure of the link to report or retry.
+      if (options.signal?.aborted) throw new OtaError('Aborted', 'download aborted', { terminal: false });
       const now = existsSync(options.file) ? statSync(options.file).size : 0;
       failures = now > before ? 1 : failures + 1;
       options.onAttempt?.({ attempt: requests, from: before, error: (error as Error).message });

@@ -23,6 +23,9 @@ export class Router {
   private routes = new Map<string, RouteTarget[]>();
   private readonly listeners: (() => void)[] = [];
 
+  /** `onUnrouted` hears of readings no Sink takes (none selects their Sensor): dropped, but counted. */
+  constructor(private readonly onUnrouted?: (sensorKey: string, count: number) => void) {}
+
   /** Called after any change of the routing table (to re-evaluate tenants, backpressure...). */
   onRoutesChanged(listener: () => void): void {
     this.listeners.push(listener);
@@ -63,7 +66,12 @@ export class Router {
   }
 
   route(sensorKey: string, readings: Reading[]): void {
-    for (const target of this.targetsOf(sensorKey)) target.accept(sensorKey, readings);
+    const targets = this.targetsOf(sensorKey);
+    if (targets.length === 0) {
+      this.onUnrouted?.(sensorKey, readings.length);
+      return;
+    }
+    for (const target of targets) target.accept(sensorKey, readings);
   }
 
   private invalidate(): void {

@@ -43,7 +43,7 @@ test('with failing sends, every reading is delivered, first occurrences in order
     { device: 'd' },
     outbox,
     () => flakyTransport(delivered, () => ++sends % 25 === 3),
-    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant() {} },
+    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant() {}, onConnectionLost() {} },
     silentLogger(),
   );
   await lane.start();
@@ -67,7 +67,7 @@ test("a lane with a tenant never sends another tenant's queued readings; it coun
     { device: 'd', tenant: 'acme' },
     outbox,
     () => ({ start() {}, async send(readings) { sent.push(...readings); }, async close() {} }),
-    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant: (count) => (foreign += count) },
+    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant: (count) => (foreign += count), onConnectionLost() {} },
     silentLogger(),
   );
   await lane.start();

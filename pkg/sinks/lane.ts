@@ -19,6 +19,8 @@ export interface LaneEvents {
   onSendError(reason: string, message: string): void;
   /** Queued readings of another tenant, dropped instead of sent (see dispatch). */
   onForeignTenant(count: number): void;
+  /** An established connection went down, with the transport's reason (SessionTakenOver, ConnectionReset...). */
+  onConnectionLost(reason: string): void;
 }
 
 export class Lane {
@@ -82,6 +84,8 @@ export class Lane {
 
   async stop(): Promise<void> {
     this.running = false;
+    // A delivery retry may be sleeping for up to RETRY_CAP_MS: shutdown must not wait it out.
+    this.wakeRetry?.();
     await this.outbox.flush().catch(() => undefined);
     await this.transport?.close().catch(() => undefined);
     this.slotWaiter?.();
@@ -95,6 +99,7 @@ export class Lane {
     const transport = this.createTransport(identity, (state) => {
       if (transport !== this.transport) return;
       const reconnected = state.connected && !this.state.connected;
+      if (this.state.connected && !state.connected && this.running) this.events.onConnectionLost(state.reason ?? 'Disconnected');
       this.state = state;
       this.events.onState(state);
       if (reconnected) {
@@ -172,11 +177,21 @@ export class Lane {
 
   private async recover(error: unknown): Promise<void> {
     this.epoch++;
+    // Stopping (the transport's close fails what is in flight): what was not acknowledged stays in
+    // the outbox for the next start; no failure to report, no backoff to wait out.
+    if (!this.running) {
+      this.recovering = undefined;
+      return;
+    }
     this.reconnectedSinceFailure = false;
     const reason = reasonOf(error, 'SendFailed');
     this.events.onSendError(reason, messageOf(error));
     this.logger.warn({ reason, err: messageOf(error), retryInMs: this.retryDelay }, 'delivery failed; rewinding the outbox');
     await Promise.all(this.inFlight);
+    if (!this.running) {
+      this.recovering = undefined;
+      return;
+    }
     // The rewind must come after a macrotask (a timer or a connection event), so that any batch
     // handed out before it has already been seen (and discarded) by the delivery loop.
     // Back off, but resume at once when the connection comes back: after an outage the backlog

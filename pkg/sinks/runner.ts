@@ -115,12 +115,14 @@ export class SinkRunner implements RouteTarget {
                 identity: laneIdentity,
                 logger: this.logger,
                 onState,
+                onTakeover: () => this.deps.metrics.takeovers.inc({ sink: sinkLabel }),
               }),
         {
           onState: () => this.reportConnection(),
           onDelivered: (count) => this.deps.metrics.published.inc({ sink: sinkLabel }, count),
           onSendError: (reason) => this.deps.metrics.sendErrors.inc({ sink: sinkLabel, reason }),
           onForeignTenant: (count) => (this.unroutable += count),
+          onConnectionLost: (reason) => this.deps.metrics.connectionsLost.inc({ sink: sinkLabel, reason }),
         },
         this.logger.child({ tenant: identity.tenant }),
       );

@@ -38,6 +38,11 @@ export interface TransportContext {
   identity: ConnectionIdentity;
   logger: Logger;
   onState(state: ConnectionState): void;
+  /**
+   * The far end handed this connection's client identity to another client (MQTT: a second
+   * connection with the same client id), so the two keep closing each other: counted and shown.
+   */
+  onTakeover?(): void;
 }
 
 export interface Transport {

@@ -13,7 +13,7 @@ import { installCommandRefusal } from '../../ota/command.js';
 import { verifyIntent } from '../../ota/statement.js';
 import { OtaError, otaReason } from '../../ota/errors.js';
 import type { ConditionUpdate } from '../conditions.js';
-import type { ReconcileResult } from '../workqueue.js';
+import type { ReconcileResult, StoppableReconcile } from '../workqueue.js';
 import { invalidMessage, type Runtime } from '../runtime.js';
 
 const DOWNLOAD_RETRY_MS = 60_000;
@@ -39,7 +39,7 @@ export function conditionsOfRecord(record: Readonly<OtaRecord>, spec: FirmwareSp
   ];
 }
 
-export function createFirmwareReconciler(runtime: Runtime) {
+export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
   const coordinators = new Map<string, OtaCoordinator>();
   const dataPath = runtimeDataPath(runtime);
   const bytes = new Gauge({ name: 'sensorlet_ota_download_bytes', help: 'Bytes of the artifact downloaded so far.', labelNames: ['firmware'], registers: [runtime.metrics.registry] });
@@ -104,7 +104,7 @@ export function createFirmwareReconciler(runtime: Runtime) {
     return identity.keySlot.tlsOptions();
   };
 
-  return async function reconcileFirmware(key: string): Promise<ReconcileResult> {
+  const reconcileFirmware = async function reconcileFirmware(key: string): Promise<ReconcileResult> {
     const resource = runtime.store.get<'Firmware'>(key) as StoredResource<'Firmware'> | undefined;
     if (!resource) {
       // A download stops; an install under way finishes (it cannot be cut safely).
@@ -191,4 +191,10 @@ export function createFirmwareReconciler(runtime: Runtime) {
     report(resource, target.record);
     return {};
   };
+  // Shutdown: downloads stop and keep their bytes; the next start resumes them.
+  return Object.assign(reconcileFirmware, {
+    stop: async () => {
+      await Promise.all([...coordinators.values()].map((coordinator) => coordinator.stopDownload()));
+    },
+  });
 }

@@ -194,7 +194,7 @@ function validateModbus(config: ModbusConfig, path: string): FieldError[] {
     errors.push({ path: `${path}.address`, message: `address ${config.address} + ${quantity} runs past 65535`, reason: 'InvalidSpec' });
   }
   if (bits && (config.type !== undefined || config.wordOrder !== undefined)) {
-    errors.push({ path: `${path}.type`, message: 'coils and discrete inputs are bits; type and wordOrder apply to registers', reason: 'InvalidSpec' });
+    errors.push({ path: `${path}.${config.type !== undefined ? 'type' : 'wordOrder'}`, message: 'coils and discrete inputs are bits; type and wordOrder apply to registers', reason: 'InvalidSpec' });
   }
   return errors;
 }

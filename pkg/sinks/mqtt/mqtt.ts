@@ -3,7 +3,8 @@
 // message was written to the socket (nothing more can be known, so QoS 0 can lose readings).
 // When the connection drops, pending sends fail and the lane re-sends from the outbox once it is
 // back; while it is down, sends are refused, so readings wait in the outbox, not in mqtt.js.
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { createHash } from 'node:crypto';
+import mqtt, { type IClientOptions, type IDisconnectPacket, type MqttClient } from 'mqtt';
 import type { Reading } from '../../api/reading.js';
 import type { FieldError, SinkSpec } from '../../api/resource.js';
 import { parseDuration } from '../../api/units.js';
@@ -19,6 +20,20 @@ export type MqttConfig = NonNullable<SinkSpec['mqtt']>;
 export const DEFAULT_TOPIC = 'sensorlet/{tenant}/{device}/{sensor}';
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 30_000;
+/** MQTT 5 DISCONNECT reason: another client connected with this client id. */
+const SESSION_TAKEN_OVER = 0x8e;
+
+/**
+ * The client id when the Sink names none. A broker keeps one connection per client id and closes
+ * the older one when another connects with it, so two connections sharing an id take turns kicking
+ * each other off. Unique per device, Sink (namespace and name) and tenant connection: the readable
+ * part says whose it is, the hash keeps ids apart that the readable part would confuse
+ * (namespace `a-b` with Sink `c` against namespace `a` with Sink `b-c`).
+ */
+export function defaultClientId(device: string, sink: { namespace: string; name: string }, tenant: string | undefined): string {
+  const hash = createHash('sha256').update(JSON.stringify([device, sink.namespace, sink.name, tenant ?? null])).digest('hex').slice(0, 8);
+  return `sensorlet-${device}-${sink.namespace}-${sink.name}${tenant ? `-${tenant}` : ''}-${hash}`;
+}
 
 /** The payload of one reading: the reading itself, with the tenant the connection carries. */
 export function readingPayload(reading: Reading, tenant: string | undefined): string {
@@ -41,6 +56,23 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   let reconnectDelay = RECONNECT_BASE_MS;
   /** Why the last attempt failed: the close that follows an error must not hide its reason. */
   let lastFailure: { reason: string; message: string } | undefined;
+  /** Up, and not ended by close(): a close now comes from the far end or the network. */
+  let established = false;
+  /** The last connection was closed without an error or a reason (see 'connect'). */
+  let closedByBroker = false;
+  let reconnectsSinceClose = 0;
+  const takeoverMessage = (how: string) =>
+    `${how}: another client connected with this connection's client id ${options.clientId}, and the broker closed this one; give each connection its own spec.mqtt.clientId`;
+  const reportTakeover = (how: string): void => {
+    logger.warn({ reason: 'SessionTakenOver', clientId: options.clientId }, takeoverMessage(how));
+    context.onTakeover?.();
+  };
+  /** Sends waiting for the connection share one waiter (a `connect` listener per send would pile up while offline). */
+  let connectWaiter: { promise: Promise<void>; settle: () => void } | undefined;
+  const settleConnectWaiter = (): void => {
+    connectWaiter?.settle();
+    connectWaiter = undefined;
+  };
   /**
    * Rejecters of the sends still waiting for acknowledgements. mqtt.js keeps the callbacks of QoS 1/2
    * messages across a forced end() while reconnectPeriod ≠ 0 and never calls them, so close() fails
@@ -94,8 +126,15 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
    * mqtt.js's offline store, which it replays one message per round trip after CONNACK (and only
    * then reports `connect`): with a lane's batches waiting, that took seconds under load.
    */
-  const untilConnected = (active: MqttClient): Promise<void> | undefined =>
-    active.connected ? undefined : new Promise<void>((resolve) => active.once('connect', () => resolve()));
+  const untilConnected = (active: MqttClient): Promise<void> | undefined => {
+    if (active.connected) return undefined;
+    if (!connectWaiter) {
+      let settle!: () => void;
+      const promise = new Promise<void>((resolve) => (settle = resolve));
+      connectWaiter = { promise, settle };
+    }
+    return connectWaiter.promise;
+  };
 
   /**
    * Publishes `count` messages and resolves when all are acknowledged: one callback each, no
@@ -138,7 +177,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
 
   const options: IClientOptions = {
     protocolVersion: (config.protocolVersion ?? 4) as 4 | 5,
-    clientId: config.clientId ?? `sensorlet-${context.identity.device}-${context.sink.name}${tenantOfConnection ? `-${tenantOfConnection}` : ''}`,
+    clientId: config.clientId ?? defaultClientId(context.identity.device, context.sink, tenantOfConnection),
     keepalive: Math.max(1, Math.round(parseDuration(config.keepalive ?? '30s') / 1000)),
     reconnectPeriod: RECONNECT_BASE_MS,
     connectTimeout: 10_000,
@@ -171,12 +210,32 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         return;
       }
       client = mqtt.connect(config.url, options);
+      established = false;
       client.on('connect', () => {
+        // Closed by a broker that stayed up (this is the first reconnect since): MQTT 3.1.1 brokers,
+        // and some MQTT 5 ones, close the older connection without a word when a client connects
+        // with its client id. Told apart from a broker restart by the reconnect that just worked.
+        if (closedByBroker && reconnectsSinceClose <= 1) reportTakeover('most likely (closed without a reason, then reconnected at once: the broker stayed up)');
+        closedByBroker = false;
         reconnectDelay = RECONNECT_BASE_MS;
         client!.options.reconnectPeriod = reconnectDelay;
         lastFailure = undefined;
+        established = true;
         context.onState({ connected: true });
+        settleConnectWaiter();
       });
+      // MQTT 5: the broker says why it ends the connection (0x8E: another client took the client id).
+      client.on('disconnect', (packet: IDisconnectPacket) => {
+        const code = packet.reasonCode ?? 0;
+        if (code === SESSION_TAKEN_OVER) {
+          lastFailure = { reason: 'SessionTakenOver', message: takeoverMessage('the broker says (MQTT reason 0x8e)') };
+          reportTakeover('the broker says (MQTT reason 0x8e)');
+          return;
+        }
+        lastFailure = { reason: 'DisconnectedByBroker', message: `the broker ended the connection (MQTT reason 0x${code.toString(16).padStart(2, '0')}${packet.properties?.reasonString ? `: ${packet.properties.reasonString}` : ''})` };
+        logger.warn({ reason: lastFailure.reason, clientId: options.clientId, mqttReason: code }, lastFailure.message);
+      });
+      client.on('reconnect', () => reconnectsSinceClose++);
       client.on('error', (error) => {
         const { reason, message } = classifyConnectionError(error);
         logger.warn({ reason, err: message }, 'mqtt connection error');
@@ -184,6 +243,18 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         context.onState({ connected: false, reason, message });
       });
       client.on('close', () => {
+        // A connection that was up and ends without an error or a DISCONNECT (MQTT 3.1.1 has none)
+        // was closed by the broker or the network; a broker does that when another client connects
+        // with the same client id, so say which id this connection uses ('connect' tells more).
+        if (established && !lastFailure) {
+          closedByBroker = true;
+          reconnectsSinceClose = 0;
+          lastFailure = { reason: 'ConnectionClosed', message: `the connection of client id ${options.clientId} was closed without a reason (a broker restart, the network, or another client connecting with the same id)` };
+          logger.warn({ reason: lastFailure.reason, clientId: options.clientId }, 'mqtt connection closed without a reason');
+        }
+        established = false;
+        // Sends waiting for a connection re-check it (and fail: not connected).
+        settleConnectWaiter();
         // Fail what is in flight: the lane rewinds and re-sends from its oldest unacknowledged
         // batch on the next connection. mqtt.js also replays its own unacknowledged messages on
         // reconnect; they are older than anything the lane re-sends, so the first copy of every
@@ -235,6 +306,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     async close() {
       // Force: pending sends fail, and their readings stay in the outbox for the next connection.
       if (client) client.options.reconnectPeriod = 0;
+      established = false; // our own close: nothing to warn about
       failPending(Object.assign(new Error(`connection to ${config.url} closed`), { code: 'ConnectionClosed' }));
       await client?.endAsync(true);
     },
