@@ -1,5 +1,7 @@
-// The tenant and device a certificate speaks for, read from its SAN with named regex groups.
+// The tenant and device a certificate speaks for, read from its SAN with named groups of a
+// linear-time pattern (the pattern comes from the manifest: see pkg/api/pattern.ts).
 import type { CertificateSpec } from '../api/resource.js';
+import { compilePattern, groupText, type UserPattern } from '../api/pattern.js';
 import { CertificateError } from './problems.js';
 import type { SubjectAltNames } from './x509.js';
 
@@ -27,9 +29,12 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
     const regex = compile(pattern, kind === 'URI' ? 'spec.identity.uriPattern' : 'spec.identity.dnsPattern');
     tried.push(`${kind} ${pattern}`);
     for (const value of values) {
-      const groups = regex.exec(value)?.groups;
-      if (!groups) continue;
-      const { tenant, device } = groups;
+      // A SAN longer than the pattern may scan cannot be this device's identity.
+      if (value.length > regex.maxInputLength) continue;
+      const positions = regex.exec(value);
+      if (!positions) continue;
+      const tenant = groupOf(regex, value, positions, 'tenant');
+      const device = groupOf(regex, value, positions, 'device');
       if (!tenant || !device) {
         throw new CertificateError('InvalidIdentity', `${kind}:${value} matches but the pattern does not capture both named groups tenant and device`);
       }
@@ -46,10 +51,15 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
   );
 }
 
-function compile(pattern: string, field: string): RegExp {
+function compile(pattern: string, field: string): UserPattern {
   try {
-    return new RegExp(pattern);
+    return compilePattern(pattern);
   } catch (error) {
-    throw new CertificateError('InvalidIdentity', `${field} is not a valid regular expression: ${(error as Error).message}`);
+    throw new CertificateError('InvalidIdentity', `${field}: ${(error as Error).message}`);
   }
+}
+
+function groupOf(regex: UserPattern, value: string, positions: readonly number[], name: string): string | undefined {
+  const index = regex.groupIndex[name];
+  return index === undefined ? undefined : groupText(value, positions, index);
 }
