@@ -7,8 +7,11 @@ import type { Origin } from '../api/resource.js';
 export interface SourceDocument {
   origin: Origin;
   object: Record<string, unknown> | undefined;
-  /** Set when the document could not be parsed (YAML syntax); the message names the problem. */
-  parseError?: { message: string; line?: number; kind?: string; name?: string; namespace?: string };
+  /**
+   * Set when the document could not be parsed (YAML syntax) or was over its parsing budget; the
+   * message names the problem, `path` the field where it was found (when one was).
+   */
+  parseError?: { message: string; line?: number; path?: string; kind?: string; name?: string; namespace?: string };
 }
 
 export interface SourceListener {
