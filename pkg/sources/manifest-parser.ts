@@ -87,12 +87,8 @@ function fileOverBudget(file: string, line: number, why: string): ParsedDocument
   return { origin: { file, line }, object: undefined, parseError: { message: `${why}; none of its documents is loaded`, line } };
 }
 
-interface BudgetProblem {
-  path: PathSegment[];
-  message: string;
-  /** The file's budget ran out rather than the document's. */
-  file?: boolean;
-}
+/** Where and why a document is over its budget; `file` when it is the file's budget that ran out. */
+type BudgetProblem = { file: true } | { file?: undefined; path: PathSegment[]; message: string };
 
 interface Visit {
   value: unknown;
@@ -109,7 +105,7 @@ function budgetProblem(root: unknown, budget: FileBudget): BudgetProblem | undef
   const limit = Math.min(MANIFEST_BUDGET.maxValuesPerDocument, budget.valuesLeft);
   const tooMany = (visit: Visit): BudgetProblem =>
     limit < MANIFEST_BUDGET.maxValuesPerDocument
-      ? { path: pathOf(visit), message: '', file: true }
+      ? { file: true }
       : {
           path: pathOf(visit),
           message: `the document expands to more than ${MANIFEST_BUDGET.maxValuesPerDocument} values (a YAML alias counts each time it is used); not loaded`,
@@ -300,7 +296,7 @@ function parseJson(file: string, text: string, budget: FileBudget): ParsedDocume
   // Checked before parsing: JSON.parse would build the whole nest, and recursive walkers overflow on it.
   const deep = jsonDepthExceededAt(text, MANIFEST_BUDGET.maxDepth);
   if (deep !== undefined) {
-    const line = text.slice(0, deep).split('\n').length;
+    const line = lineAt(text, deep);
     const message = `the document nests deeper than ${MANIFEST_BUDGET.maxDepth} levels; not loaded`;
     return [{ origin: { file, line: firstLine }, object: undefined, parseError: { message, line, ...salvageJsonIdentity(text) }, text: textInfo }];
   }
@@ -310,7 +306,7 @@ function parseJson(file: string, text: string, budget: FileBudget): ParsedDocume
   } catch (error) {
     const message = (error as Error).message;
     const position = /position (\d+)/.exec(message);
-    const line = position ? text.slice(0, Number(position[1])).split('\n').length : firstLine;
+    const line = position ? lineAt(text, Number(position[1])) : firstLine;
     return [{ origin: { file, line: firstLine }, object: undefined, parseError: { message: `JSON syntax error: ${message}`, line, ...salvageJsonIdentity(text) }, text: textInfo }];
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -328,6 +324,13 @@ function parseJson(file: string, text: string, budget: FileBudget): ParsedDocume
   return [document];
 }
 
+/** The 1-based line of `offset` in `text`, counted without copying the text. */
+function lineAt(text: string, offset: number): number {
+  let line = 1;
+  for (let at = text.indexOf('\n'); at >= 0 && at < offset; at = text.indexOf('\n', at + 1)) line++;
+  return line;
+}
+
 /** Best-effort kind and name of a JSON document that cannot be loaded, from the start of its text. */
 function salvageJsonIdentity(text: string): { kind?: string; name?: string } {
   const head = text.slice(0, SALVAGE_JSON_CHARACTERS);
@@ -340,7 +343,7 @@ function salvageJsonIdentity(text: string): { kind?: string; name?: string } {
 }
 
 /** The offset of the first bracket that opens level `maxDepth + 1`, or undefined; strings are skipped. */
-export function jsonDepthExceededAt(text: string, maxDepth: number): number | undefined {
+function jsonDepthExceededAt(text: string, maxDepth: number): number | undefined {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
