@@ -67,7 +67,7 @@ function validateOne(document: SourceDocument): ValidatedResource {
   const base = { kind, namespace, name, labels, key: resourceKey({ kind, namespace, name }), origin: document.origin };
   if (!document.object) {
     const parseError = document.parseError ?? { message: 'the document could not be read' };
-    const error: FieldError = { path: '', message: parseError.message, reason: parseError.reason ?? INVALID_SPEC, line: parseError.line ?? document.origin.line };
+    const error: FieldError = { path: parseError.path ?? '', message: parseError.message, reason: parseError.reason ?? INVALID_SPEC, line: parseError.line ?? document.origin.line };
     return { ...base, raw: {}, errors: [error] };
   }
   const { object, errors } = validateObject(document.object);

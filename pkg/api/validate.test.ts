@@ -103,8 +103,8 @@ test('regexes in identity patterns must compile', () => {
     spec: { pem: { certFile: 'a', keyFile: 'b' }, identity: { uriPattern: '^(?<tenant>[^/]+', dnsPattern: '[a-' } },
   };
   assert.deepEqual(problems(certificate), [
-    'spec.identity.uriPattern: invalid regular expression "^(?<tenant>[^/]+": Unterminated group',
-    'spec.identity.dnsPattern: invalid regular expression "[a-": Unterminated character class',
+    'spec.identity.uriPattern: invalid regular expression "^(?<tenant>[^/]+": missing closing )',
+    'spec.identity.dnsPattern: invalid regular expression "[a-": missing closing ]',
   ]);
 });
 

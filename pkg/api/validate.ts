@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import { API_VERSION, KINDS, inlineRefs, isKind, loadSchema, walkSchema, type JsonSchema, type Kind } from './schemas.js';
 import { DEFAULT_NAMESPACE, type FieldError } from './resource.js';
 import { parseDuration, parseQuantity } from './units.js';
+import { patternProblem } from './pattern.js';
 import { joinPath, pointerSegments, type PathSegment } from './field-path.js';
 import { driverFactory, selectedDriver } from '../drivers/index.js';
 import { transportFactories } from '../sinks/index.js';
@@ -289,16 +290,6 @@ function isRegexField(key: PathSegment, schema: JsonSchema): boolean {
   return typeof key === 'string' && (key === 'pattern' || key.endsWith('Pattern')) && schema.type === 'string';
 }
 
-export function regexError(source: string): string | undefined {
-  try {
-    new RegExp(source);
-    return undefined;
-  } catch (error) {
-    const detail = String((error as Error).message).split(': ').at(-1);
-    return `invalid regular expression ${JSON.stringify(source)}: ${detail}`;
-  }
-}
-
 /** Walks the object alongside its (ref-inlined) schema and checks what patterns cannot. */
 function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, patternNames: Map<string, string>): FieldError[] {
   const errors: FieldError[] = [];
@@ -315,7 +306,7 @@ function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, pat
         errors.push(fieldError(path, (error as Error).message));
       }
       if (isRegexField(key, node)) {
-        const problem = regexError(value);
+        const problem = patternProblem(value);
         if (problem) errors.push(fieldError(path, problem));
       }
       return;

@@ -4,6 +4,7 @@ import type { FieldError } from '../api/resource.js';
 import type { Sample } from '../api/reading.js';
 import { SensorletError } from '../api/errors.js';
 import { describeUntrusted } from '../api/untrusted.js';
+import { compilePattern, groupText, type UserPattern } from '../api/pattern.js';
 
 export interface TextValueConfig {
   pattern?: string;
@@ -14,15 +15,14 @@ export interface TextValueConfig {
 /** Compiles `pattern`, or reports why it cannot be used, at `path`. */
 export function validatePattern(pattern: string | undefined, path: string): FieldError[] {
   if (pattern === undefined) return [];
-  let regex: RegExp;
+  let compiled: UserPattern;
   try {
-    regex = new RegExp(pattern);
+    compiled = compilePattern(pattern);
   } catch (error) {
-    return [{ path, message: `pattern does not compile: ${(error as Error).message}`, reason: 'InvalidSpec' }];
+    return [{ path, message: (error as Error).message, reason: 'InvalidSpec' }];
   }
   // A pattern with no capture group at all cannot say where the number is.
-  const groups = new RegExp(`${regex.source}|`).exec('')!.length - 1;
-  if (groups === 0) {
+  if (compiled.groupCount === 0) {
     return [{ path, message: 'pattern needs a named group such as (?<value>...)', reason: 'InvalidSpec' }];
   }
   return [];
@@ -37,23 +37,46 @@ export type TextParser = (text: string) => Sample | undefined;
 export function createTextParser(config: TextValueConfig): TextParser {
   const scale = config.scale ?? 1;
   const offset = config.offset ?? 0;
-  const regex = config.pattern === undefined ? undefined : new RegExp(config.pattern);
+  const pattern = config.pattern === undefined ? undefined : compilePattern(config.pattern);
+  // Worked out once, since this runs for every frame: the named groups in order, and the index of
+  // `value` when it is the only one.
+  const named = Object.entries(pattern?.groupIndex ?? {})
+    .map(([name, index]) => ({ name, index }))
+    .sort((a, b) => a.index - b.index);
+  const onlyValue = named.length === 1 && named[0].name === 'value' ? named[0].index : undefined;
   const toNumber = (raw: string, name: string): number => {
-    const trimmed = raw.trim();
-    const number = trimmed === '' ? NaN : Number(trimmed);
-    if (!Number.isFinite(number)) throw new SensorletError('BadFrame', `${name} is not a number (${describeUntrusted(raw)})`);
+    // Number() ignores surrounding whitespace itself, but reads blank text as 0.
+    const number = Number(raw);
+    if (!Number.isFinite(number) || (number === 0 && raw.trim() === '')) {
+      throw new SensorletError('BadFrame', `${name} is not a number (${describeUntrusted(raw)})`);
+    }
     return number * scale + offset;
   };
 
   return (text) => {
-    if (regex === undefined) return { value: toNumber(text, 'value') };
-    const match = regex.exec(text);
-    if (!match) return undefined;
-    const named = Object.entries(match.groups ?? {}).filter(([, raw]) => raw !== undefined) as [string, string][];
-    if (named.length === 0) return { value: toNumber(match[1] ?? '', 'value') };
-    if (named.length === 1 && named[0][0] === 'value') return { value: toNumber(named[0][1], 'value') };
-    const values: Record<string, number> = {};
-    for (const [name, raw] of named) values[name] = toNumber(raw, name);
+    if (pattern === undefined) return { value: toNumber(text, 'value') };
+    let positions: readonly number[] | undefined;
+    try {
+      positions = pattern.exec(text);
+    } catch (error) {
+      throw new SensorletError('BadFrame', `not matched: ${(error as Error).message}`, { cause: error });
+    }
+    if (!positions) return undefined;
+    if (onlyValue !== undefined) {
+      const raw = groupText(text, positions, onlyValue);
+      if (raw !== undefined) return { value: toNumber(raw, 'value') };
+    }
+    // The named groups that took part in the match; without any, the first group is the value.
+    let values: Record<string, number> | undefined;
+    let taken = 0;
+    for (let i = 0; i < named.length; i++) {
+      const raw = groupText(text, positions, named[i].index);
+      if (raw === undefined) continue;
+      (values ??= {})[named[i].name] = toNumber(raw, named[i].name);
+      taken++;
+    }
+    if (values === undefined) return { value: toNumber(groupText(text, positions, 1) ?? '', 'value') };
+    if (taken === 1 && values.value !== undefined) return { value: values.value };
     return { values };
   };
 }

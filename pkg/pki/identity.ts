@@ -1,6 +1,7 @@
-// The tenant and device a certificate speaks for, read from its SAN with named regex groups.
-import { RE2JS } from 're2js';
+// The tenant and device a certificate speaks for, read from its SAN with named groups of a
+// linear-time pattern (the pattern comes from the manifest: see pkg/api/pattern.ts).
 import type { CertificateSpec } from '../api/resource.js';
+import { compilePattern, groupText, type UserPattern } from '../api/pattern.js';
 import { CertificateError } from './problems.js';
 import type { SubjectAltNames } from './x509.js';
 
@@ -28,9 +29,12 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
     const regex = compile(pattern, kind === 'URI' ? 'spec.identity.uriPattern' : 'spec.identity.dnsPattern');
     tried.push(`${kind} ${pattern}`);
     for (const value of values) {
-      const groups = regex(value);
-      if (!groups) continue;
-      const { tenant, device } = groups;
+      // A SAN longer than the pattern may scan cannot be this device's identity.
+      if (value.length > regex.maxInputLength) continue;
+      const positions = regex.exec(value);
+      if (!positions) continue;
+      const tenant = groupOf(regex, value, positions, 'tenant');
+      const device = groupOf(regex, value, positions, 'device');
       if (!tenant || !device) {
         throw new CertificateError('InvalidIdentity', `${kind}:${value} matches but the pattern does not capture both named groups tenant and device`);
       }
@@ -47,22 +51,15 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
   );
 }
 
-/**
- * The pattern comes from a manifest, so it runs on RE2 (linear time in the input, no backtracking):
- * a pattern like `^(.*)*x$` must not freeze the agent. Returns the named groups of the first match.
- */
-function compile(pattern: string, field: string): (value: string) => { tenant?: string; device?: string } | undefined {
-  let regex: RE2JS;
+function compile(pattern: string, field: string): UserPattern {
   try {
-    regex = RE2JS.compile(pattern);
+    return compilePattern(pattern);
   } catch (error) {
-    throw new CertificateError('InvalidIdentity', `${field} is not a valid regular expression: ${(error as Error).message}`);
+    throw new CertificateError('InvalidIdentity', `${field}: ${(error as Error).message}`);
   }
-  const names = regex.namedGroups() as Record<string, number>;
-  return (value) => {
-    const matcher = regex.matcher(value);
-    if (!matcher.find()) return undefined;
-    const group = (name: string) => (name in names ? matcher.group(name) ?? undefined : undefined);
-    return { tenant: group('tenant'), device: group('device') };
-  };
+}
+
+function groupOf(regex: UserPattern, value: string, positions: readonly number[], name: string): string | undefined {
+  const index = regex.groupIndex[name];
+  return index === undefined ? undefined : groupText(value, positions, index);
 }

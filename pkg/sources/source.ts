@@ -8,10 +8,11 @@ export interface SourceDocument {
   origin: Origin;
   object: Record<string, unknown> | undefined;
   /**
-   * Set when the document could not be parsed (YAML syntax) or its file not read; the message names
-   * the problem, `reason` is its condition reason (InvalidSpec when absent).
+   * Set when the document could not be parsed (YAML syntax), was over its parsing budget, or its
+   * file could not be read; the message names the problem, `path` the field where it was found (when
+   * one was), `reason` its condition reason (InvalidSpec when absent).
    */
-  parseError?: { message: string; line?: number; kind?: string; name?: string; namespace?: string; reason?: string };
+  parseError?: { message: string; line?: number; path?: string; kind?: string; name?: string; namespace?: string; reason?: string };
 }
 
 export interface SourceListener {
