@@ -8,6 +8,7 @@ import { parseDuration } from '../../pkg/api/units.js';
 import {
   DEFAULT_CERTIFICATE_DIRECTORY,
   DEFAULT_FILE_ALLOW_PREFIXES,
+  DEFAULT_SERIAL_ALLOW_PREFIXES,
   DEFAULT_MAX_READINGS_PER_SECOND,
   DEFAULT_MIN_INTERVAL_MS,
   DEFAULT_MIN_TIMEOUT_MS,
@@ -36,6 +37,10 @@ export function addPolicyOptions(command: Command): Command {
       '--file-allow-prefix <paths...>',
       `the only files and folders the file driver may read, by real path; replaces the default (${DEFAULT_FILE_ALLOW_PREFIXES.join(' ')}). ` +
         'Secrets, key material, per-process /proc entries and the state dir stay refused',
+    )
+    .option(
+      '--serial-allow-prefix <prefixes...>',
+      `the only device names the serial and Modbus RTU drivers may open, by real path; replaces the default (${DEFAULT_SERIAL_ALLOW_PREFIXES.join(' ')})`,
     )
     .option('--min-interval <duration>', 'the shortest spec.interval a Sensor may use', `${DEFAULT_MIN_INTERVAL_MS}ms`)
     .option('--min-timeout <duration>', 'the shortest spec.timeout a Sensor may use', `${DEFAULT_MIN_TIMEOUT_MS}ms`)
@@ -79,6 +84,13 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
       if (!path.isAbsolute(prefix)) throw new PolicyFlagError(`--file-allow-prefix ${JSON.stringify(prefix)} must be an absolute path`);
     }
     policy.drivers.fileAllowPrefixes = prefixes;
+  }
+  const serialPrefixes = options.serialAllowPrefix as string[] | undefined;
+  if (serialPrefixes !== undefined) {
+    for (const prefix of serialPrefixes) {
+      if (!path.isAbsolute(prefix)) throw new PolicyFlagError(`--serial-allow-prefix ${JSON.stringify(prefix)} must be an absolute path`);
+    }
+    policy.drivers.serialAllowPrefixes = serialPrefixes;
   }
   policy.drivers.minIntervalMs = durationFlag('--min-interval', options.minInterval, DEFAULT_MIN_INTERVAL_MS);
   policy.drivers.minTimeoutMs = durationFlag('--min-timeout', options.minTimeout, DEFAULT_MIN_TIMEOUT_MS);

@@ -22,6 +22,11 @@ export interface DriverPolicy {
    * folder of key material (trust stores, certificate folders) adds it here too.
    */
   fileDenyPrefixes: string[];
+  /**
+   * Device name prefixes the serial and Modbus RTU drivers may open, judged by real path
+   * (`--serial-allow-prefix`): serial lines, never terminals (/dev/pts/N, /dev/ttyN, the console).
+   */
+  serialAllowPrefixes: string[];
   /** The shortest spec.interval a Sensor may ask for, in ms (`--min-interval`). */
   minIntervalMs: number;
   /** The shortest spec.timeout a Sensor may ask for, in ms (`--min-timeout`). */
@@ -139,6 +144,22 @@ export const ALWAYS_DENIED_FILE_PREFIXES: readonly string[] = [
   '/sys/power/wakeup_count',
 ];
 
+/** The device names of serial lines on Linux boards: UARTs, USB adapters, modems, Bluetooth serial. */
+export const DEFAULT_SERIAL_ALLOW_PREFIXES = [
+  '/dev/ttyS',
+  '/dev/ttyUSB',
+  '/dev/ttyACM',
+  '/dev/ttyAMA',
+  '/dev/ttyO',
+  '/dev/ttymxc',
+  '/dev/ttySAC',
+  '/dev/ttyTHS',
+  '/dev/ttyLP',
+  '/dev/ttyXRUSB',
+  '/dev/rfcomm',
+  '/dev/serial/',
+];
+
 export const DEFAULT_MIN_INTERVAL_MS = 10;
 export const DEFAULT_MIN_TIMEOUT_MS = 10;
 export const DEFAULT_MAX_READINGS_PER_SECOND = 1000;
@@ -151,6 +172,7 @@ export function defaultPolicy(): OperatorPolicy {
       commandAllowlist: [],
       fileAllowPrefixes: [...DEFAULT_FILE_ALLOW_PREFIXES],
       fileDenyPrefixes: [...ALWAYS_DENIED_FILE_PREFIXES],
+      serialAllowPrefixes: [...DEFAULT_SERIAL_ALLOW_PREFIXES],
       minIntervalMs: DEFAULT_MIN_INTERVAL_MS,
       minTimeoutMs: DEFAULT_MIN_TIMEOUT_MS,
       maxReadingsPerSecond: DEFAULT_MAX_READINGS_PER_SECOND,

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentProcess } from '../support/agent.js';
-import { startPtyPair, tempDir } from '../support/socat.js';
+import { PTY_SERIAL_ARGS, startPtyPair, tempDir } from '../support/socat.js';
 
 const INTERVAL_MS = 200;
 
@@ -46,7 +46,7 @@ kind: Sensor
 metadata: { name: unplugged-device }
 spec:
   driver:
-    serial: { port: ${path.join(work.dir, 'no-such-tty')}, baudRate: 9600, frame: { delimiter: "\\n", pattern: "(?<value>.*)" } }
+    serial: { port: /dev/ttyUSB-sensorlet-test-missing, baudRate: 9600, frame: { delimiter: "\\n", pattern: "(?<value>.*)" } }
   interval: ${INTERVAL_MS}ms
 ---
 apiVersion: sensorlet.io/v1alpha1
@@ -58,7 +58,7 @@ spec:
   batch: { maxReadings: 50, maxDelay: 20ms }
 `,
   );
-  const agent = await AgentProcess.start({ manifests: work.dir });
+  const agent = await AgentProcess.start({ manifests: work.dir, extraArgs: PTY_SERIAL_ARGS });
   try {
     await agent.waitForCondition('Sensor', 'silent-device', 'Degraded', 'True', 'Timeout', 5000);
     await agent.waitForCondition('Sensor', 'unplugged-device', 'Degraded', 'True', 'PortNotFound', 5000);

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { AgentProcess, CLI } from '../support/agent.js';
+import { AgentProcess, CLI, policyArgs } from '../support/agent.js';
 import { TestPki } from '../support/pki.js';
 import { waitFor } from '../support/ports.js';
-import { startPtyPair, tempDir } from '../support/socat.js';
+import { PTY_SERIAL_ARGS, startPtyPair, tempDir } from '../support/socat.js';
 
 const CATASTROPHIC = '^(a+)+(?<value>[0-9])$';
 /** 40 characters that the pattern above almost matches: 2^40 paths for a backtracking engine. */
@@ -130,7 +130,7 @@ spec:
     assert.match(checked.stdout, /sensors\.yaml:\d+: Sensor\/lookahead: spec\.driver\.file\.pattern: invalid regular expression .*linear-time \(RE2\) syntax is required/);
     assert.equal(checked.stdout.trim().split('\n').length, 1, checked.stdout);
 
-    const running = await AgentProcess.start({ manifests, stateDir: stateDir(work.dir), extraArgs: ['--log-level', 'warn'] });
+    const running = await AgentProcess.start({ manifests, stateDir: stateDir(work.dir), extraArgs: ['--log-level', 'warn', ...PTY_SERIAL_ARGS, '--file-allow-prefix', work.dir] });
     agent = running;
     // Non-blocking: an agent that stopped reading must fail the test, not block it in writeSync.
     const device = openSync(pty.b, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -262,7 +262,7 @@ spec:
     // First with a harmless pattern, so that what is measured below is the pattern alone, not the
     // one-time cost of loading the certificate machinery.
     writeFileSync(certificateFile, certificate('^spiffe://test/tenant/(?<tenant>[^/]+)/device/(?<device>[^/]+)$'));
-    const agent = await AgentProcess.start({ manifests: work.dir, stateDir: stateDir(pki.dir), extraArgs: ['--log-level', 'warn'] });
+    const agent = await AgentProcess.start({ manifests: work.dir, stateDir: stateDir(pki.dir), extraArgs: ['--log-level', 'warn', ...policyArgs({ certificateDirs: [pki.dir] })] });
     try {
       await agent.waitForCondition('Sensor', 'steady', 'Ready', 'True');
       await agent.waitForCondition('Certificate', 'backtracker', 'Ready', 'False', 'InvalidIdentity');

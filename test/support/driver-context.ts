@@ -23,7 +23,8 @@ export function driverContext(options: {
     timeoutMs: options.timeoutMs ?? 1_000,
     clock: systemClock,
     logger: silentLogger(),
-    policy: { ...defaultPolicy().drivers, ...options.policy },
+    // The tests' serial lines are socat pseudo-terminals, which the operator allows here.
+    policy: { ...defaultPolicy().drivers, serialAllowPrefixes: [...defaultPolicy().drivers.serialAllowPrefixes, '/dev/pts/'], ...options.policy },
     shared: options.shared ?? new Map(),
   };
 }

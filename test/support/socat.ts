@@ -8,6 +8,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, waitFor } from './ports.js';
+import { DEFAULT_SERIAL_ALLOW_PREFIXES } from '../../pkg/policy/policy.js';
+
+/** Agent flags that let serial Sensors open the tests' socat pseudo-terminals (/dev/pts/N), as an operator would. */
+export const PTY_SERIAL_ARGS = ['--serial-allow-prefix', ...DEFAULT_SERIAL_ALLOW_PREFIXES, '/dev/pts/'];
 
 const SOCAT = '/usr/bin/socat';
 

@@ -10,6 +10,7 @@ import { SensorletError, messageOf } from '../../api/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Driver, DriverContext, DriverFactory } from '../driver.js';
 import { registerDriver } from '../registry.js';
+import { checkSerialDevice } from '../device-path.js';
 import { SerialQueue, abortError, raceAbort } from '../serialize.js';
 
 export type ModbusConfig = NonNullable<Sensor['spec']['driver']['modbus']>;
@@ -103,6 +104,7 @@ export function decodeRegisters(registers: number[], type: RegisterType, wordOrd
 }
 
 export function createModbusDriver(config: ModbusConfig, context: DriverContext): Driver {
+  if (config.rtu) checkSerialDevice(config.rtu.port, context.policy, 'spec.driver.modbus.rtu.port');
   const logger = context.logger.child({ driver: 'modbus' });
   const key = linkKey(config);
   let link = context.shared.get(key) as ModbusLink | undefined;

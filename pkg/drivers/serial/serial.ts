@@ -7,6 +7,7 @@ import type { Sensor } from '../../api/resource.js';
 import { SensorletError } from '../../api/errors.js';
 import type { Driver, DriverContext, DriverFactory, StreamHandlers } from '../driver.js';
 import { registerDriver } from '../registry.js';
+import { checkSerialDevice } from '../device-path.js';
 import { createTextParser, validatePattern } from '../text-values.js';
 import { abortError, raceAbort } from '../serialize.js';
 import { FIELD_SIZE, readField, type FieldType } from './binary-fields.js';
@@ -84,6 +85,7 @@ function requestBytes(config: SerialConfig): Buffer | undefined {
 
 export function createSerialDriver(config: SerialConfig, context: DriverContext): Driver {
   const logger = context.logger.child({ driver: 'serial', port: config.port });
+  checkSerialDevice(config.port, context.policy, 'spec.driver.serial.port');
   const parse = frameParser(config);
   const { key, create } = framing(config);
   const port: SharedSerialPort = acquireSharedPort(context.shared, lineSettings(config), logger);
