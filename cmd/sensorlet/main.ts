@@ -3,13 +3,14 @@
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
-import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
+import { defaultDeviceId, defaultStateDir, startAgent, type Agent } from '../../pkg/agent/agent.js';
 import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
 import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
 import { addPolicyOptions, policyFromOptions } from './policy-flags.js';
+import { SensorletError } from '../../pkg/api/errors.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
 const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
@@ -49,7 +50,7 @@ addPolicyOptions(run).action(async (options) => {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
     applyMemoryPolicy();
-    const agent = await startAgent({
+    const agent: Agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,
       inCluster: options.inCluster,
@@ -62,6 +63,15 @@ addPolicyOptions(run).action(async (options) => {
       logFormat: options.logFormat,
       policy: policyFromOptions(options),
       agentUpdater,
+    }).catch((error: unknown) => {
+      // What the operator must fix before the agent can start (an admin API open to the network,
+      // an unreadable token file): one line naming the flag, not a stack trace.
+      // (program.error would print the usage after it: the command line is not what is wrong.)
+      if (error instanceof SensorletError) {
+        console.error(`error: ${error.message}`);
+        process.exit(1);
+      }
+      throw error;
     });
     let stopping = false;
     const stop = () => {
@@ -96,8 +106,9 @@ program
   .argument('[name]')
   .addOption(new Option('-o, --output <format>').choices(['wide', 'yaml', 'json']))
   .option('--admin-addr <host:port>', 'admin API address of the agent', DEFAULT_ADMIN_ADDR)
+  .option('--token-file <file>', 'bearer token for an admin API that needs one (the agent\'s --admin-token-file, or a Kubernetes token)')
   .action(async (kind, name, options) => {
-    process.exitCode = await getCommand(options.adminAddr, kind, name, options.output);
+    process.exitCode = await getCommand(options.adminAddr, kind, name, options.output, options.tokenFile);
   });
 
 program

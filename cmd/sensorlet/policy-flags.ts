@@ -6,12 +6,18 @@ import { defaultPolicy, type OperatorPolicy } from '../../pkg/policy/policy.js';
 export function addPolicyOptions(command: Command): Command {
   return command
     .option('--allow-command-driver', 'let Sensors run executables with the command driver (off: a manifest alone must never run code)')
-    .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run');
+    .option('--command-allowlist <paths...>', 'with --allow-command-driver: the only executables that may run')
+    .option('--admin-token-file <file>', 'admin API: bearer tokens (one per line, 16+ characters) required for everything but /healthz and /readyz; needed on a non-loopback --admin-addr')
+    .option('--admin-token-review', 'admin API, cluster mode: also accept ServiceAccount tokens that TokenReview authenticates and SubjectAccessReview allows (like kube-rbac-proxy)')
+    .option('--admin-insecure-no-auth', 'admin API: serve a non-loopback --admin-addr to anyone who can reach it, without authentication');
 }
 
 export function policyFromOptions(options: Record<string, unknown>): OperatorPolicy {
   const policy = defaultPolicy();
   policy.drivers.allowCommandDriver = options.allowCommandDriver === true;
   policy.drivers.commandAllowlist = (options.commandAllowlist as string[] | undefined) ?? [];
+  policy.admin.tokenFile = options.adminTokenFile as string | undefined;
+  policy.admin.tokenReview = options.adminTokenReview === true;
+  policy.admin.insecureNoAuth = options.adminInsecureNoAuth === true;
   return policy;
 }

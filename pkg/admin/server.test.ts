@@ -11,7 +11,7 @@ test('close() finishes while a keep-alive client keeps polling (a connection bus
   let closed: Promise<void> | undefined;
   admin = await startAdminServer('127.0.0.1:0', {
     ready: () => true,
-    resources: () => [],
+    resources: () => ({ apiVersion: 'v1', kind: 'List', items: [], errors: [] }),
     // The first request closes the server while it is being answered: its connection is busy.
     reload: async () => {
       closed ??= admin!.close();

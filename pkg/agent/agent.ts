@@ -11,7 +11,10 @@ import { Manager } from '../controller/manager.js';
 import type { Runtime } from '../controller/runtime.js';
 import { createCertificateReconciler } from '../controller/reconcilers/certificate.js';
 import { Router } from '../router/router.js';
-import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { checkAdminExposure, parseHostPort, startAdminServer, type AdminServer, type ResourceList } from '../admin/server.js';
+import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } from '../admin/auth.js';
+import { SensorletError } from '../api/errors.js';
+import { coalesced } from './coalesce.js';
 import { createLogger, type Logger, type LogFormat } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { systemClock } from '../observability/clock.js';
@@ -64,12 +67,18 @@ export interface Agent {
 
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const logger = options.logger ?? createLogger({ level: options.logLevel, format: options.logFormat });
+  const policy = options.policy ?? defaultPolicy();
+  // Before anything starts: an admin API that would be open to the network is refused outright.
+  const adminTokens = await adminTokenFile(policy, options, (message) => {
+    logger.error({ component: 'admin', reason: 'AdminTokenInvalid' }, message);
+    metrics.errorsLogged.inc({ component: 'admin', reason: 'AdminTokenInvalid' });
+  });
+  await checkAdminExposure(options.adminAddr, { authenticated: adminTokens !== undefined || policy.admin.tokenReview, allowUnauthenticated: policy.admin.insecureNoAuth });
   mkdirSync(options.stateDir, { recursive: true });
   const metrics = new Metrics();
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   const router = new Router();
-  const policy = options.policy ?? defaultPolicy();
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
   let nodeLabels: Record<string, string> = {};
 
@@ -114,6 +123,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   let source: ResourceSource;
   let closeCluster = async () => {};
+  let tokenReview: Authenticator | undefined;
   if (options.manifests) {
     source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }));
   } else {
@@ -121,6 +131,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const cluster = await startClusterMode(options, runtime, logger);
     source = cluster.source;
     closeCluster = cluster.close;
+    tokenReview = cluster.tokenReview;
     nodeLabels = cluster.nodeLabels();
     cluster.onNodeLabels((labels) => {
       nodeLabels = labels;
@@ -128,15 +139,28 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
   }
 
-  const admin: AdminServer = await startAdminServer(options.adminAddr, {
-    ready: () => manager.initialSyncApplied,
-    resources: () => listResources(runtime),
-    reload: async () => {
-      await source.resync();
-      manager.resyncAll();
-    },
-    registry: metrics.registry,
+  const authenticators = [adminTokens, tokenReview].filter((each): each is Authenticator => each !== undefined);
+  const authenticator = authenticators.length > 0 ? anyOf(authenticators) : undefined;
+  // POST /reload and SIGHUP: concurrent requests join the run in progress (or its one follow-up).
+  const reload = coalesced(async () => {
+    await authenticator?.refresh();
+    await source.resync();
+    manager.resyncAll();
   });
+  const admin: AdminServer = await startAdminServer(
+    options.adminAddr,
+    {
+      ready: () => manager.initialSyncApplied,
+      resources: () => listResources(runtime),
+      reload,
+      registry: metrics.registry,
+      onDenied: (status) => metrics.adminDenied.inc({ status: String(status) }),
+    },
+    { authenticator, allowUnauthenticated: policy.admin.insecureNoAuth },
+  );
+  if (!authenticator && policy.admin.insecureNoAuth && !(await isLoopbackHost(parseHostPort(options.adminAddr).host))) {
+    logger.warn({ admin: admin.address }, 'the admin API answers anyone who can reach it, without authentication (--admin-insecure-no-auth)');
+  }
   await source.start(store);
   logger.info({ admin: admin.address, device: options.deviceId, node: options.nodeName, stateDir: options.stateDir }, 'sensorlet started');
 
@@ -144,10 +168,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     adminAddress: admin.address,
     runtime,
     ready: () => manager.initialSyncApplied,
-    reload: async () => {
-      await source.resync();
-      manager.resyncAll();
-    },
+    reload,
     async stop() {
       await source.stop();
       await manager.stop();
@@ -164,8 +185,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
 }
 
+/** The operator's admin token file, read (and checked) before the agent starts anything. */
+async function adminTokenFile(policy: OperatorPolicy, options: AgentOptions, onProblem: (message: string) => void): Promise<Authenticator | undefined> {
+  const admin = policy.admin;
+  if (admin.insecureNoAuth && (admin.tokenFile || admin.tokenReview)) {
+    throw new SensorletError('AdminAuthConflict', '--admin-insecure-no-auth contradicts --admin-token-file / --admin-token-review: give one or the other');
+  }
+  if (admin.tokenReview && options.manifests) throw new SensorletError('AdminAuthConflict', '--admin-token-review needs cluster mode (--kubeconfig or --in-cluster)');
+  if (!admin.tokenFile) return undefined;
+  return tokenFileAuthenticator(admin.tokenFile, onProblem);
+}
+
 /** Every resource as a Kubernetes object with this agent's status entry. */
-export function listResources(runtime: Runtime) {
+export function listResources(runtime: Runtime): ResourceList {
   const toObject = (resource: StoredResource) => {
     const entry = runtime.status.nodeEntry(resource.key);
     return {
@@ -177,10 +209,14 @@ export function listResources(runtime: Runtime) {
       origin: resource.origin,
     };
   };
+  // Built while the answer is written: thousands of resources are one slice of work each, not one block.
+  const resources = runtime.store.list();
   return {
     apiVersion: 'v1',
     kind: 'List',
-    items: runtime.store.list().map(toObject),
+    items: (function* () {
+      for (const resource of resources) yield toObject(resource);
+    })(),
     errors: runtime.store.orphanErrors(),
   };
 }

@@ -5,11 +5,15 @@ import type { Runtime } from '../controller/runtime.js';
 import type { Logger } from '../observability/logger.js';
 import type { ResourceSource } from '../sources/source.js';
 import type { AgentOptions } from './agent.js';
+import type { Authenticator } from '../admin/auth.js';
+import { tokenReviewAuthenticator } from '../admin/token-review.js';
 
 export interface ClusterMode {
   source: ResourceSource;
   nodeLabels(): Record<string, string>;
   onNodeLabels(callback: (labels: Record<string, string>) => void): void;
+  /** With --admin-token-review: admin API clients authenticated by the API server. */
+  tokenReview?: Authenticator;
   close(): Promise<void>;
 }
 
@@ -42,6 +46,7 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
     source,
     nodeLabels: () => source.nodeLabels(),
     onNodeLabels: (callback) => void source.onNodeLabels(callback),
+    tokenReview: options.policy?.admin.tokenReview ? tokenReviewAuthenticator(connection) : undefined,
     close: () => writer.close(),
   };
 }

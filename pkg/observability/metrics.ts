@@ -33,6 +33,12 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
     registers: [this.registry],
   });
+  readonly adminDenied = new Counter({
+    name: 'sensorlet_admin_denied_total',
+    help: 'Admin API requests refused for their credentials, by HTTP status (401: none or not accepted; 403: not allowed).',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
   readonly errorsLogged = new Counter({ name: 'sensorlet_errors_total', help: 'Errors logged, by component and reason.', labelNames: ['component', 'reason'], registers: [this.registry] });
 
   constructor() {

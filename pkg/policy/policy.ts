@@ -12,14 +12,26 @@ export interface DriverPolicy {
   commandAllowlist: string[];
 }
 
+/** Who may use the admin API beyond /healthz and /readyz (pkg/admin/auth.ts). */
+export interface AdminPolicy {
+  /** Bearer tokens, one per line; when set, required on every address. */
+  tokenFile?: string;
+  /** Cluster mode: also accept tokens the API server's TokenReview authenticates (and SubjectAccessReview allows). */
+  tokenReview: boolean;
+  /** Serve a non-loopback address with no authentication at all: the operator's explicit choice. */
+  insecureNoAuth: boolean;
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
+  admin: AdminPolicy;
 }
 
 /** The policy of an agent started with no policy flags: nothing beyond the safe defaults. */
 export function defaultPolicy(): OperatorPolicy {
   return {
     drivers: { allowCommandDriver: false, commandAllowlist: [] },
+    admin: { tokenReview: false, insecureNoAuth: false },
   };
 }
 

@@ -17,6 +17,10 @@ export interface AgentProcessOptions {
   deviceId?: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** The host the admin API binds (default 127.0.0.1); the test always connects through 127.0.0.1. */
+  adminHost?: string;
+  /** Sent as `Authorization: Bearer` by resources(), metrics() and reload(). */
+  adminToken?: string;
 }
 
 export interface ListedResource {
@@ -36,6 +40,7 @@ export class AgentProcess {
     readonly child: ChildProcess,
     readonly adminAddr: string,
     readonly stateDir: string,
+    private readonly adminToken?: string,
   ) {
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       this.stdout += chunk;
@@ -47,13 +52,15 @@ export class AgentProcess {
 
   static async start(options: AgentProcessOptions): Promise<AgentProcess> {
     const stateDir = options.stateDir ?? mkdtempSync(path.join(tmpdir(), 'sensorlet-state-'));
-    const adminAddr = `127.0.0.1:${await freePort()}`;
+    const port = await freePort();
+    const adminAddr = `127.0.0.1:${port}`;
+    const adminHost = options.adminHost ?? '127.0.0.1';
     const args = [
       ...AGENT_NODE_FLAGS,
       CLI, 'run',
       ...(options.manifests !== undefined ? ['--manifests', options.manifests] : []),
       '--state-dir', stateDir,
-      '--admin-addr', adminAddr,
+      '--admin-addr', `${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${port}`,
       '--device-id', options.deviceId ?? 'test-device',
       '--log-level', 'info',
       ...(options.extraArgs ?? []),
@@ -61,7 +68,7 @@ export class AgentProcess {
     // Its own process group: with --self-update the child is a launcher whose agent is a grandchild,
     // and kill() (SIGKILL cannot be forwarded) must take both down, as a power cut would.
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true });
-    const agent = new AgentProcess(child, adminAddr, stateDir);
+    const agent = new AgentProcess(child, adminAddr, stateDir, options.adminToken);
     try {
       await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: 'agent ready' });
     } catch (error) {
@@ -76,8 +83,13 @@ export class AgentProcess {
     this.stdoutListeners.push(listener);
   }
 
+  /** The Authorization header for the admin API, when the agent was given a token. */
+  get adminHeaders(): Record<string, string> {
+    return this.adminToken ? { authorization: `Bearer ${this.adminToken}` } : {};
+  }
+
   async resources(): Promise<ListedResource[]> {
-    const response = await fetch(`http://${this.adminAddr}/api/v1/resources`);
+    const response = await fetch(`http://${this.adminAddr}/api/v1/resources`, { headers: this.adminHeaders });
     return ((await response.json()) as { items: ListedResource[] }).items;
   }
 
@@ -107,11 +119,11 @@ export class AgentProcess {
   }
 
   async metrics(): Promise<string> {
-    return (await fetch(`http://${this.adminAddr}/metrics`)).text();
+    return (await fetch(`http://${this.adminAddr}/metrics`, { headers: this.adminHeaders })).text();
   }
 
   async reload(): Promise<void> {
-    await fetch(`http://${this.adminAddr}/reload`, { method: 'POST' });
+    await fetch(`http://${this.adminAddr}/reload`, { method: 'POST', headers: this.adminHeaders });
   }
 
   /** SIGTERM: the agent must flush, persist and exit 0. */
