@@ -14,6 +14,7 @@ import { Router } from '../router/router.js';
 import { checkAdminExposure, parseHostPort, startAdminServer, type AdminServer, type ResourceList } from '../admin/server.js';
 import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } from '../admin/auth.js';
 import { SensorletError } from '../api/errors.js';
+import { redactCredentialsIn } from '../api/redact.js';
 import { coalesced } from './coalesce.js';
 import { createLogger, type Logger, type LogFormat } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -204,7 +205,8 @@ export function listResources(runtime: Runtime): ResourceList {
       apiVersion: API_VERSION,
       kind: resource.kind,
       metadata: { name: resource.name, namespace: resource.namespace, labels: resource.labels, generation: resource.generation },
-      spec: resource.object?.spec ?? (resource.raw as { spec?: unknown }).spec,
+      // As declared, less any URL password: an invalid spec is shown too, so that it can be fixed.
+      spec: redactCredentialsIn(resource.object?.spec ?? (resource.raw as { spec?: unknown }).spec),
       status: { nodes: entry ? [entry] : [] },
       origin: resource.origin,
     };
@@ -217,6 +219,7 @@ export function listResources(runtime: Runtime): ResourceList {
     items: (function* () {
       for (const resource of resources) yield toObject(resource);
     })(),
-    errors: runtime.store.orphanErrors(),
+    // Parse errors may quote a line of the file: never with a URL's password.
+    errors: redactCredentialsIn(runtime.store.orphanErrors()),
   };
 }

@@ -7,6 +7,7 @@ import type { ResourceSource } from '../sources/source.js';
 import type { AgentOptions } from './agent.js';
 import type { Authenticator } from '../admin/auth.js';
 import { tokenReviewAuthenticator } from '../admin/token-review.js';
+import { credentialSecretsOf } from '../controller/reconcilers/sink-credentials.js';
 
 export interface ClusterMode {
   source: ResourceSource;
@@ -39,6 +40,10 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
   source.onSecretChange(({ namespace, name }) => {
     for (const certificate of runtime.store.list('Certificate')) {
       if (certificate.namespace === namespace && certificate.object?.spec.secretRef?.name === name) runtime.enqueue(certificate.key);
+    }
+    // Sinks whose broker credentials come from it reconnect with the new values.
+    for (const sink of runtime.store.list('Sink')) {
+      if (sink.namespace === namespace && sink.object && credentialSecretsOf(sink.object.spec).includes(name)) runtime.enqueue(sink.key);
     }
   });
 

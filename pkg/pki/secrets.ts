@@ -19,7 +19,7 @@ export const defaultReadFile: ReadFileFn = (file) => fsReadFile(file);
  */
 export async function readSecret(
   source: SecretSource | undefined,
-  what: 'password' | 'PIN',
+  what: 'password' | 'PIN' | 'username',
   context: SecretContext,
 ): Promise<string | undefined> {
   if (!source) return undefined;

@@ -12,6 +12,12 @@ export interface DriverPolicy {
   commandAllowlist: string[];
 }
 
+/** What Sinks may read to connect. */
+export interface SinkPolicy {
+  /** Folders whose files usernameFrom.file / passwordFrom.file may name; empty: no file at all. */
+  credentialDirs: string[];
+}
+
 /** Who may use the admin API beyond /healthz and /readyz (pkg/admin/auth.ts). */
 export interface AdminPolicy {
   /** Bearer tokens, one per line; when set, required on every address. */
@@ -24,6 +30,7 @@ export interface AdminPolicy {
 
 export interface OperatorPolicy {
   drivers: DriverPolicy;
+  sinks: SinkPolicy;
   admin: AdminPolicy;
 }
 
@@ -31,6 +38,7 @@ export interface OperatorPolicy {
 export function defaultPolicy(): OperatorPolicy {
   return {
     drivers: { allowCommandDriver: false, commandAllowlist: [] },
+    sinks: { credentialDirs: [] },
     admin: { tokenReview: false, insecureNoAuth: false },
   };
 }
