@@ -31,3 +31,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sensorlet.secretsNamespace" -}}
 {{- default .Release.Namespace .Values.watchNamespace -}}
 {{- end -}}
+
+{{/* The Secret holding the admin API token: the operator's, or the one the chart renders. */}}
+{{- define "sensorlet.adminTokenSecret" -}}
+{{- if .Values.admin.token.existingSecret -}}
+{{- .Values.admin.token.existingSecret -}}
+{{- else if .Values.admin.token.create -}}
+{{- printf "%s-admin-token" (include "sensorlet.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
