@@ -21,6 +21,8 @@ export interface AgentProcessOptions {
   adminHost?: string;
   /** Sent as `Authorization: Bearer` by resources(), metrics() and reload(). */
   adminToken?: string;
+  /** How long start() waits for /readyz (default 15 s; thousands of resources take longer). */
+  readyTimeoutMs?: number;
 }
 
 export interface ListedResource {
@@ -70,7 +72,7 @@ export class AgentProcess {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true });
     const agent = new AgentProcess(child, adminAddr, stateDir, options.adminToken);
     try {
-      await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: 'agent ready' });
+      await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: options.readyTimeoutMs ?? 15_000, what: 'agent ready' });
     } catch (error) {
       // A child left running keeps the test runner waiting on its pipes for ever.
       await agent.kill();
