@@ -37,12 +37,13 @@ test('--admin-token-review: 401 for no or unknown tokens, 403 for a user RBAC do
   fake.addToken(otherToken, 'system:serviceaccount:default:someone');
   fake.allowNonResource(PROMETHEUS, ['/metrics'], ['get']);
   fake.apply({ apiVersion: GROUP, kind: 'Sensor', metadata: { name: 'boiler', namespace: 'default' }, spec: { driver: { simulated: { waveform: 'counter' } }, interval: '1s' } });
-  const agent = await AgentProcess.start({
-    deviceId: NODE,
-    adminHost: '0.0.0.0',
-    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, '--admin-token-review'],
-  });
+  let agent: AgentProcess | undefined;
   try {
+    agent = await AgentProcess.start({
+      deviceId: NODE,
+      adminHost: '0.0.0.0',
+      extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, '--admin-token-review'],
+    });
     const base = `http://${agent.adminAddr}`;
     assert.equal(await status(`${base}/healthz`), 200);
     assert.equal(await status(`${base}/readyz`), 200);
@@ -78,9 +79,9 @@ test('--admin-token-review: 401 for no or unknown tokens, 403 for a user RBAC do
       rmSync(dir, { recursive: true, force: true });
     }
   } finally {
-    await agent.kill();
+    await agent?.kill();
     await fake.close();
-    rmSync(agent.stateDir, { recursive: true, force: true });
+    if (agent) rmSync(agent.stateDir, { recursive: true, force: true });
   }
 });
 
@@ -106,7 +107,8 @@ test('a Sink takes its broker user and password from a Secret in its namespace (
   writeFileSync(passwordFile, '');
   execFileSync('mosquitto_passwd', ['-b', passwordFile, 'gateway', password]);
   const broker = await Mosquitto.start({ config: (port) => [`user root`, `listener ${port} 127.0.0.1`, `allow_anonymous false`, `password_file ${passwordFile}`].join('\n') });
-  const subscriber = await Subscriber.connect(broker.url, 'secret/#', { username: 'gateway', password });
+  let subscriber: Subscriber | undefined;
+  let agent: AgentProcess | undefined;
   const fake = await FakeApiServer.start();
   fake.setNodeLabels(NODE, {});
   const secret: KubeObject = {
@@ -139,8 +141,9 @@ test('a Sink takes its broker user and password from a Secret in its namespace (
     spec: { selector: {}, mqtt: { url: broker.url, topic: 'secret/file/{sensor}', passwordFrom: { file: passwordFile } } },
   });
   fake.apply({ apiVersion: GROUP, kind: 'Sensor', metadata: { name: 'boiler', namespace: 'default' }, spec: { driver: { simulated: { waveform: 'counter' } }, interval: '100ms' } });
-  const agent = await AgentProcess.start({ deviceId: NODE, extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE] });
   try {
+    subscriber = await Subscriber.connect(broker.url, 'secret/#', { username: 'gateway', password });
+    agent = await AgentProcess.start({ deviceId: NODE, extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE] });
     await agent.waitForCondition('Sink', 'plant', 'Connected', 'True', undefined, 15_000);
     await subscriber.waitForReadings((readings) => readings.some((reading) => reading.sensor === 'boiler'), 10_000, 'readings through the Secret-authenticated connection');
     await agent.waitForCondition('Sink', 'by-file', 'Ready', 'False', 'CredentialFileNotAllowed');
@@ -163,11 +166,11 @@ test('a Sink takes its broker user and password from a Secret in its namespace (
       assert.ok(!text.includes(wrong), 'the rotated password appears in an output');
     }
   } finally {
-    await agent.kill();
-    await subscriber.close();
+    await agent?.kill();
+    await subscriber?.close();
     await fake.close();
     await broker.stop();
-    rmSync(agent.stateDir, { recursive: true, force: true });
+    if (agent) rmSync(agent.stateDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -76,15 +76,17 @@ test('a broker password from passwordFrom connects to a Mosquitto that requires 
     ].join('---\n'),
   );
   const wrongPassword = `wrong-${randomBytes(12).toString('hex')}`;
-  const subscriber = await Subscriber.connect(broker.url, 'creds/#', { username: USER, password });
-  const agent = await AgentProcess.start({
-    manifests,
-    extraArgs: ['--credentials-dir', credentials],
-    env: { SENSORLET_SECRET_MQTT_USER: USER, SENSORLET_SECRET_WRONG_PASSWORD: wrongPassword },
-  });
+  let subscriber: Subscriber | undefined;
+  let agent: AgentProcess | undefined;
   try {
+    subscriber = await Subscriber.connect(broker.url, 'creds/#', { username: USER, password });
+    agent = await AgentProcess.start({
+      manifests,
+      extraArgs: ['--credentials-dir', credentials],
+      env: { SENSORLET_SECRET_MQTT_USER: USER, SENSORLET_SECRET_WRONG_PASSWORD: wrongPassword },
+    });
     await agent.waitForCondition('Sink', 'plant', 'Connected', 'True');
-    await subscriber.waitForReadings(() => subscriber.messages.some((message) => message.topic === 'creds/plant/boiler'), 10_000, 'readings through the authenticated connection');
+    await subscriber.waitForReadings(() => subscriber!.messages.some((message) => message.topic === 'creds/plant/boiler'), 10_000, 'readings through the authenticated connection');
 
     const inline = await agent.waitForCondition('Sink', 'inline', 'Ready', 'False', 'InvalidSpec');
     assert.match(inline.message, /spec\.mqtt\.url: a password in the URL is refused.*passwordFrom/);
@@ -111,7 +113,7 @@ test('a broker password from passwordFrom connects to a Mosquitto that requires 
       'get -o yaml': yaml.stdout + yaml.stderr,
       'get -o wide': wide.stdout + wide.stderr,
       metrics,
-      'state dir': stateText(agent.stateDir),
+      'state dir': stateText(agent!.stateDir),
     };
     for (const [channel, text] of Object.entries(channels)) {
       for (const [secret, value] of Object.entries({ password, urlPassword, outsidePassword, wrongPassword })) {
@@ -119,8 +121,8 @@ test('a broker password from passwordFrom connects to a Mosquitto that requires 
       }
     }
   } finally {
-    await agent.kill();
-    await subscriber.close();
+    await agent?.kill();
+    await subscriber?.close();
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }
