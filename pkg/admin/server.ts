@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { SensorletError } from '../api/errors.js';
+import { redactCredentials } from '../api/redact.js';
 import { isLoopbackHost, type Authenticator } from './auth.js';
 
 /** The longest an answer keeps the event loop busy before it lets other requests in. */
@@ -158,7 +159,7 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
           await handlers.reload();
           return send(200, 'reloaded\n');
         } catch (error) {
-          return send(500, `reload failed: ${String(error)}\n`);
+          return send(500, `reload failed: ${redactCredentials(String(error))}\n`);
         }
       default:
         return send(404, 'not found\n');

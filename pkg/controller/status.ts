@@ -64,7 +64,7 @@ export class StatusStore {
     const now = change.conditions ? new Date(this.clock.now()) : undefined;
     for (const condition of change.conditions ?? []) {
       // Messages often carry what a library said about a URL: never with its password.
-      const update = { ...condition, message: redactCredentials(condition.message), observedGeneration: condition.observedGeneration ?? status.observedGeneration };
+      const update = { ...condition, message: typeof condition.message === 'string' ? redactCredentials(condition.message) : condition.message, observedGeneration: condition.observedGeneration ?? status.observedGeneration };
       flipped = setCondition(status.conditions, update, now!) || flipped;
     }
     for (const type of change.removeConditions ?? []) flipped = removeCondition(status.conditions, type) || flipped;
