@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AGENT_NODE_FLAGS, AgentProcess, CLI } from '../support/agent.js';
@@ -21,15 +21,15 @@ spec:
   interval: 1s
 `;
 
-function workspace(): { dir: string; manifests: string; tokenFile: string; token: string } {
+function workspace(): { dir: string; manifests: string; stateDir: string; tokenFile: string; token: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-admin-auth-'));
   const manifests = path.join(dir, 'manifests');
-  spawnSync('mkdir', ['-p', manifests]);
+  mkdirSync(manifests);
   writeFileSync(path.join(manifests, 'sensor.yaml'), SENSOR);
   const token = randomBytes(24).toString('base64url');
   const tokenFile = path.join(dir, 'admin-token');
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-  return { dir, manifests, tokenFile, token };
+  return { dir, manifests, stateDir: path.join(dir, 'state'), tokenFile, token };
 }
 
 async function status(url: string, init: RequestInit = {}): Promise<number> {
@@ -47,8 +47,8 @@ const PROTECTED: [string, string][] = [
 
 for (const host of ['0.0.0.0', '::']) {
   test(`bound to ${host}: 401 without the token on everything but /healthz and /readyz, 200 with it`, async () => {
-    const { dir, manifests, tokenFile, token } = workspace();
-    const agent = await AgentProcess.start({ manifests, adminHost: host, adminToken: token, extraArgs: ['--admin-token-file', tokenFile] });
+    const { dir, manifests, stateDir, tokenFile, token } = workspace();
+    const agent = await AgentProcess.start({ manifests, stateDir, adminHost: host, adminToken: token, extraArgs: ['--admin-token-file', tokenFile] });
     try {
       const base = `http://${agent.adminAddr}`;
       assert.equal(await status(`${base}/healthz`), 200);
@@ -76,8 +76,8 @@ for (const host of ['0.0.0.0', '::']) {
 }
 
 test('sensorlet get --token-file reads a token-protected agent; without it, a one-line refusal naming the flag', async () => {
-  const { dir, manifests, tokenFile, token } = workspace();
-  const agent = await AgentProcess.start({ manifests, adminHost: '0.0.0.0', adminToken: token, extraArgs: ['--admin-token-file', tokenFile] });
+  const { dir, manifests, stateDir, tokenFile, token } = workspace();
+  const agent = await AgentProcess.start({ manifests, stateDir, adminHost: '0.0.0.0', adminToken: token, extraArgs: ['--admin-token-file', tokenFile] });
   try {
     await agent.waitForCondition('Sensor', 'boiler', 'Ready', 'True');
     const get = (...args: string[]) => spawnSync(process.execPath, [CLI, 'get', 'sensors', '--admin-addr', agent.adminAddr, ...args], { encoding: 'utf8', timeout: 15_000 });
@@ -95,8 +95,8 @@ test('sensorlet get --token-file reads a token-protected agent; without it, a on
 });
 
 test('a rotated token file is picked up without a restart: the old token stops working, the new one works', async () => {
-  const { dir, manifests, tokenFile, token } = workspace();
-  const agent = await AgentProcess.start({ manifests, adminHost: '0.0.0.0', extraArgs: ['--admin-token-file', tokenFile] });
+  const { dir, manifests, stateDir, tokenFile, token } = workspace();
+  const agent = await AgentProcess.start({ manifests, stateDir, adminHost: '0.0.0.0', extraArgs: ['--admin-token-file', tokenFile] });
   try {
     const url = `http://${agent.adminAddr}/metrics`;
     assert.equal(await status(url, { headers: { authorization: `Bearer ${token}` } }), 200);
@@ -132,9 +132,8 @@ async function runExpectingRefusal(args: string[]): Promise<{ code: number | nul
 }
 
 test('refuses to start on a non-loopback address with no token, naming the flag; --admin-insecure-no-auth is the explicit opt-out', async () => {
-  const { dir, manifests } = workspace();
+  const { dir, manifests, stateDir } = workspace();
   try {
-    const stateDir = path.join(dir, 'state');
     const refused = await runExpectingRefusal(['--manifests', manifests, '--state-dir', stateDir]);
     assert.notEqual(refused.code, 0, 'exits with an error');
     assert.equal(refused.listening, false);
@@ -165,8 +164,8 @@ test('refuses to start on a non-loopback address with no token, naming the flag;
 });
 
 test('on loopback nothing is needed, as before', async () => {
-  const { dir, manifests } = workspace();
-  const agent = await AgentProcess.start({ manifests, adminHost: '127.0.0.1' });
+  const { dir, manifests, stateDir } = workspace();
+  const agent = await AgentProcess.start({ manifests, stateDir, adminHost: '127.0.0.1' });
   try {
     assert.equal(await status(`http://${agent.adminAddr}/api/v1/resources`), 200);
   } finally {

@@ -38,11 +38,13 @@ test('--admin-token-review: 401 for no or unknown tokens, 403 for a user RBAC do
   fake.allowNonResource(PROMETHEUS, ['/metrics'], ['get']);
   fake.apply({ apiVersion: GROUP, kind: 'Sensor', metadata: { name: 'boiler', namespace: 'default' }, spec: { driver: { simulated: { waveform: 'counter' } }, interval: '1s' } });
   let agent: AgentProcess | undefined;
+  const kube = mkdtempSync(path.join(tmpdir(), 'sensorlet-kube-'));
   try {
     agent = await AgentProcess.start({
       deviceId: NODE,
       adminHost: '0.0.0.0',
-      extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, '--admin-token-review'],
+      stateDir: path.join(kube, 'state'),
+      extraArgs: ['--kubeconfig', fake.writeKubeconfig(kube), '--node-name', NODE, '--admin-token-review'],
     });
     const base = `http://${agent.adminAddr}`;
     assert.equal(await status(`${base}/healthz`), 200);
@@ -81,7 +83,7 @@ test('--admin-token-review: 401 for no or unknown tokens, 403 for a user RBAC do
   } finally {
     await agent?.kill();
     await fake.close();
-    if (agent) rmSync(agent.stateDir, { recursive: true, force: true });
+    rmSync(kube, { recursive: true, force: true });
   }
 });
 
@@ -143,7 +145,7 @@ test('a Sink takes its broker user and password from a Secret in its namespace (
   fake.apply({ apiVersion: GROUP, kind: 'Sensor', metadata: { name: 'boiler', namespace: 'default' }, spec: { driver: { simulated: { waveform: 'counter' } }, interval: '100ms' } });
   try {
     subscriber = await Subscriber.connect(broker.url, 'secret/#', { username: 'gateway', password });
-    agent = await AgentProcess.start({ deviceId: NODE, extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE] });
+    agent = await AgentProcess.start({ deviceId: NODE, stateDir: path.join(dir, 'state'), extraArgs: ['--kubeconfig', fake.writeKubeconfig(dir), '--node-name', NODE] });
     await agent.waitForCondition('Sink', 'plant', 'Connected', 'True', undefined, 15_000);
     await subscriber.waitForReadings((readings) => readings.some((reading) => reading.sensor === 'boiler'), 10_000, 'readings through the Secret-authenticated connection');
     await agent.waitForCondition('Sink', 'by-file', 'Ready', 'False', 'CredentialFileNotAllowed');
@@ -170,7 +172,7 @@ test('a Sink takes its broker user and password from a Secret in its namespace (
     await subscriber?.close();
     await fake.close();
     await broker.stop();
-    if (agent) rmSync(agent.stateDir, { recursive: true, force: true });
+    rmSync(broker.dir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -53,6 +53,7 @@ test(`${CONCURRENT_RELOADS} concurrent reloads with ${SENSORS} resources: /healt
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-responsive-'));
   writeSensors(dir);
   const agent = await AgentProcess.start({ manifests: dir, extraArgs: ['--log-level', 'warn'] });
+  const stateDir = agent.stateDir;
   const base = `http://${agent.adminAddr}`;
   const reconciles = async () => metricValue(await agent.metrics(), 'sensorlet_reconcile_total', 'kind="Sensor",result="success"');
   try {
@@ -103,5 +104,6 @@ test(`${CONCURRENT_RELOADS} concurrent reloads with ${SENSORS} resources: /healt
   } finally {
     await agent.kill();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true });
   }
 });

@@ -82,6 +82,7 @@ test('a broker password from passwordFrom connects to a Mosquitto that requires 
     subscriber = await Subscriber.connect(broker.url, 'creds/#', { username: USER, password });
     agent = await AgentProcess.start({
       manifests,
+      stateDir: path.join(dir, 'state'),
       extraArgs: ['--credentials-dir', credentials],
       env: { SENSORLET_SECRET_MQTT_USER: USER, SENSORLET_SECRET_WRONG_PASSWORD: wrongPassword },
     });
@@ -124,6 +125,7 @@ test('a broker password from passwordFrom connects to a Mosquitto that requires 
     await agent?.kill();
     await subscriber?.close();
     await broker.stop();
+    rmSync(broker.dir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 });
