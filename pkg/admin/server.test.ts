@@ -50,11 +50,15 @@ test('/metrics written family by family is exactly what registry.metrics() retur
   const metrics = new Metrics();
   for (let index = 0; index < 50; index++) metrics.readings.inc({ sensor: `s-${index}` }, index);
   metrics.reconcileDuration.observe({ kind: 'Sensor' }, 0.002);
+  metrics.queueDepth.set({ sink: 'quote" backslash\\ newline\n' }, NaN);
+  metrics.outboxBytes.set({ sink: 'a' }, Infinity);
+  metrics.outboxOldest.set({ sink: 'b' }, -Infinity);
   let streamed = '';
   for await (const piece of metricsText(metrics.registry)) streamed += piece;
   // Process metrics (CPU time, memory) move between two reads: compare the rest.
   const stable = (text: string) => text.split('\n').filter((line) => !line.startsWith('sensorlet_process_')).join('\n');
   assert.equal(stable(streamed), stable(await metrics.registry.metrics()));
+  assert.match(streamed, /sink="quote\\" backslash\\\\ newline\\n"\} Nan/);
 });
 
 test('a non-loopback address without an authenticator is refused unless the operator opts out', async () => {

@@ -106,17 +106,46 @@ function* resourceListJson(list: ResourceList): Generator<string> {
   yield `],"errors":${JSON.stringify(list.errors)}}`;
 }
 
+/** What prom-client's metrics hand out for the Prometheus text format (metric.get()). */
+interface MetricData {
+  name: string;
+  help: string;
+  type: string;
+  values?: { labels?: Record<string, string | number>; sharedLabels?: Record<string, string | number>; metricName?: string; value: number }[];
+}
+
+const escapeText = (text: string) => text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+const escapeLabel = (value: string | number) => (typeof value === 'string' ? escapeText(value).replace(/"/g, '\\"') : value);
+const labelPairs = (labels: Record<string, string | number>) => Object.entries(labels).map(([name, value]) => `${name}="${escapeLabel(value)}"`);
+const sampleValue = (value: number) => (Number.isNaN(value) ? 'Nan' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : `${value}`);
+/** Samples per piece: a family with 10k series (one per Sensor) is written in several slices. */
+const SAMPLES_PER_PIECE = 500;
+
 /**
- * The registry's Prometheus text, one metric family at a time: exactly what registry.metrics()
- * returns, which builds it all in one go. getMetricsAsString is the per-family step metrics() uses
- * (public in prom-client 15, absent from its types; server.test.ts checks the two texts agree).
+ * The registry's Prometheus text, exactly as registry.metrics() writes it (server.test.ts compares
+ * them), but piece by piece: registry.metrics() formats everything in one go, which with thousands
+ * of Sensors holds the event loop for tens of milliseconds per metric family.
  */
 export async function* metricsText(registry: Registry): AsyncGenerator<string> {
-  const perFamily = registry as unknown as { getMetricsAsString(metric: unknown): Promise<string> };
   let first = true;
-  for (const metric of registry.getMetricsAsArray()) {
-    yield (first ? '' : '\n\n') + (await perFamily.getMetricsAsString(metric));
+  for (const metric of registry.getMetricsAsArray() as unknown as { get(): Promise<MetricData>; getForPromString?(): Promise<MetricData> }[]) {
+    // Histograms keep `le` apart (sharedLabels) in getForPromString, as registry.metrics() reads them.
+    const data = metric.getForPromString ? await metric.getForPromString() : await metric.get();
+    const name = escapeText(data.name);
+    let text = `${first ? '' : '\n\n'}# HELP ${name} ${escapeText(data.help)}\n# TYPE ${name} ${data.type}`;
     first = false;
+    let samples = 0;
+    for (const sample of data.values ?? []) {
+      const shared = sample.sharedLabels ?? {};
+      const own = Object.fromEntries(Object.entries(sample.labels ?? {}).filter(([label]) => !Object.prototype.hasOwnProperty.call(shared, label)));
+      const pairs = [...labelPairs(own), labelPairs(shared).join(',')].filter(Boolean);
+      text += `\n${sample.metricName ?? name}${pairs.length ? `{${pairs.join(',')}}` : ''} ${sampleValue(sample.value)}`;
+      if (++samples % SAMPLES_PER_PIECE === 0) {
+        yield text;
+        text = '';
+      }
+    }
+    yield text;
   }
   yield '\n';
 }
