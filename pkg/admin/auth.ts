@@ -68,11 +68,6 @@ export function parseTokenFile(text: string, file: string): string[] {
   return tokens;
 }
 
-export interface TokenFileAuthenticator extends Authenticator {
-  /** Whether the presented token is one of the file's tokens (constant time for each token). */
-  matches(token: string): Promise<boolean>;
-}
-
 /**
  * Tokens from an operator's file. Only their SHA-256 digests are kept, and a presented token is
  * compared with every one of them in constant time. A rotated file (a Kubernetes Secret volume
@@ -80,24 +75,25 @@ export interface TokenFileAuthenticator extends Authenticator {
  * unreadable or empty denies everything until it is fixed, rather than keep a token the operator
  * meant to withdraw.
  */
-export async function tokenFileAuthenticator(file: string, onProblem: (message: string) => void): Promise<TokenFileAuthenticator> {
+export async function tokenFileAuthenticator(file: string, onProblem: (message: string) => void): Promise<Authenticator> {
   let digests: Buffer[] = [];
   let signature = '';
   let checkedAt = 0;
   let problem: string | undefined;
 
-  const load = async (): Promise<void> => {
+  /** Reads the file when its metadata changed, or always when forced (SIGHUP). */
+  const load = async (force: boolean): Promise<void> => {
     const info = await stat(file);
     const next = `${info.ino}:${info.size}:${info.mtimeMs}`;
-    if (next === signature && problem === undefined) return;
+    if (!force && next === signature && problem === undefined) return;
     digests = parseTokenFile(await readFile(file, 'utf8'), file).map(digest);
     signature = next;
     problem = undefined;
   };
-  const reload = async (): Promise<void> => {
+  const reload = async (force: boolean): Promise<void> => {
     checkedAt = Date.now();
     try {
-      await load();
+      await load(force);
     } catch (error) {
       const message = error instanceof SensorletError ? error.message : `the admin token file ${file} cannot be read (${(error as NodeJS.ErrnoException).code})`;
       if (message !== problem) onProblem(`${message}; the admin API refuses every token until it is fixed`);
@@ -109,28 +105,28 @@ export async function tokenFileAuthenticator(file: string, onProblem: (message: 
 
   // At start a missing or empty file is the operator's mistake to hear about at once.
   try {
-    await load();
+    await load(true);
   } catch (error) {
     if (error instanceof SensorletError) throw new SensorletError(error.code, `${error.message} (--admin-token-file)`);
     throw new SensorletError('AdminTokenInvalid', `the admin token file ${file} cannot be read (${(error as NodeJS.ErrnoException).code}) (--admin-token-file)`);
   }
   checkedAt = Date.now();
 
+  /** Whether the token is one of the file's: compared with every one, each in constant time. */
   const matches = async (token: string): Promise<boolean> => {
-    if (Date.now() - checkedAt >= TOKEN_FILE_CHECK_MS) await reload();
+    if (Date.now() - checkedAt >= TOKEN_FILE_CHECK_MS) await reload(false);
     const presented = digest(token);
     let found = false;
     for (const expected of digests) found = timingSafeEqual(presented, expected) || found;
     return found;
   };
   return {
-    matches,
     async check(request) {
       const token = bearerToken(request);
       if (token === undefined) return { allowed: false, status: 401, message: 'this admin API needs Authorization: Bearer <token>' };
       return (await matches(token)) ? { allowed: true } : { allowed: false, status: 401, message: 'the bearer token was not accepted' };
     },
-    refresh: reload,
+    refresh: () => reload(true),
   };
 }
 
