@@ -17,19 +17,24 @@ import type { Runtime } from '../runtime.js';
 
 type Role = 'username' | 'password';
 
-async function underAllowedDir(file: string, dirs: string[]): Promise<boolean> {
-  // Compared after resolving links: a link in an allowed folder must not lead out of it.
+/**
+ * The file's real path when it lies under one of the folders, else undefined. Compared after
+ * resolving links (a link in an allowed folder must not lead out of it), and the real path is what
+ * is read, so the link cannot be swapped in between.
+ */
+async function allowedPath(file: string, dirs: string[]): Promise<string | undefined> {
   let real: string;
   try {
     real = await realpath(file);
   } catch {
-    return dirs.some((dir) => isInside(path.resolve(file), dir));
+    // Missing: reading it will say so, if it is where it may be.
+    return dirs.some((dir) => isInside(path.resolve(file), dir)) ? file : undefined;
   }
   for (const dir of dirs) {
     const realDir = await realpath(dir).catch(() => path.resolve(dir));
-    if (isInside(real, realDir)) return true;
+    if (isInside(real, realDir)) return real;
   }
-  return false;
+  return undefined;
 }
 
 function isInside(file: string, dir: string): boolean {
@@ -47,9 +52,11 @@ async function readCredential(runtime: Runtime, namespace: string, source: Crede
     if (value === undefined) throw new SensorletError('CredentialNotFound', `${field}.secretKeyRef: Secret ${namespace}/${name} has no key ${key}`);
     return value.toString('utf8').replace(/\r?\n$/, '');
   }
+  let file: string | undefined;
   if (source.file !== undefined) {
     const dirs = runtime.policy.sinks.credentialDirs;
-    if (!(await underAllowedDir(source.file, dirs))) {
+    file = await allowedPath(source.file, dirs);
+    if (file === undefined) {
       throw new SensorletError(
         'CredentialFileNotAllowed',
         refusal(`${field}.file ${source.file} is not under a folder the operator allowed for credentials${dirs.length ? ` (${dirs.join(', ')})` : ''}`, '--credentials-dir DIR'),
@@ -58,7 +65,7 @@ async function readCredential(runtime: Runtime, namespace: string, source: Crede
   }
   let value: string | undefined;
   try {
-    value = await readSecret({ env: source.env, file: source.file }, role, { env: process.env, readFile: defaultReadFile });
+    value = await readSecret({ env: source.env, file }, role, { env: process.env, readFile: defaultReadFile });
   } catch (error) {
     // readSecret's messages name the variable or file, never the value; its policy refusals keep their reason.
     const reason = reasonOf(error, 'CredentialNotFound');
