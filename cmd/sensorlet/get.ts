@@ -1,4 +1,5 @@
 // `sensorlet get`: a kubectl-like view of a running agent, through its admin API.
+import { readFile } from 'node:fs/promises';
 import yaml from 'js-yaml';
 
 interface ListedResource {
@@ -59,11 +60,38 @@ function table(rows: string[][]): string {
   return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('   ').trimEnd()).join('\n');
 }
 
-export async function getCommand(adminAddr: string, kindArg: string | undefined, name: string | undefined, output: string | undefined): Promise<number> {
+/** The first token of a token file (the agent accepts any of its lines). */
+async function readToken(file: string): Promise<string> {
+  const token = (await readFile(file, 'utf8')).split(/\r?\n/).map((line) => line.trim()).find((line) => line.length > 0);
+  if (!token) throw new Error(`the token file ${file} holds no token`);
+  return token;
+}
+
+export async function getCommand(
+  adminAddr: string,
+  kindArg: string | undefined,
+  name: string | undefined,
+  output: string | undefined,
+  tokenFile?: string,
+): Promise<number> {
   const kind = kindArg ? KIND_ALIASES[kindArg.toLowerCase()] ?? kindArg : undefined;
   let list: { items: ListedResource[]; errors: unknown[] };
+  let headers: Record<string, string> = {};
   try {
-    const response = await fetch(`http://${adminAddr}/api/v1/resources`);
+    if (tokenFile) headers = { authorization: `Bearer ${await readToken(tokenFile)}` };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    console.error(`error: --token-file: ${code ? `${tokenFile} cannot be read (${code})` : (error as Error).message}`);
+    return 1;
+  }
+  try {
+    const response = await fetch(`http://${adminAddr}/api/v1/resources`, { headers });
+    if (response.status === 401 || response.status === 403) {
+      const reason = (await response.text()).trim();
+      console.error(`error: the agent's admin API at ${adminAddr} refused the request (${response.status}: ${reason})${tokenFile ? '' : '; give --token-file FILE'}`);
+      return 1;
+    }
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
     list = (await response.json()) as typeof list;
   } catch (error) {
     console.error(`error: cannot reach the agent's admin API at ${adminAddr}: ${(error as Error).message}`);

@@ -124,8 +124,9 @@ program
   .argument('[name]')
   .addOption(new Option('-o, --output <format>').choices(['wide', 'yaml', 'json']))
   .option('--admin-addr <host:port>', 'admin API address of the agent', DEFAULT_ADMIN_ADDR)
+  .option('--token-file <file>', 'bearer token for an admin API that needs one (the agent\'s --admin-token-file, or a Kubernetes token)')
   .action(async (kind, name, options) => {
-    process.exitCode = await getCommand(options.adminAddr, kind, name, options.output);
+    process.exitCode = await getCommand(options.adminAddr, kind, name, options.output, options.tokenFile);
   });
 
 program

@@ -45,7 +45,11 @@ export function addPolicyOptions(command: Command): Command {
     .option('--min-interval <duration>', 'the shortest spec.interval a Sensor may use', `${DEFAULT_MIN_INTERVAL_MS}ms`)
     .option('--min-timeout <duration>', 'the shortest spec.timeout a Sensor may use', `${DEFAULT_MIN_TIMEOUT_MS}ms`)
     .option('--max-readings-per-second <n>', 'the most readings one Sensor may produce per second', String(DEFAULT_MAX_READINGS_PER_SECOND))
-    .option('--allow-manifest-links-outside', 'follow symbolic links in the manifests folder that lead out of it (off: a manifest author could link any file the agent can read)');
+    .option('--allow-manifest-links-outside', 'follow symbolic links in the manifests folder that lead out of it (off: a manifest author could link any file the agent can read)')
+    .option('--credentials-dir <dirs...>', 'folders whose files Sinks may use as usernameFrom.file / passwordFrom.file (broker credentials); none by default')
+    .option('--admin-token-file <file>', 'admin API: bearer tokens (one per line, 16+ characters) required for everything but /healthz and /readyz; needed on a non-loopback --admin-addr')
+    .option('--admin-token-review', 'admin API, cluster mode: also accept ServiceAccount tokens that TokenReview authenticates and SubjectAccessReview allows (like kube-rbac-proxy)')
+    .option('--admin-insecure-no-auth', 'admin API: serve a non-loopback --admin-addr to anyone who can reach it, without authentication');
 }
 
 /** The policy the flags describe; throws an Error naming the flag when a value is unusable. */
@@ -98,6 +102,10 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
   if (!Number.isInteger(rate) || rate < 1) throw new PolicyFlagError(`--max-readings-per-second ${JSON.stringify(options.maxReadingsPerSecond)} must be a whole number of at least 1`);
   policy.drivers.maxReadingsPerSecond = rate;
   policy.manifests.allowLinksOutside = options.allowManifestLinksOutside === true;
+  policy.sinks.credentialDirs = ((options.credentialsDir as string[] | undefined) ?? []).map((dir) => path.resolve(dir));
+  policy.admin.tokenFile = options.adminTokenFile as string | undefined;
+  policy.admin.tokenReview = options.adminTokenReview === true;
+  policy.admin.insecureNoAuth = options.adminInsecureNoAuth === true;
   return policy;
 }
 

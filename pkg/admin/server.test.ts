@@ -11,7 +11,7 @@ test('close() finishes while a keep-alive client keeps polling (a connection bus
   let closed: Promise<void> | undefined;
   admin = await startAdminServer('127.0.0.1:0', {
     ready: () => true,
-    resources: () => [],
+    resources: () => ({ apiVersion: 'v1', kind: 'List', items: [], errors: [] }),
     // The first request closes the server while it is being answered: its connection is busy.
     reload: async () => {
       closed ??= admin!.close();
@@ -42,4 +42,34 @@ test('close() finishes while a keep-alive client keeps polling (a connection bus
     agent.destroy();
     await poll;
   }
+});
+
+test('/metrics written family by family is exactly what registry.metrics() returns', async () => {
+  const { Metrics } = await import('../observability/metrics.js');
+  const { metricsText } = await import('./server.js');
+  const metrics = new Metrics();
+  for (let index = 0; index < 50; index++) metrics.readings.inc({ sensor: `s-${index}` }, index);
+  metrics.reconcileDuration.observe({ kind: 'Sensor' }, 0.002);
+  metrics.queueDepth.set({ sink: 'quote" backslash\\ newline\n' }, NaN);
+  metrics.outboxBytes.set({ sink: 'a' }, Infinity);
+  metrics.outboxOldest.set({ sink: 'b' }, -Infinity);
+  let streamed = '';
+  for await (const piece of metricsText(metrics.registry)) streamed += piece;
+  // Process metrics (CPU time, memory) move between two reads: compare the rest.
+  const stable = (text: string) => text.split('\n').filter((line) => !line.startsWith('sensorlet_process_')).join('\n');
+  assert.equal(stable(streamed), stable(await metrics.registry.metrics()));
+  assert.match(streamed, /sink="quote\\" backslash\\\\ newline\\n"\} Nan/);
+});
+
+test('a non-loopback address without an authenticator is refused unless the operator opts out', async () => {
+  const { checkAdminExposure } = await import('./server.js');
+  await assert.rejects(checkAdminExposure('0.0.0.0:9470', { authenticated: false }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'AdminAuthRequired');
+    assert.match(error.message, /--admin-token-file/);
+    return true;
+  });
+  await checkAdminExposure('0.0.0.0:9470', { authenticated: true });
+  await checkAdminExposure('[::]:9470', { authenticated: false, allowUnauthenticated: true });
+  await checkAdminExposure('127.0.0.5:9470', { authenticated: false });
+  await checkAdminExposure('[::1]:9470', { authenticated: false });
 });

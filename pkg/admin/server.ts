@@ -1,14 +1,45 @@
 // The admin HTTP API: health, readiness, Prometheus metrics, every resource with its status, and
 // a reload trigger. It binds to loopback by default: it is for the device's operator, not the network.
+// Anywhere else it needs an authenticator (see auth.ts) for everything but /healthz and /readyz.
+//
+// /healthz is the liveness probe: no request may hold the event loop long enough to delay it.
+// The large answers (/api/v1/resources, /metrics) are therefore written in slices, letting the
+// event loop turn every SLICE_MS, and the work behind POST /reload yields the same way.
 import http from 'node:http';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { SensorletError } from '../api/errors.js';
+import { redactCredentials } from '../api/redact.js';
+import { isLoopbackHost, type Authenticator } from './auth.js';
+
+/** The longest an answer keeps the event loop busy before it lets other requests in. */
+const SLICE_MS = 10;
+/** Bytes gathered before a write: fewer syscalls, still small next to the socket buffer. */
+const WRITE_BYTES = 64 * 1024;
+
+export interface ResourceList {
+  apiVersion: 'v1';
+  kind: 'List';
+  /** Built one by one while the answer is written. */
+  items: Iterable<unknown>;
+  errors: unknown;
+}
 
 export interface AdminHandlers {
   ready(): boolean;
-  resources(): unknown;
+  resources(): ResourceList;
   reload(): Promise<void>;
   registry: Registry;
+  /** A request refused for its credentials (401/403): counted, not logged (anyone can cause it). */
+  onDenied?(status: number): void;
+}
+
+export interface AdminSecurity {
+  /** When set, every endpoint but /healthz and /readyz needs credentials it accepts. */
+  authenticator?: Authenticator;
+  /** The operator's explicit choice to serve a non-loopback address without authentication. */
+  allowUnauthenticated?: boolean;
 }
 
 export interface AdminServer {
@@ -25,38 +56,157 @@ export function parseHostPort(address: string): { host: string; port: number } {
 /** How long close() lets requests under way finish before cutting their connections. */
 const CLOSE_GRACE_MS = 300;
 
-export async function startAdminServer(address: string, handlers: AdminHandlers): Promise<AdminServer> {
+/**
+ * Refuses an admin address that other machines can reach when nothing authenticates its clients
+ * and the operator did not opt out: the API shows every spec and status, and reloads the agent.
+ */
+export async function checkAdminExposure(address: string, security: { authenticated: boolean; allowUnauthenticated?: boolean }): Promise<void> {
+  const { host } = parseHostPort(address);
+  if (security.authenticated || security.allowUnauthenticated || (await isLoopbackHost(host))) return;
+  throw new SensorletError(
+    'AdminAuthRequired',
+    `--admin-addr ${address} is not a loopback address and the admin API would answer anyone: give --admin-token-file FILE (or --admin-insecure-no-auth to accept that)`,
+  );
+}
+
+/** Lets the event loop turn (timers, other sockets) before the next slice of work. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Writes the pieces as one body, in slices of at most SLICE_MS of work, waiting for the socket to
+ * drain when its buffer is full. Stops early if the client went away.
+ */
+async function writeInSlices(response: http.ServerResponse, pieces: Iterable<string> | AsyncIterable<string>): Promise<void> {
+  let buffered = '';
+  let sliceStarted = performance.now();
+  const flush = async () => {
+    if (buffered === '') return;
+    const text = buffered;
+    buffered = '';
+    if (!response.write(text)) await Promise.race([once(response, 'drain'), once(response, 'close')]);
+  };
+  for await (const piece of pieces) {
+    if (response.destroyed) return;
+    buffered += piece;
+    if (buffered.length >= WRITE_BYTES) await flush();
+    if (performance.now() - sliceStarted >= SLICE_MS) {
+      await flush();
+      await turn();
+      sliceStarted = performance.now();
+    }
+  }
+  await flush();
+  response.end();
+}
+
+function* resourceListJson(list: ResourceList): Generator<string> {
+  yield `{"apiVersion":${JSON.stringify(list.apiVersion)},"kind":${JSON.stringify(list.kind)},"items":[`;
+  let first = true;
+  for (const item of list.items) {
+    yield (first ? '' : ',') + JSON.stringify(item);
+    first = false;
+  }
+  yield `],"errors":${JSON.stringify(list.errors)}}`;
+}
+
+/** What prom-client's metrics hand out for the Prometheus text format (metric.get()). */
+interface MetricData {
+  name: string;
+  help: string;
+  type: string;
+  values?: { labels?: Record<string, string | number>; sharedLabels?: Record<string, string | number>; metricName?: string; value: number }[];
+}
+
+const escapeText = (text: string) => text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+const escapeLabel = (value: string | number) => (typeof value === 'string' ? escapeText(value).replace(/"/g, '\\"') : value);
+const labelPairs = (labels: Record<string, string | number>) => Object.entries(labels).map(([name, value]) => `${name}="${escapeLabel(value)}"`);
+const sampleValue = (value: number) => (Number.isNaN(value) ? 'Nan' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : `${value}`);
+/** Samples per piece: a family with 10k series (one per Sensor) is written in several slices. */
+const SAMPLES_PER_PIECE = 500;
+
+/**
+ * The registry's Prometheus text, exactly as registry.metrics() writes it (server.test.ts compares
+ * them), but piece by piece: registry.metrics() formats everything in one go, which with thousands
+ * of Sensors holds the event loop for tens of milliseconds per metric family.
+ */
+export async function* metricsText(registry: Registry): AsyncGenerator<string> {
+  let first = true;
+  for (const metric of registry.getMetricsAsArray() as unknown as { get(): Promise<MetricData>; getForPromString?(): Promise<MetricData> }[]) {
+    // Histograms keep `le` apart (sharedLabels) in getForPromString, as registry.metrics() reads them.
+    const data = metric.getForPromString ? await metric.getForPromString() : await metric.get();
+    const name = escapeText(data.name);
+    let text = `${first ? '' : '\n\n'}# HELP ${name} ${escapeText(data.help)}\n# TYPE ${name} ${data.type}`;
+    first = false;
+    let samples = 0;
+    for (const sample of data.values ?? []) {
+      const shared = sample.sharedLabels ?? {};
+      const own = Object.fromEntries(Object.entries(sample.labels ?? {}).filter(([label]) => !Object.prototype.hasOwnProperty.call(shared, label)));
+      const pairs = [...labelPairs(own), labelPairs(shared).join(',')].filter(Boolean);
+      text += `\n${sample.metricName ?? name}${pairs.length ? `{${pairs.join(',')}}` : ''} ${sampleValue(sample.value)}`;
+      if (++samples % SAMPLES_PER_PIECE === 0) {
+        yield text;
+        text = '';
+      }
+    }
+    yield text;
+  }
+  yield '\n';
+}
+
+export async function startAdminServer(address: string, handlers: AdminHandlers, security: AdminSecurity = {}): Promise<AdminServer> {
+  await checkAdminExposure(address, { authenticated: security.authenticator !== undefined, allowUnauthenticated: security.allowUnauthenticated });
   const { host, port } = parseHostPort(address);
   let closing = false;
-  const server = http.createServer((request, response) => {
-    const send = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
-      // Once closing, every answer ends its connection: server.close() waits for connections that
-      // were busy when it was called, and a client reusing one (keep-alive polling) would keep the
-      // agent's shutdown, or a self-update restart, waiting for ever.
-      response.writeHead(status, { 'content-type': type, ...(closing ? { connection: 'close' } : {}) });
+
+  const handle = async (request: http.IncomingMessage, response: http.ServerResponse): Promise<void> => {
+    // Once closing, every answer ends its connection: server.close() waits for connections that
+    // were busy when it was called, and a client reusing one (keep-alive polling) would keep the
+    // agent's shutdown, or a self-update restart, waiting for ever.
+    const head = (status: number, type: string, extra: Record<string, string> = {}) =>
+      response.writeHead(status, { 'content-type': type, ...extra, ...(closing ? { connection: 'close' } : {}) });
+    const send = (status: number, body: string, type = 'text/plain; charset=utf-8', extra: Record<string, string> = {}) => {
+      head(status, type, extra);
       response.end(body);
     };
     const route = `${request.method} ${new URL(request.url ?? '/', 'http://localhost').pathname}`;
+    // The kubelet's probes carry no credentials; their answers reveal nothing.
+    if (route === 'GET /healthz') return send(200, 'ok\n');
+    if (route === 'GET /readyz') return handlers.ready() ? send(200, 'ready\n') : send(503, 'not ready: the first sync has not been applied\n');
+    if (security.authenticator) {
+      const verdict = await security.authenticator.check(request);
+      if (!verdict.allowed) {
+        handlers.onDenied?.(verdict.status);
+        return send(verdict.status, `${verdict.message}\n`, 'text/plain; charset=utf-8', verdict.status === 401 ? { 'www-authenticate': 'Bearer realm="sensorlet"' } : {});
+      }
+    }
     switch (route) {
-      case 'GET /healthz':
-        return send(200, 'ok\n');
-      case 'GET /readyz':
-        return handlers.ready() ? send(200, 'ready\n') : send(503, 'not ready: the first sync has not been applied\n');
       case 'GET /metrics':
-        return void handlers.registry.metrics().then(
-          (text) => send(200, text, handlers.registry.contentType),
-          (error) => send(500, String(error)),
-        );
+        head(200, handlers.registry.contentType);
+        return writeInSlices(response, metricsText(handlers.registry));
       case 'GET /api/v1/resources':
-        return send(200, JSON.stringify(handlers.resources()), 'application/json');
+        head(200, 'application/json');
+        return writeInSlices(response, resourceListJson(handlers.resources()));
       case 'POST /reload':
-        return void handlers.reload().then(
-          () => send(200, 'reloaded\n'),
-          (error) => send(500, `reload failed: ${String(error)}\n`),
-        );
+        try {
+          await handlers.reload();
+          return send(200, 'reloaded\n');
+        } catch (error) {
+          return send(500, `reload failed: ${redactCredentials(String(error))}\n`);
+        }
       default:
         return send(404, 'not found\n');
     }
+  };
+
+  const server = http.createServer((request, response) => {
+    handle(request, response).catch((error) => {
+      // Headers may be out already (a failure mid-answer): then only cutting the answer is honest.
+      if (response.headersSent) response.destroy();
+      else {
+        response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        response.end(`internal error: ${(error as Error).message}\n`);
+      }
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -11,7 +11,11 @@ import { Manager } from '../controller/manager.js';
 import type { Runtime } from '../controller/runtime.js';
 import { createCertificateReconciler } from '../controller/reconcilers/certificate.js';
 import { Router } from '../router/router.js';
-import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { checkAdminExposure, parseHostPort, startAdminServer, type AdminServer, type ResourceList } from '../admin/server.js';
+import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } from '../admin/auth.js';
+import { SensorletError } from '../api/errors.js';
+import { redactCredentialsIn } from '../api/redact.js';
+import { coalesced } from './coalesce.js';
 import { createLogger, type Logger, type LogFormat } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { systemClock } from '../observability/clock.js';
@@ -48,13 +52,14 @@ export interface AgentOptions {
 }
 
 /**
- * The policy with the agent's own folders added to what the file driver may never read: the state
- * dir (outboxes, status, downloads, sequence counters), the certificate folders and the Firmware
- * trust store (key material), none of which a manifest may read back.
+ * The policy with the agent's own files added to what the file driver may never read: the state
+ * dir (outboxes, status, downloads, sequence counters), the certificate and credential folders, the
+ * Firmware trust store and the admin token, none of which a manifest may read back.
  */
 function withAgentFoldersDenied(policy: OperatorPolicy, stateDir: string): OperatorPolicy {
-  const folders = [stateDir, ...policy.certificates.directories, ...(policy.firmware.trustDir ? [policy.firmware.trustDir] : [])];
+  const folders = [stateDir, ...policy.certificates.directories, ...policy.sinks.credentialDirs, ...(policy.firmware.trustDir ? [policy.firmware.trustDir] : [])];
   const denied = folders.map((folder) => `${path.resolve(folder).replace(/\/+$/, '')}/`);
+  if (policy.admin.tokenFile) denied.push(path.resolve(policy.admin.tokenFile));
   return { ...policy, drivers: { ...policy.drivers, fileDenyPrefixes: [...policy.drivers.fileDenyPrefixes, ...denied] } };
 }
 /** A driver's close (a serial port, a Modbus connection) may hang on a dead peer: shutdown does not wait longer. */
@@ -78,12 +83,18 @@ export interface Agent {
 
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const logger = options.logger ?? createLogger({ level: options.logLevel, format: options.logFormat });
-  mkdirSync(options.stateDir, { recursive: true });
+  const policy = withAgentFoldersDenied(options.policy ?? defaultPolicy(), options.stateDir);
   const metrics = new Metrics();
+  // Before anything starts: an admin API that would be open to the network is refused outright.
+  const adminTokens = await adminTokenFile(policy, options, (message) => {
+    logger.error({ component: 'admin', reason: 'AdminTokenInvalid' }, message);
+    metrics.errorsLogged.inc({ component: 'admin', reason: 'AdminTokenInvalid' });
+  });
+  await checkAdminExposure(options.adminAddr, { authenticated: adminTokens !== undefined || policy.admin.tokenReview, allowUnauthenticated: policy.admin.insecureNoAuth });
+  mkdirSync(options.stateDir, { recursive: true });
   const store = new ResourceStore(options.stateDir);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   const router = new Router((sensorKey, count) => metrics.unrouted.inc({ sensor: sensorKey.split('/')[2] }, count));
-  const policy = withAgentFoldersDenied(options.policy ?? defaultPolicy(), options.stateDir);
   const cluster = !options.manifests;
   if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new Error('give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
   if (policy.firmware.trustSecret && !cluster) throw new Error('--firmware-trust-secret needs cluster mode; standalone, use --firmware-trust-dir DIR');
@@ -133,6 +144,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   let source: ResourceSource;
   let closeCluster = async () => {};
+  let tokenReview: Authenticator | undefined;
   if (options.manifests) {
     source = createDirectorySource(path.resolve(options.manifests), logger.child({ component: 'source' }), {
       allowLinksOutside: policy.manifests.allowLinksOutside,
@@ -146,6 +158,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const cluster = await startClusterMode(options, runtime, logger);
     source = cluster.source;
     closeCluster = cluster.close;
+    tokenReview = cluster.tokenReview;
     nodeLabels = cluster.nodeLabels();
     cluster.onNodeLabels((labels) => {
       nodeLabels = labels;
@@ -154,17 +167,29 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
 
   let stopping: Promise<void> | undefined;
-  const reload = async () => {
+  const authenticators = [adminTokens, tokenReview].filter((each): each is Authenticator => each !== undefined);
+  const authenticator = authenticators.length > 0 ? anyOf(authenticators) : undefined;
+  // POST /reload and SIGHUP: concurrent requests join the run in progress (or its one follow-up).
+  const reload = coalesced(async () => {
     if (stopping) return;
+    await authenticator?.refresh();
     await source.resync();
     manager.resyncAll();
-  };
-  const admin: AdminServer = await startAdminServer(options.adminAddr, {
-    ready: () => manager.initialSyncApplied,
-    resources: () => listResources(runtime),
-    reload,
-    registry: metrics.registry,
   });
+  const admin: AdminServer = await startAdminServer(
+    options.adminAddr,
+    {
+      ready: () => manager.initialSyncApplied,
+      resources: () => listResources(runtime),
+      reload,
+      registry: metrics.registry,
+      onDenied: (status) => metrics.adminDenied.inc({ status: String(status) }),
+    },
+    { authenticator, allowUnauthenticated: policy.admin.insecureNoAuth },
+  );
+  if (!authenticator && policy.admin.insecureNoAuth && !(await isLoopbackHost(parseHostPort(options.adminAddr).host))) {
+    logger.warn({ admin: admin.address }, 'the admin API answers anyone who can reach it, without authentication (--admin-insecure-no-auth)');
+  }
   await source.start(store);
   logger.info({ admin: admin.address, device: options.deviceId, node: options.nodeName, stateDir: options.stateDir }, 'sensorlet started');
 
@@ -207,23 +232,40 @@ async function settleWithin(ms: number, work: Promise<unknown>[], late: (pending
   if (timedOut) late(pending);
 }
 
+/** The operator's admin token file, read (and checked) before the agent starts anything. */
+async function adminTokenFile(policy: OperatorPolicy, options: AgentOptions, onProblem: (message: string) => void): Promise<Authenticator | undefined> {
+  const admin = policy.admin;
+  if (admin.insecureNoAuth && (admin.tokenFile || admin.tokenReview)) {
+    throw new SensorletError('AdminAuthConflict', '--admin-insecure-no-auth contradicts --admin-token-file / --admin-token-review: give one or the other');
+  }
+  if (admin.tokenReview && options.manifests) throw new SensorletError('AdminAuthConflict', '--admin-token-review needs cluster mode (--kubeconfig or --in-cluster)');
+  if (!admin.tokenFile) return undefined;
+  return tokenFileAuthenticator(admin.tokenFile, onProblem);
+}
+
 /** Every resource as a Kubernetes object with this agent's status entry. */
-export function listResources(runtime: Runtime) {
+export function listResources(runtime: Runtime): ResourceList {
   const toObject = (resource: StoredResource) => {
     const entry = runtime.status.nodeEntry(resource.key);
     return {
       apiVersion: API_VERSION,
       kind: resource.kind,
       metadata: { name: resource.name, namespace: resource.namespace, labels: resource.labels, generation: resource.generation },
-      spec: resource.object?.spec ?? (resource.raw as { spec?: unknown }).spec,
+      // As declared, less any URL password: an invalid spec is shown too, so that it can be fixed.
+      spec: redactCredentialsIn(resource.object?.spec ?? (resource.raw as { spec?: unknown }).spec),
       status: { nodes: entry ? [entry] : [] },
       origin: resource.origin,
     };
   };
+  // Built while the answer is written: thousands of resources are one slice of work each, not one block.
+  const resources = runtime.store.list();
   return {
     apiVersion: 'v1',
     kind: 'List',
-    items: runtime.store.list().map(toObject),
-    errors: runtime.store.orphanErrors(),
+    items: (function* () {
+      for (const resource of resources) yield toObject(resource);
+    })(),
+    // Parse errors may quote a line of the file: never with a URL's password.
+    errors: redactCredentialsIn(runtime.store.orphanErrors()),
   };
 }

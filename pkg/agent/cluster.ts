@@ -7,11 +7,16 @@ import type { ResourceSource } from '../sources/source.js';
 import type { AgentOptions } from './agent.js';
 import type { KubernetesConnection } from '../sources/kubernetes/connection.js';
 import { secretTrustStore } from '../ota/trust.js';
+import type { Authenticator } from '../admin/auth.js';
+import { tokenReviewAuthenticator } from '../admin/token-review.js';
+import { credentialSecretsOf } from '../controller/reconcilers/sink-credentials.js';
 
 export interface ClusterMode {
   source: ResourceSource;
   nodeLabels(): Record<string, string>;
   onNodeLabels(callback: (labels: Record<string, string>) => void): void;
+  /** With --admin-token-review: admin API clients authenticated by the API server. */
+  tokenReview?: Authenticator;
   close(): Promise<void>;
 }
 
@@ -45,6 +50,10 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
     for (const certificate of runtime.store.list('Certificate')) {
       if (certificate.namespace === namespace && certificate.object?.spec.secretRef?.name === name) runtime.enqueue(certificate.key);
     }
+    // Sinks whose broker credentials come from it reconnect with the new values.
+    for (const sink of runtime.store.list('Sink')) {
+      if (sink.namespace === namespace && sink.object && credentialSecretsOf(sink.object.spec).includes(name)) runtime.enqueue(sink.key);
+    }
   });
 
   const trust = await startFirmwareTrust(runtime, connection, logger);
@@ -53,6 +62,7 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
     source,
     nodeLabels: () => source.nodeLabels(),
     onNodeLabels: (callback) => void source.onNodeLabels(callback),
+    tokenReview: options.policy?.admin.tokenReview ? tokenReviewAuthenticator(connection) : undefined,
     close: async () => {
       await trust?.stop();
       await writer.close();

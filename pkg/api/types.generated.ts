@@ -351,7 +351,12 @@ export interface Sink {
      */
     stdout?: {};
     mqtt?: {
+      /**
+       * mqtt://host:port or mqtts://host:port. A password here is refused: give it with passwordFrom.
+       */
       url: string;
+      usernameFrom?: CredentialSource;
+      passwordFrom?: CredentialSource1;
       protocolVersion?: 4 | 5;
       qos?: 0 | 1 | 2;
       topic?: string;
@@ -438,6 +443,28 @@ export interface LabelSelector {
     operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
     values?: string[];
   }[];
+}
+/**
+ * The MQTT user name (CONNECT username).
+ */
+export interface CredentialSource {
+  env?: string;
+  file?: string;
+  secretKeyRef?: {
+    name: string;
+    key: string;
+  };
+}
+/**
+ * The MQTT password (CONNECT password); never shown in status, logs or the admin API.
+ */
+export interface CredentialSource1 {
+  env?: string;
+  file?: string;
+  secretKeyRef?: {
+    name: string;
+    key: string;
+  };
 }
 /**
  * This interface was referenced by `SensorletResources`'s JSON-Schema
@@ -586,4 +613,18 @@ export interface Firmware {
  */
 export interface LocalObjectReference1 {
   name: string;
+}
+/**
+ * Where a credential (a broker user name or password) comes from: exactly one of env (a variable the operator exposed with the SENSORLET_SECRET_ prefix), file (under a folder the operator allowed with --credentials-dir), secretKeyRef (cluster mode: a key of a Secret in the resource's namespace). Never the value itself.
+ *
+ * This interface was referenced by `SensorletResources`'s JSON-Schema
+ * via the `definition` "CredentialSource".
+ */
+export interface CredentialSource2 {
+  env?: string;
+  file?: string;
+  secretKeyRef?: {
+    name: string;
+    key: string;
+  };
 }

@@ -9,6 +9,7 @@ import { DEFAULT_NAMESPACE, type FieldError } from './resource.js';
 import { parseDuration, parseQuantity } from './units.js';
 import { patternProblem } from './pattern.js';
 import { joinPath, pointerSegments, type PathSegment } from './field-path.js';
+import { redactCredentials } from './redact.js';
 import { driverFactory, selectedDriver } from '../drivers/index.js';
 import { transportFactories } from '../sinks/index.js';
 
@@ -130,7 +131,8 @@ export function validateObject(object: Record<string, unknown>): ValidationResul
 }
 
 function fieldError(path: string, message: string, reason = INVALID_SPEC): FieldError {
-  return { path, message, reason };
+  // Messages quote the values they refuse: never a URL's password.
+  return { path, message: redactCredentials(message), reason };
 }
 
 function checkApiVersionAndKind(object: Record<string, unknown>): FieldError[] {

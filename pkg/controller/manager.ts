@@ -99,8 +99,11 @@ export class Manager {
   }
 
   private async reconcile(key: string) {
-    const result = await this.reconcilers[parseKey(key).kind](key);
-    this.scheduleRoutingStatus();
+    const kind = parseKey(key).kind;
+    const result = await this.reconcilers[kind](key);
+    // A Sensor changes routing only through the router (which reports it); after every Sensor of a
+    // resync, a pass over all Sensors would cost O(sensors²).
+    if (kind !== 'Sensor') this.scheduleRoutingStatus();
     return result;
   }
 

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { setCondition, removeCondition, type Condition, type ConditionUpdate } from './conditions.js';
 import { readJsonFile, writeJsonFileAtomic } from './json-file.js';
+import { redactCredentials } from '../api/redact.js';
 import type { Clock } from '../observability/clock.js';
 
 export interface NodeStatus {
@@ -62,7 +63,8 @@ export class StatusStore {
     }
     const now = change.conditions ? new Date(this.clock.now()) : undefined;
     for (const condition of change.conditions ?? []) {
-      const update = { ...condition, observedGeneration: condition.observedGeneration ?? status.observedGeneration };
+      // Messages often carry what a library said about a URL: never with its password.
+      const update = { ...condition, message: typeof condition.message === 'string' ? redactCredentials(condition.message) : condition.message, observedGeneration: condition.observedGeneration ?? status.observedGeneration };
       flipped = setCondition(status.conditions, update, now!) || flipped;
     }
     for (const type of change.removeConditions ?? []) flipped = removeCondition(status.conditions, type) || flipped;

@@ -1,6 +1,7 @@
 // The desired state: every declared resource, validated, with its generation. Sources replace the
 // documents of one origin (a file, or one API object) at a time; the store re-validates the whole
 // set (duplicate names and references span origins) and reports which keys changed.
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { validateDocuments, type ValidatedResource } from '../api/validate-set.js';
 import type { StoredResource, FieldError, Origin } from '../api/resource.js';
@@ -16,8 +17,11 @@ export interface OrphanError {
 
 interface GenerationRecord {
   generation: number;
+  /** SHA-256 of the canonical spec: the state dir must not hold what a spec may carry (credentials). */
   spec: string;
 }
+
+const specDigest = (canonical: string): string => createHash('sha256').update(canonical).digest('hex');
 
 /** JSON with sorted keys, so that a reordered but equal spec is not a change. */
 export function canonicalJson(value: unknown): string {
@@ -127,9 +131,12 @@ export class ResourceStore implements SourceListener {
 
   /** In folder mode the generation counts spec changes, like the API server's metadata.generation. */
   private withGeneration(resource: ValidatedResource): StoredResource {
-    const spec = canonicalJson((resource.raw as { spec?: unknown }).spec ?? null);
+    const canonical = canonicalJson((resource.raw as { spec?: unknown }).spec ?? null);
+    const spec = specDigest(canonical);
     const declared = (resource.raw as { metadata?: { generation?: unknown } }).metadata?.generation;
     let record = this.generations.get(resource.key);
+    // Files written before specs were kept as digests hold the spec itself: same spec, same generation.
+    if (record && record.spec === canonical) record = { generation: record.generation, spec };
     if (typeof declared === 'number') record = { generation: declared, spec };
     else if (!record) record = { generation: 1, spec };
     else if (record.spec !== spec) record = { generation: record.generation + 1, spec };

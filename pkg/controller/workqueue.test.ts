@@ -120,3 +120,29 @@ test('stop() waits for reconciles under way, but no longer than its grace', asyn
   const waited = performance.now() - started;
   assert.ok(waited >= 90 && waited < 1000, `waited ${waited} ms`);
 });
+
+test('thousands of reconciles that finish without I/O still let the event loop turn (timers run during the pass)', async () => {
+  // Each reconcile busy-waits 0.2 ms and never awaits I/O: chained as microtasks, 5000 of them
+  // would hold the event loop for a second, and a timer (an HTTP probe) could not run until the end.
+  const queue = new WorkQueue(async () => {
+    const until = performance.now() + 0.2;
+    while (performance.now() < until);
+    return {};
+  });
+  const timerLate: number[] = [];
+  let ticking = true;
+  const probe = (async () => {
+    while (ticking) {
+      const due = performance.now() + 5;
+      await tick(5);
+      timerLate.push(performance.now() - due);
+    }
+  })();
+  await tick(20);
+  for (let index = 0; index < 5000; index++) queue.add(`k${index}`);
+  await queue.whenIdle();
+  ticking = false;
+  await probe;
+  queue.stop();
+  assert.ok(timerLate.length >= 20, `a 5 ms timer ran ${timerLate.length} times during the pass`);
+});

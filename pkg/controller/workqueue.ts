@@ -1,6 +1,12 @@
 // A workqueue in the controller-runtime model: keys, not objects; a key is never processed by two
 // workers at once; a key added while it is being processed is processed again afterwards; failures
 // are retried with capped exponential backoff; `requeueAfter` schedules a later pass.
+// Reconciles that finish without I/O chain as microtasks: a full resync of thousands of keys would
+// hold the event loop (and the admin API's /healthz) for its whole duration. After SLICE_MS of
+// uninterrupted work the queue lets the event loop turn before it takes the next key.
+
+/** The longest the queue keeps the event loop busy before it yields. */
+const SLICE_MS = 10;
 
 export interface ReconcileResult {
   requeueAfter?: number;
@@ -36,6 +42,9 @@ export class WorkQueue {
   /** How many keys of each rank are queued or being processed (with `rank` only). */
   private readonly pendingByRank = new Map<number, number>();
   private stopped = false;
+  /** When the current run of work without an event-loop turn began; cleared by the next turn. */
+  private sliceStartedAt: number | undefined;
+  private drainScheduled = false;
   private readonly concurrency: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
@@ -161,8 +170,37 @@ export class WorkQueue {
     this.processing.delete(key);
     this.countRank(key, -1);
     this.active--;
-    if (this.dirty.delete(key)) this.add(key);
+    if (this.dirty.delete(key)) this.requeue(key);
     else if (retryInMs !== undefined) this.addAfter(key, retryInMs);
-    this.drain();
+    this.drainOrYield();
+  }
+
+  /** add() without draining: the caller drains (or yields) next. */
+  private requeue(key: string): void {
+    if (this.stopped || this.queued.has(key)) return;
+    this.queued.add(key);
+    this.queue.push(key);
+  }
+
+  private drainOrYield(): void {
+    if (!this.sliceExhausted()) return this.drain();
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  /** True once this run of work has kept the event loop busy for SLICE_MS without a turn. */
+  private sliceExhausted(): boolean {
+    const now = performance.now();
+    if (this.sliceStartedAt === undefined) {
+      this.sliceStartedAt = now;
+      // Runs at the next turn of the event loop, which is what ends a slice.
+      setImmediate(() => (this.sliceStartedAt = undefined));
+      return false;
+    }
+    return now - this.sliceStartedAt >= SLICE_MS;
   }
 }

@@ -55,6 +55,11 @@ export class Metrics {
     name: 'sensorlet_manifest_files_skipped',
     help: 'Entries of the manifests folder not loaded now (unreadable, too large, not a regular file, link loop...), by reason.',
     labelNames: ['reason'],
+  });
+  readonly adminDenied = new Counter({
+    name: 'sensorlet_admin_denied_total',
+    help: 'Admin API requests refused for their credentials, by HTTP status (401: none or not accepted; 403: not allowed).',
+    labelNames: ['status'],
     registers: [this.registry],
   });
   readonly errorsLogged = new Counter({ name: 'sensorlet_errors_total', help: 'Errors logged, by component and reason.', labelNames: ['component', 'reason'], registers: [this.registry] });

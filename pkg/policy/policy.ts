@@ -77,11 +77,29 @@ export interface ManifestsPolicy {
   allowLinksOutside: boolean;
 }
 
+/** What Sinks may read to connect. */
+export interface SinkPolicy {
+  /** Folders whose files usernameFrom.file / passwordFrom.file may name; empty: no file at all. */
+  credentialDirs: string[];
+}
+
+/** Who may use the admin API beyond /healthz and /readyz (pkg/admin/auth.ts). */
+export interface AdminPolicy {
+  /** Bearer tokens, one per line; when set, required on every address. */
+  tokenFile?: string;
+  /** Cluster mode: also accept tokens the API server's TokenReview authenticates (and SubjectAccessReview allows). */
+  tokenReview: boolean;
+  /** Serve a non-loopback address with no authentication at all: the operator's explicit choice. */
+  insecureNoAuth: boolean;
+}
+
 export interface OperatorPolicy {
   drivers: DriverPolicy;
   certificates: CertificatePolicy;
   firmware: FirmwarePolicy;
   manifests: ManifestsPolicy;
+  sinks: SinkPolicy;
+  admin: AdminPolicy;
 }
 
 /** Where Certificate files may live when the operator names no --certificate-dir. */
@@ -180,6 +198,8 @@ export function defaultPolicy(): OperatorPolicy {
     certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map() },
     firmware: { allowCommands: false, commandAllowlist: [] },
     manifests: { allowLinksOutside: false },
+    sinks: { credentialDirs: [] },
+    admin: { tokenReview: false, insecureNoAuth: false },
   };
 }
 

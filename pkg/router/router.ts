@@ -32,6 +32,10 @@ export class Router {
   }
 
   setSensor(key: string, namespace: string, labels: Record<string, string>): void {
+    // A resync reconciles every Sensor again with the labels it had: rebuilding every route (and
+    // every Routed condition) for each of them would make one resync cost O(sensors²).
+    const current = this.sensors.get(key);
+    if (current && current.namespace === namespace && sameLabels(current.labels, labels)) return;
     this.sensors.set(key, { namespace, labels });
     this.invalidate();
   }
@@ -78,4 +82,9 @@ export class Router {
     this.routes = new Map();
     for (const listener of this.listeners) listener();
   }
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => b[key] === a[key]);
 }

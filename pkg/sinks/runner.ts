@@ -13,7 +13,8 @@ import type { Outbox, OutboxOptions } from '../outbox/outbox.js';
 import type { RouteTarget } from '../router/router.js';
 import { Lane } from './lane.js';
 import { selectedTransport } from './registry.js';
-import type { ConnectionIdentity, ConnectionState, Transport } from './transport.js';
+import type { ConnectionIdentity, ConnectionState, Credentials, Transport } from './transport.js';
+import { redactCredentials } from '../api/redact.js';
 
 export interface SinkRunnerDeps {
   logger: Logger;
@@ -53,12 +54,18 @@ export class SinkRunner implements RouteTarget {
     private readonly resource: StoredResource<'Sink'>,
     readonly identities: ConnectionIdentity[],
     private readonly deps: SinkRunnerDeps,
+    private readonly credentials: Credentials = {},
   ) {
     this.key = resource.key;
     this.namespace = resource.namespace;
     this.generation = resource.generation;
     this.selector = resource.object!.spec.selector;
     this.logger = deps.logger.child({ sink: `${resource.namespace}/${resource.name}` });
+  }
+
+  /** Whether these are the credentials the connections log in with (a rotated password reconnects). */
+  sameCredentials(credentials: Credentials): boolean {
+    return credentials.username === this.credentials.username && credentials.password === this.credentials.password;
   }
 
   /** One outbox per connection: what a drain (before a firmware update) flushes and waits on. */
@@ -113,6 +120,7 @@ export class SinkRunner implements RouteTarget {
                 sink: { namespace: this.resource.namespace, name: this.resource.name },
                 spec,
                 identity: laneIdentity,
+                credentials: this.credentials,
                 logger: this.logger,
                 onState,
                 onTakeover: () => this.deps.metrics.takeovers.inc({ sink: sinkLabel }),
@@ -133,7 +141,7 @@ export class SinkRunner implements RouteTarget {
       observedGeneration: this.generation,
       conditions: [{ type: 'Ready', status: 'True', reason: 'Started', message: `${factory.name} sink started with ${this.lanes.length} connection(s)` }],
       // Facts for `kubectl get sinks` (JSONPath cannot name a union's key); undefined clears a stale url.
-      facts: { protocol: factory.name, url: typeof (config as { url?: unknown } | undefined)?.url === 'string' ? (config as { url: string }).url : undefined },
+      facts: { protocol: factory.name, url: typeof (config as { url?: unknown } | undefined)?.url === 'string' ? redactCredentials((config as { url: string }).url) : undefined },
     });
     this.reportConnection();
     this.statsTimer = setInterval(() => this.reportQueue(), 1000);

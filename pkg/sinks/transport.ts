@@ -32,10 +32,17 @@ export interface ConnectionState {
   message?: string;
 }
 
+/** What a transport logs in with, resolved from the spec's `…From` references. Never shown anywhere. */
+export interface Credentials {
+  username?: string;
+  password?: string;
+}
+
 export interface TransportContext {
   sink: { namespace: string; name: string };
   spec: SinkSpec;
   identity: ConnectionIdentity;
+  credentials?: Credentials;
   logger: Logger;
   onState(state: ConnectionState): void;
   /**

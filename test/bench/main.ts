@@ -1,6 +1,6 @@
 // `npm run bench`: every performance figure the issues ask for, each beside its baseline measured in
 // the same run. Throughputs are the median of several runs. `npm run bench -- NAME...` runs a subset
-// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota).
+// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota, admin).
 import mqtt from 'mqtt';
 import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -287,6 +287,16 @@ async function overload(broker: Mosquitto, rawRate: number): Promise<void> {
   report('overload: peak RSS (MB); slowest admin answer (ms); longest Connected gap (ms)', `${result.rssMb.toFixed(1)}; ${result.adminMaxMs.toFixed(0)}; ${result.disconnectedMs.toFixed(0)}`);
 }
 
+async function admin(): Promise<void> {
+  const { benchAdminDetailed } = await import('./admin.js');
+  const result = await benchAdminDetailed();
+  const ok = (ms: number) => ms <= 100;
+  report(`admin: slowest /healthz during 20 concurrent POST /reload, ${result.sensors} Sensors (ms)`, result.reloadsMaxMs.toFixed(0), '≤ 100 ms', ok(result.reloadsMaxMs));
+  report('admin: reconcile passes caused by that burst (coalesced: ≤ 2)', result.reloadPasses.toFixed(2));
+  report('admin: slowest /healthz during 5 concurrent GET /api/v1/resources (ms)', result.resourcesMaxMs.toFixed(0), '≤ 100 ms', ok(result.resourcesMaxMs));
+  report('admin: slowest /healthz during 5 concurrent GET /metrics (ms)', result.metricsMaxMs.toFixed(0), '≤ 100 ms', ok(result.metricsMaxMs));
+}
+
 async function ota(): Promise<void> {
   const { benchOtaDowntimeDetailed } = await import('./ota.js');
   const result = await benchOtaDowntimeDetailed();
@@ -310,6 +320,7 @@ try {
   if (wanted('cluster')) await cluster();
   if (wanted('overload')) await overload(broker, raw);
   if (wanted('ota')) await ota();
+  if (wanted('admin')) await admin();
 } finally {
   await broker.stop();
 }

@@ -126,6 +126,20 @@ test('the DaemonSet passes the node name, keeps state on the host and probes the
   assert.equal(container.securityContext.allowPrivilegeEscalation, false);
 });
 
+test('the admin API on the pod IP needs the token from a Secret file; the probes stay on /healthz and /readyz, which need none', () => {
+  const pod = (find(deployObjects(), 'DaemonSet') as any).spec.template.spec;
+  const [container] = pod.containers;
+  assert.ok(container.args.includes('--admin-token-file=/etc/sensorlet/admin/token'));
+  const mount = container.volumeMounts.find((each: any) => each.name === 'admin-token');
+  assert.deepEqual(mount, { name: 'admin-token', mountPath: '/etc/sensorlet/admin', readOnly: true });
+  const volume = pod.volumes.find((each: any) => each.name === 'admin-token');
+  assert.deepEqual(volume.secret, { secretName: 'sensorlet-admin-token', defaultMode: 0o400, items: [{ key: 'token', path: 'token' }] });
+  // The chart renders the same wiring from its values.
+  const chart = readFileSync(path.join(CHART, 'templates', 'daemonset.yaml'), 'utf8');
+  for (const text of ['--admin-token-file=/etc/sensorlet/admin/token', 'mountPath: /etc/sensorlet/admin', '--admin-token-review', 'path: token']) assert.ok(chart.includes(text), text);
+  assert.match(readFileSync(path.join(CHART, 'templates', 'admin-auth.yaml'), 'utf8'), /randAlphaNum 48 \| b64enc/);
+});
+
 test('the chart CRDs equal manifests/crds and the generator output', () => {
   const crdFiles = (dir: string) => readdirSync(dir).filter((file) => file.endsWith('.sensorlet.io.yaml')).sort();
   const manifestCrds = crdFiles(path.join(MANIFESTS, 'crds'));

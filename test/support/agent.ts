@@ -21,6 +21,12 @@ export interface AgentProcessOptions {
   user?: { uid: number; gid: number };
   /** A program that runs the agent's command line (e.g. setpriv with capabilities dropped). */
   wrapper?: string[];
+  /** The host the admin API binds (default 127.0.0.1); the test always connects through 127.0.0.1. */
+  adminHost?: string;
+  /** Sent as `Authorization: Bearer` by resources(), metrics() and reload(). */
+  adminToken?: string;
+  /** How long start() waits for /readyz (default 15 s; thousands of resources take longer). */
+  readyTimeoutMs?: number;
 }
 
 /** The operator policy flags a test agent is started with (see cmd/sensorlet/policy-flags.ts). */
@@ -62,6 +68,7 @@ export class AgentProcess {
     readonly child: ChildProcess,
     readonly adminAddr: string,
     readonly stateDir: string,
+    private readonly adminToken?: string,
   ) {
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       this.stdout += chunk;
@@ -73,13 +80,15 @@ export class AgentProcess {
 
   static async start(options: AgentProcessOptions): Promise<AgentProcess> {
     const stateDir = options.stateDir ?? mkdtempSync(path.join(tmpdir(), 'sensorlet-state-'));
-    const adminAddr = `127.0.0.1:${await freePort()}`;
+    const port = await freePort();
+    const adminAddr = `127.0.0.1:${port}`;
+    const adminHost = options.adminHost ?? '127.0.0.1';
     const args = [
       ...AGENT_NODE_FLAGS,
       CLI, 'run',
       ...(options.manifests !== undefined ? ['--manifests', options.manifests] : []),
       '--state-dir', stateDir,
-      '--admin-addr', adminAddr,
+      '--admin-addr', `${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${port}`,
       '--device-id', options.deviceId ?? 'test-device',
       '--log-level', 'info',
       ...(options.extraArgs ?? []),
@@ -88,9 +97,9 @@ export class AgentProcess {
     // and kill() (SIGKILL cannot be forwarded) must take both down, as a power cut would.
     const [command, ...commandArgs] = [...(options.wrapper ?? []), process.execPath, ...args];
     const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, detached: true, ...options.user });
-    const agent = new AgentProcess(child, adminAddr, stateDir);
+    const agent = new AgentProcess(child, adminAddr, stateDir, options.adminToken);
     try {
-      await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: 15_000, what: 'agent ready' });
+      await waitFor(async () => (await fetch(`http://${adminAddr}/readyz`)).ok, { timeoutMs: options.readyTimeoutMs ?? 15_000, what: 'agent ready' });
     } catch (error) {
       // A child left running keeps the test runner waiting on its pipes for ever.
       await agent.kill();
@@ -103,8 +112,13 @@ export class AgentProcess {
     this.stdoutListeners.push(listener);
   }
 
+  /** The Authorization header for the admin API, when the agent was given a token. */
+  get adminHeaders(): Record<string, string> {
+    return this.adminToken ? { authorization: `Bearer ${this.adminToken}` } : {};
+  }
+
   async resources(): Promise<ListedResource[]> {
-    const response = await fetch(`http://${this.adminAddr}/api/v1/resources`);
+    const response = await fetch(`http://${this.adminAddr}/api/v1/resources`, { headers: this.adminHeaders });
     return ((await response.json()) as { items: ListedResource[] }).items;
   }
 
@@ -134,11 +148,11 @@ export class AgentProcess {
   }
 
   async metrics(): Promise<string> {
-    return (await fetch(`http://${this.adminAddr}/metrics`)).text();
+    return (await fetch(`http://${this.adminAddr}/metrics`, { headers: this.adminHeaders })).text();
   }
 
   async reload(): Promise<void> {
-    await fetch(`http://${this.adminAddr}/reload`, { method: 'POST' });
+    await fetch(`http://${this.adminAddr}/reload`, { method: 'POST', headers: this.adminHeaders });
   }
 
   /** SIGTERM: the agent must flush, persist and exit 0. */

@@ -14,7 +14,12 @@
 // - status apply: `PATCH .../{plural}/{name}/status` with `application/apply-patch+yaml`, a required
 //   `fieldManager`, optional `force`. `status.nodes` is merged as a listMap keyed by `name`: each
 //   manager owns the entries it applied and an entry it stops sending is removed.
-// Not spoken: discovery, protobuf, authentication beyond recording the Authorization header.
+// - token review: `POST /apis/authentication.k8s.io/v1/tokenreviews` → 201 with the TokenReview and
+//   `status.authenticated` (+ `status.user`) for the tokens registered with `addToken`; `POST
+//   /apis/authorization.k8s.io/v1/subjectaccessreviews` → 201 with `status.allowed` from the
+//   non-resource rules given to `allowNonResource` (RBAC's nonResourceURLs: a path, or a prefix
+//   ending in `*`, and verbs; a user or one of its groups). Both answer 400 to a body of another kind.
+// Not spoken: discovery, protobuf, authentication of the caller beyond recording its Authorization header.
 import http from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -81,6 +86,9 @@ interface OpenWatch {
   res: http.ServerResponse;
 }
 
+const TOKEN_REVIEWS = '/apis/authentication.k8s.io/v1/tokenreviews';
+const SUBJECT_ACCESS_REVIEWS = '/apis/authorization.k8s.io/v1/subjectaccessreviews';
+
 /** The history kept for watch replay; older events are compacted (a watch from before gets 410). */
 const MAX_HISTORY = 10_000;
 
@@ -98,6 +106,12 @@ export class FakeApiServer {
   private patchFailures: number[] = [];
   private listFailures: number[] = [];
   private uidCounter = 0;
+  /** Tokens the TokenReview API authenticates, and the user each one is. */
+  private readonly tokens = new Map<string, { username: string; uid: string; groups: string[] }>();
+  /** RBAC-like non-resource rules for SubjectAccessReview. */
+  private readonly nonResourceRules: { subject: string; paths: string[]; verbs: string[] }[] = [];
+  /** Every TokenReview and SubjectAccessReview spec received, in order. */
+  readonly reviews: { kind: string; spec: Record<string, any> }[] = [];
   /** How many watch requests were answered with a 410 Expired ERROR event. */
   goneAnswers = 0;
   port = 0;
@@ -245,6 +259,16 @@ export class FakeApiServer {
     for (let i = 0; i < count; i++) this.patchFailures.push(status);
   }
 
+  /** A token TokenReview authenticates as this user (a ServiceAccount's name is system:serviceaccount:NS:NAME). */
+  addToken(token: string, username: string, groups: string[] = ['system:authenticated']): void {
+    this.tokens.set(token, { username, uid: `uid-${username}`, groups });
+  }
+
+  /** Lets a user or group use non-resource URLs (ClusterRole `nonResourceURLs` + `verbs`). */
+  allowNonResource(subject: string, paths: string[], verbs: string[]): void {
+    this.nonResourceRules.push({ subject, paths, verbs });
+  }
+
   /** Kinds (plural names) whose CRD is "not installed": every request for them answers 404. */
   readonly missingKinds = new Set<string>();
 
@@ -275,6 +299,12 @@ export class FakeApiServer {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.requests.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
     const url = new URL(req.url ?? '/', this.url);
+    if (req.method === 'POST' && (url.pathname === TOKEN_REVIEWS || url.pathname === SUBJECT_ACCESS_REVIEWS)) {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => this.review(url.pathname, Buffer.concat(chunks).toString('utf8'), res));
+      return;
+    }
     const route = parseRoute(url.pathname);
     if (!route || this.missingKinds.has(route.type_.plural)) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const query = url.searchParams;
@@ -294,6 +324,37 @@ export class FakeApiServer {
       return;
     }
     sendStatus(res, 405, 'MethodNotAllowed', `${req.method} is not supported by the fake API server on ${url.pathname}`);
+  }
+
+  /** TokenReview and SubjectAccessReview: create-only, answered with the object and its status. */
+  private review(pathname: string, text: string, res: http.ServerResponse): void {
+    let body: Record<string, any>;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return sendStatus(res, 400, 'BadRequest', 'the body is not JSON');
+    }
+    const kind = pathname === TOKEN_REVIEWS ? 'TokenReview' : 'SubjectAccessReview';
+    const apiVersion = pathname === TOKEN_REVIEWS ? 'authentication.k8s.io/v1' : 'authorization.k8s.io/v1';
+    if (body.kind !== kind || body.apiVersion !== apiVersion) return sendStatus(res, 400, 'BadRequest', `expected ${apiVersion} ${kind}`);
+    const spec = (body.spec ?? {}) as Record<string, any>;
+    this.reviews.push({ kind, spec: structuredClone(spec) });
+    let status: Record<string, unknown>;
+    if (kind === 'TokenReview') {
+      const user = typeof spec.token === 'string' ? this.tokens.get(spec.token) : undefined;
+      status = user ? { authenticated: true, user } : { authenticated: false, error: 'invalid bearer token' };
+    } else {
+      const attributes = (spec.nonResourceAttributes ?? {}) as { path?: string; verb?: string };
+      const subjects = [spec.user, ...((spec.groups as string[] | undefined) ?? [])];
+      const allowed = this.nonResourceRules.some(
+        (rule) =>
+          subjects.includes(rule.subject) &&
+          rule.verbs.some((verb) => verb === '*' || verb === attributes.verb) &&
+          rule.paths.some((path) => path === attributes.path || (path.endsWith('*') && (attributes.path ?? '').startsWith(path.slice(0, -1)))),
+      );
+      status = allowed ? { allowed: true, reason: 'RBAC: allowed by the test rules' } : { allowed: false };
+    }
+    sendJson(res, 201, { apiVersion, kind, metadata: { creationTimestamp: null }, spec, status });
   }
 
   private selected(route: Route, query: URLSearchParams): { namespace: string | undefined; name: string | undefined } {

@@ -16,19 +16,21 @@ export interface MosquittoOptions {
 }
 
 export class Mosquitto {
-  readonly dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-mosquitto-'));
+  /** The broker's folder (config, persistence); one per broker. */
+  readonly dir: string;
   private process: ChildProcess | undefined;
   output = '';
-  constructor(readonly port: number, private readonly configText: string) {}
+  constructor(readonly port: number, private readonly configText: string, dir?: string) {
+    this.dir = dir ?? mkdtempSync(path.join(tmpdir(), 'sensorlet-mosquitto-'));
+  }
 
   static async start(options: MosquittoOptions = {}): Promise<Mosquitto> {
     const port = options.port ?? (await freePort());
-    const probe = new Mosquitto(port, '');
+    const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-mosquitto-'));
     const config =
-      options.config?.(port, probe.dir) ??
+      options.config?.(port, dir) ??
       [`user root`, `listener ${port} 127.0.0.1`, `allow_anonymous true`, `max_inflight_messages 0`, `max_queued_messages 0`, options.extraConfig ?? ''].join('\n');
-    const broker = new Mosquitto(port, config);
-    (broker as { dir: string }).dir = probe.dir;
+    const broker = new Mosquitto(port, config, dir);
     await broker.restart();
     return broker;
   }

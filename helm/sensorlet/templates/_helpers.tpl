@@ -43,3 +43,12 @@ secretNamespaces, else the agent's own namespace (watchNamespace, else the relea
 {{- list (include "sensorlet.secretsNamespace" .) | toJson -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret holding the admin API token: the operator's, or the one the chart renders. */}}
+{{- define "sensorlet.adminTokenSecret" -}}
+{{- if .Values.admin.token.existingSecret -}}
+{{- .Values.admin.token.existingSecret -}}
+{{- else if .Values.admin.token.create -}}
+{{- printf "%s-admin-token" (include "sensorlet.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}

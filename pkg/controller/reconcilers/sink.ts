@@ -10,8 +10,12 @@ import { SinkRunner } from '../../sinks/runner.js';
 import type { ConnectionIdentity } from '../../sinks/transport.js';
 import type { ReconcileResult } from '../workqueue.js';
 import { invalidMessage, type Runtime } from '../runtime.js';
+import { messageOf, reasonOf } from '../../api/errors.js';
+import type { Credentials } from '../../sinks/transport.js';
+import { sinkCredentials } from './sink-credentials.js';
 
 const CERTIFICATE_RETRY_MS = 2000;
+const CREDENTIAL_RETRY_MS = 5000;
 
 /** The Certificate keys a Sink depends on (by reference or selector). */
 export function certificatesOf(runtime: Runtime, sink: StoredResource<'Sink'>): string[] {
@@ -120,9 +124,24 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
       });
       return {};
     }
+    let credentials: Credentials;
+    try {
+      credentials = await sinkCredentials(runtime, resource.namespace, resource.object.spec);
+    } catch (error) {
+      // Nothing connects with credentials the Sink cannot have: a refusal stays until the spec or
+      // the policy changes; a missing value is looked for again (a Secret change also requeues).
+      await stopRunner(key);
+      const reason = reasonOf(error, 'CredentialNotFound');
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason, message: messageOf(error) }],
+        removeConditions: ['Connected', 'BufferFull'],
+      });
+      return reason === 'CredentialNotFound' || reason === 'SecretNotFound' ? { requeueAfter: CREDENTIAL_RETRY_MS } : {};
+    }
     const { identities, waitingFor } = identitiesFor(runtime, resource);
     const running = runtime.sinks.get(key);
-    if (running && running.generation === resource.generation) {
+    if (running && running.generation === resource.generation && running.sameCredentials(credentials)) {
       if (sameIdentities(running.identities, identities)) {
         // Same Certificates, maybe renewed or loaded at last: reconnect in place, keeping the outbox.
         let tenantsChanged = false;
@@ -156,7 +175,7 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
       });
       return { requeueAfter: CERTIFICATE_RETRY_MS };
     }
-    const runner = new SinkRunner(resource, identities, { ...runtime.sinkDeps, onFullChange });
+    const runner = new SinkRunner(resource, identities, { ...runtime.sinkDeps, onFullChange }, credentials);
     runtime.sinks.set(key, runner);
     await runner.start();
     runtime.router.setTarget(runner);

@@ -54,6 +54,9 @@ export function validateCoapConfig(config: CoapSinkConfig, path: string, spec: S
   const errors: FieldError[] = [];
   try {
     resolveCoapConfig(config);
+    // CoAP URIs have no userinfo (RFC 7252 section 6): whatever is there would only be shown around.
+    const url = new URL(config.url);
+    if (url.username || url.password) errors.push({ path: `${path}.url`, message: 'a CoAP URL has no user information (RFC 7252 section 6): remove the part before @', reason: 'InvalidSpec' });
   } catch (error) {
     errors.push({ path: `${path}.url`, message: (error as Error).message, reason: 'InvalidSpec' });
   }

@@ -12,6 +12,7 @@ import type { Transport, TransportContext, TransportFactory } from '../transport
 import { registerTransport } from '../registry.js';
 import { renderTopic, topicTemplateErrors } from '../topic.js';
 import { classifyConnectionError } from './errors.js';
+import { redactCredentials, urlHasPassword } from '../../api/redact.js';
 import { sinkTlsOptions } from '../tls.js';
 import { SENML_CBOR_MEDIA_TYPE, SENML_JSON_MEDIA_TYPE, encodeSenmlCbor, encodeSenmlJson } from '../senml/senml.js';
 
@@ -51,6 +52,8 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
   const template = config.topic ?? DEFAULT_TOPIC;
   const tenantOfConnection = context.identity.tenant;
   const logger = context.logger;
+  /** The URL as messages show it (validation refuses a password in it; this is the second line of defence). */
+  const shownUrl = redactCredentials(config.url);
   let client: MqttClient | undefined;
   let refusal: Error | undefined;
   let reconnectDelay = RECONNECT_BASE_MS;
@@ -191,6 +194,9 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     // tens of thousands of messages/s even when disabled; keep it only when asked for (DEBUG=mqttjs*).
     ...(/mqttjs/.test(process.env.DEBUG ?? '') ? {} : { log: () => undefined }),
     ...(context.spec.tls || context.identity.keySlot ? sinkTlsOptions(context) : {}),
+    // From usernameFrom / passwordFrom (pkg/controller resolves them); never from a log or status.
+    ...(context.credentials?.username !== undefined ? { username: context.credentials.username } : {}),
+    ...(context.credentials?.password !== undefined ? { password: context.credentials.password } : {}),
   } as IClientOptions;
 
   return {
@@ -237,7 +243,8 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       });
       client.on('reconnect', () => reconnectsSinceClose++);
       client.on('error', (error) => {
-        const { reason, message } = classifyConnectionError(error);
+        const { reason, message: said } = classifyConnectionError(error);
+        const message = redactCredentials(said);
         logger.warn({ reason, err: message }, 'mqtt connection error');
         lastFailure = { reason, message };
         context.onState({ connected: false, reason, message });
@@ -259,14 +266,14 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         // batch on the next connection. mqtt.js also replays its own unacknowledged messages on
         // reconnect; they are older than anything the lane re-sends, so the first copy of every
         // reading still arrives in order (duplicates are what at-least-once allows).
-        failPending(Object.assign(new Error(`connection to ${config.url} lost`), { code: 'ConnectionLost' }));
+        failPending(Object.assign(new Error(`connection to ${shownUrl} lost`), { code: 'ConnectionLost' }));
         // Capped exponential backoff: mqtt.js reads reconnectPeriod before each reconnect attempt.
         reconnectDelay = Math.min(RECONNECT_CAP_MS, reconnectDelay * 2);
         client!.options.reconnectPeriod = reconnectDelay;
         context.onState(
           lastFailure
             ? { connected: false, reason: lastFailure.reason, message: `${lastFailure.message}; retrying` }
-            : { connected: false, reason: 'Disconnected', message: `connection to ${config.url} closed; retrying` },
+            : { connected: false, reason: 'Disconnected', message: `connection to ${shownUrl} closed; retrying` },
         );
       });
     },
@@ -279,7 +286,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       if (connecting) await settleOnClose(connecting);
       // Never let mqtt.js queue publishes while offline: its offline queue and its replay of
       // unacknowledged messages can interleave on reconnect, which would reorder readings.
-      if (!active.connected) throw Object.assign(new Error(`not connected to ${config.url}`), { code: 'NotConnected' });
+      if (!active.connected) throw Object.assign(new Error(`not connected to ${shownUrl}`), { code: 'NotConnected' });
       if (config.payload === 'senml-json' || config.payload === 'senml-cbor') {
         // One SenML pack per topic and chunk (RFC 8428); MQTT 5 says what it is in the content type.
         const cbor = config.payload === 'senml-cbor';
@@ -307,18 +314,35 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       // Force: pending sends fail, and their readings stay in the outbox for the next connection.
       if (client) client.options.reconnectPeriod = 0;
       established = false; // our own close: nothing to warn about
-      failPending(Object.assign(new Error(`connection to ${config.url} closed`), { code: 'ConnectionClosed' }));
+      failPending(Object.assign(new Error(`connection to ${shownUrl} closed`), { code: 'ConnectionClosed' }));
       await client?.endAsync(true);
     },
   };
 }
 
+function urlUsername(url: string): string {
+  try {
+    return new URL(url).username;
+  } catch {
+    return '';
+  }
+}
+
 export const mqttTransport: TransportFactory<MqttConfig> = {
   name: 'mqtt',
   validate(config, path): FieldError[] {
+    const errors: FieldError[] = [];
+    // A password in the URL would be in every copy of the spec (kubectl get, the admin API, git):
+    // credentials come from passwordFrom, which names where the password is, not what it is.
+    if (urlHasPassword(config.url)) {
+      errors.push({ path: `${path}.url`, message: `a password in the URL is refused (it would be shown wherever the Sink is); give it with ${path}.passwordFrom`, reason: 'InvalidSpec' });
+    } else if (config.usernameFrom && urlUsername(config.url)) {
+      errors.push({ path: `${path}.usernameFrom`, message: `the URL names a user too: give the user name in one place`, reason: 'InvalidSpec' });
+    }
     // One error per field: the first problem is the one to fix first.
     const [problem] = topicTemplateErrors(config.topic ?? DEFAULT_TOPIC);
-    return problem ? [{ path: `${path}.topic`, message: problem, reason: 'InvalidSpec' }] : [];
+    if (problem) errors.push({ path: `${path}.topic`, message: problem, reason: 'InvalidSpec' });
+    return errors;
   },
   create: createMqttTransport,
 };
