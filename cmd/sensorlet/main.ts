@@ -3,8 +3,9 @@
 import { Command, Option } from 'commander';
 import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
-import { defaultDeviceId, defaultStateDir, startAgent } from '../../pkg/agent/agent.js';
+import { defaultDeviceId, defaultStateDir, startAgent, type Agent } from '../../pkg/agent/agent.js';
 import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
+import { SensorletError } from '../../pkg/api/errors.js';
 import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
@@ -49,7 +50,7 @@ addPolicyOptions(run).action(async (options) => {
       process.exit(await runLauncher({ stateDir: options.stateDir, argv: process.argv.slice(2) }));
     }
     applyMemoryPolicy();
-    const agent = await startAgent({
+    const agent: Agent = await startAgent({
       manifests: options.manifests,
       kubeconfig: options.kubeconfig,
       inCluster: options.inCluster,
@@ -62,6 +63,13 @@ addPolicyOptions(run).action(async (options) => {
       logFormat: options.logFormat,
       policy: policyFromOptions(options),
       agentUpdater,
+    }).catch((error: unknown) => {
+      // A known refusal (the state dir is locked, ...) is one line, not a stack trace.
+      if (error instanceof SensorletError) {
+        console.error(`error: ${error.message}`);
+        process.exit(1);
+      }
+      throw error;
     });
     let stopping = false;
     const stop = () => {

@@ -24,6 +24,8 @@ import type { AgentUpdater } from '../ota/coordinator.js';
 import { runningBuild } from '../ota/slots.js';
 import { Gauge } from 'prom-client';
 import { defaultPolicy, type OperatorPolicy } from '../policy/policy.js';
+import { acquireStateDirLock, type StateDirLock } from '../storage/state-dir-lock.js';
+import { WriteHealth } from '../storage/write-health.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
 
@@ -65,12 +67,34 @@ export interface Agent {
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const logger = options.logger ?? createLogger({ level: options.logLevel, format: options.logFormat });
   mkdirSync(options.stateDir, { recursive: true });
+  // Before anything is read or written: a second agent on this dir stops here.
+  const lock = acquireStateDirLock(options.stateDir);
+  if (!lock.held) logger.warn({ stateDir: options.stateDir, reason: lock.note }, 'running without the state dir lock');
+  else if (lock.note) logger.warn({ stateDir: options.stateDir }, lock.note);
+  try {
+    return await startLocked(options, logger, lock);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+async function startLocked(options: AgentOptions, logger: Logger, lock: StateDirLock): Promise<Agent> {
   const metrics = new Metrics();
+  // State writes the disk refuses (full, read-only) are counted and logged, never thrown.
+  const writeHealth = new WriteHealth(logger.child({ component: 'state' }), (area, reason) => metrics.stateWriteErrors.inc({ area, reason }));
   const store = new ResourceStore(options.stateDir);
+  store.onPersist = (error) => writeHealth.report('generations', error);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
+  status.onPersist = (error) => writeHealth.report('status', error);
   const router = new Router();
   const policy = options.policy ?? defaultPolicy();
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
+  sequences.onPersist = (error) => writeHealth.report('sequences', error);
+  if (sequences.recovery) {
+    logger.warn({ reason: sequences.recovery.reason }, sequences.recovery.message);
+    metrics.stateRecovered.inc({ area: 'sequences', reason: sequences.recovery.reason });
+  }
   let nodeLabels: Record<string, string> = {};
 
   const runtime: Runtime = {
@@ -158,6 +182,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       status.persist();
       await closeCluster();
       await admin.close();
+      lock.release();
       logger.info('sensorlet stopped');
       logger.flush?.();
     },

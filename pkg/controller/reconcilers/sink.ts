@@ -2,6 +2,7 @@
 // come from the Certificates the Sink references. A Certificate that has not loaded still gets its
 // connection, a waiting one: readings are kept in its outbox (Ready=False) and go out once it loads.
 import type { StoredResource } from '../../api/resource.js';
+import { messageOf, reasonOf } from '../../api/errors.js';
 import { matchesSelector } from '../../router/selector.js';
 import { SinkRunner } from '../../sinks/runner.js';
 import type { ConnectionIdentity } from '../../sinks/transport.js';
@@ -121,7 +122,19 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
     }
     const runner = new SinkRunner(resource, identities, { ...runtime.sinkDeps, onFullChange });
     runtime.sinks.set(key, runner);
-    await runner.start();
+    try {
+      await runner.start();
+    } catch (error) {
+      // Never Ready=True (a status kept from an earlier run included) while it cannot deliver; the
+      // workqueue tries again with backoff.
+      runtime.sinks.delete(key);
+      await runner.stop().catch(() => undefined);
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason: reasonOf(error, 'SinkStartFailed'), message: `the sink could not start: ${messageOf(error)}` }],
+      });
+      throw error;
+    }
     runtime.router.setTarget(runner);
     runtime.status.update(key, { conditions: [readiness(waitingFor, identities.length)] });
     return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
