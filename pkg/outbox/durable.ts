@@ -169,6 +169,7 @@ class DiskChunkStore implements ChunkStore {
   private compactionTimer: NodeJS.Timeout | undefined;
   /** Set while chunk writes fail; cleared by the first write that succeeds. */
   private fault: StorageFault | undefined;
+  private faultError: unknown;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = WRITE_RETRY_BASE_MS;
   /** Index updates failing (the index is a cache of the chunk headers: logged once, not per update). */
@@ -345,6 +346,7 @@ class DiskChunkStore implements ChunkStore {
 
   /** Chunk writes fail: held in memory (bounded by the core), retried with backoff, reported once. */
   private storageFailed(error: unknown, what: string): void {
+    this.faultError = error;
     const reason = storageReason(error);
     if (this.fault?.reason === reason) return;
     this.fault = { reason, message: `${what} failed: ${messageOf(error)}`, since: this.fault?.since ?? Date.now() };
@@ -389,7 +391,9 @@ class DiskChunkStore implements ChunkStore {
     const persisted = new Promise<void>((resolve, reject) => this.pendingWrites.set(meta.id, { info, data, resolve, reject }));
     this.pendingBytes += data.length;
     this.unwrittenData.set(meta.id, data);
-    if (!this.writing) this.writing = this.writeLoop();
+    // While the disk refuses writes, flush() and shutdown must not wait for the next retry.
+    if (this.fault) this.pendingWrites.get(meta.id)!.reject(this.faultError);
+    this.startWriting();
     return { bytes: data.length, persisted };
   }
 
@@ -399,63 +403,67 @@ class DiskChunkStore implements ChunkStore {
    * usual) and is tried again after a backoff; its `persisted` promises reject at the first failure
    * so that flush() and shutdown never wait for a disk that may not come back.
    */
+  private startWriting(): void {
+    if (this.writing || this.retryTimer || this.pendingWrites.size === 0) return;
+    // Cleared in a callback, never inside writeLoop: a loop that returns before its first await
+    // would clear it before the assignment and leave a settled promise here for ever.
+    this.writing = this.writeLoop().finally(() => (this.writing = undefined));
+  }
+
   private async writeLoop(): Promise<void> {
-    try {
-      while (this.pendingWrites.size > 0 && !this.retryTimer) {
-        const jobs = [...this.pendingWrites.values()];
-        this.pendingWrites.clear();
-        this.groupBytes = this.pendingBytes;
-        this.pendingBytes = 0;
-        let finish!: () => void;
-        this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
-        let failure: unknown;
-        try {
-          await mkdir(this.chunksDir, { recursive: true });
-          await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
-          await fsyncDirAsync(this.chunksDir);
-        } catch (error) {
-          failure = error;
+    while (this.pendingWrites.size > 0 && !this.retryTimer) {
+      const jobs = [...this.pendingWrites.values()];
+      this.pendingWrites.clear();
+      this.groupBytes = this.pendingBytes;
+      this.pendingBytes = 0;
+      let finish!: () => void;
+      this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
+      let failure: unknown;
+      try {
+        await mkdir(this.chunksDir, { recursive: true });
+        await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
+        await fsyncDirAsync(this.chunksDir);
+      } catch (error) {
+        failure = error;
+      }
+      const retried: WriteJob[] = [];
+      if (failure === undefined) {
+        for (const job of jobs) {
+          this.unwrittenData.delete(job.info.id);
+          job.resolve();
         }
-        const retried: WriteJob[] = [];
-        if (failure === undefined) {
-          for (const job of jobs) {
-            this.unwrittenData.delete(job.info.id);
-            job.resolve();
-          }
-          const docs = jobs.map((job) => indexDoc(job.info));
-          // Queued before `finish`, so a removal waiting for this group follows the insert.
-          void this.queueIndex(() => this.db.insert(docs)).catch(() => undefined);
-        } else {
-          for (const job of jobs) {
-            job.reject(failure);
-            // Acked or dropped while the group was out: its data is gone, it is not written.
-            if (this.unwrittenData.has(job.info.id)) retried.push(job);
-          }
-        }
-        this.currentGroup = undefined;
-        this.groupBytes = 0;
-        finish();
-        if (failure === undefined) {
-          this.writeSucceeded();
-        } else {
-          // Back in front of anything sealed meanwhile, so ids stay in order.
-          const later = [...this.pendingWrites.values()];
-          this.pendingWrites.clear();
-          for (const job of [...retried, ...later]) this.pendingWrites.set(job.info.id, job);
-          for (const job of retried) this.pendingBytes += job.data.length;
-          this.storageFailed(failure, 'writing outbox chunks');
-          if (this.closing) return;
-          // Files of this group may exist as complete chunks already: rewriting them is harmless.
-          this.retryTimer = setTimeout(() => {
-            this.retryTimer = undefined;
-            if (!this.writing && this.pendingWrites.size > 0) this.writing = this.writeLoop();
-          }, this.retryDelay);
-          this.retryTimer.unref();
-          this.retryDelay = Math.min(WRITE_RETRY_CAP_MS, this.retryDelay * 2);
+        const docs = jobs.map((job) => indexDoc(job.info));
+        // Queued before `finish`, so a removal waiting for this group follows the insert.
+        void this.queueIndex(() => this.db.insert(docs)).catch(() => undefined);
+      } else {
+        for (const job of jobs) {
+          job.reject(failure);
+          // Acked or dropped while the group was out: its data is gone, it is not written.
+          if (this.unwrittenData.has(job.info.id)) retried.push(job);
         }
       }
-    } finally {
-      this.writing = undefined;
+      this.currentGroup = undefined;
+      this.groupBytes = 0;
+      finish();
+      if (failure === undefined) {
+        this.writeSucceeded();
+      } else {
+        // Back in front of anything sealed meanwhile, so ids stay in order.
+        const later = [...this.pendingWrites.values()];
+        for (const job of later) job.reject(failure);
+        this.pendingWrites.clear();
+        for (const job of [...retried, ...later]) this.pendingWrites.set(job.info.id, job);
+        for (const job of retried) this.pendingBytes += job.data.length;
+        this.storageFailed(failure, 'writing outbox chunks');
+        if (this.closing) return;
+        // Files of this group may exist as complete chunks already: rewriting them is harmless.
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.startWriting();
+        }, this.retryDelay);
+        this.retryTimer.unref();
+        this.retryDelay = Math.min(WRITE_RETRY_CAP_MS, this.retryDelay * 2);
+      }
     }
   }
 
@@ -464,6 +472,7 @@ class DiskChunkStore implements ChunkStore {
     if (this.fault) {
       this.logger.info({ reason: this.fault.reason, failingForMs: Date.now() - this.fault.since }, 'outbox writes to disk again');
       this.fault = undefined;
+      this.faultError = undefined;
       for (const listener of this.writtenListeners) listener();
     }
     this.reattachIndex();
@@ -475,7 +484,12 @@ class DiskChunkStore implements ChunkStore {
     try {
       const fd = await fdOpen(temp, 'w');
       try {
-        for (let offset = 0; offset < data.length; ) offset += (await fdWrite(fd, data, offset, data.length - offset, null)).bytesWritten;
+        for (let offset = 0; offset < data.length; ) {
+          const { bytesWritten } = await fdWrite(fd, data, offset, data.length - offset, null);
+          // A full disk may accept nothing without an error: looping on it would never end.
+          if (bytesWritten === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write (0 bytes written)'), { code: 'ENOSPC' });
+          offset += bytesWritten;
+        }
         await fdSync(fd);
       } finally {
         await fdClose(fd);
@@ -581,7 +595,7 @@ class DiskChunkStore implements ChunkStore {
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
-      if (!this.writing && this.pendingWrites.size > 0) this.writing = this.writeLoop();
+      this.startWriting();
     }
     while (this.writing) await this.writing;
     if (this.pendingWrites.size > 0) {

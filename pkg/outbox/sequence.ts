@@ -36,7 +36,8 @@
 //   reports the recovery (`recovery`), which the agent shows on every Sensor.
 // * Both slots damaged: no bound is known, so nothing is guessed: next() refuses (the Sensors say
 //   why) until the operator moves the folder aside, while everything else keeps running.
-// A `sequences.json` written by an earlier version (plain JSON, version 1) is read as generation 0.
+// Both slots are created (the second one blank) by the first write. A `sequences.json` written by an
+// earlier version (plain JSON, version 1) is read as generation 0.
 import { closeSync, fsyncSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -256,7 +257,10 @@ export class SequenceStore {
     for (const [key, counter] of this.counters) next[key] = mark(counter);
     const content: SlotContent = { version: 2, generation: this.generation + 1, floor: this.floor, next };
     const slot = this.target;
+    const other = (1 - slot) as 0 | 1;
     try {
+      // Both slots are created by the first write, so that later ones need no new space.
+      if (this.slotBytes[other] === 0) this.slotBytes[other] = writeSlot(this.files[other], Buffer.alloc(0), 0);
       this.slotBytes[slot] = writeSlot(this.files[slot], encodeSlot(content), this.slotBytes[slot]);
     } catch (error) {
       // The target slot may be torn now; the next write goes to it again, the other stays good.
@@ -292,6 +296,8 @@ function readSlot(file: string): SlotRead {
     return { state: 'damaged', reason: (error as NodeJS.ErrnoException).code ?? 'unreadable' };
   }
   const trimmed = text.trimEnd();
+  // Created blank beside the first slot written, and never written since.
+  if (trimmed === '') return { state: 'missing' };
   const newline = trimmed.lastIndexOf('\n');
   try {
     if (newline < 0) {
@@ -337,12 +343,16 @@ function sizeOf(file: string): number {
  */
 function writeSlot(file: string, data: Buffer, currentSize: number): number {
   const created = currentSize === 0;
-  const size = data.length <= currentSize ? currentSize : Math.max(MIN_SLOT_BYTES, data.length * 2);
+  const size = !created && data.length <= currentSize ? currentSize : Math.max(MIN_SLOT_BYTES, data.length * 2);
   const buffer = Buffer.alloc(size, 0x20);
   data.copy(buffer);
   const fd = openSync(file, created ? 'w' : 'r+');
   try {
-    for (let offset = 0; offset < buffer.length; ) offset += writeSync(fd, buffer, offset, buffer.length - offset, offset);
+    for (let offset = 0; offset < buffer.length; ) {
+      const written = writeSync(fd, buffer, offset, buffer.length - offset, offset);
+      if (written === 0) throw Object.assign(new Error(`ENOSPC: no space left on device, write ${file}`), { code: 'ENOSPC' });
+      offset += written;
+    }
     fsyncSync(fd);
   } finally {
     closeSync(fd);

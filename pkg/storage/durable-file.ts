@@ -11,7 +11,13 @@ export function writeFileAtomic(file: string, content: string | Buffer, options:
   try {
     const fd = openSync(temp, 'w');
     try {
-      writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
+      const data = typeof content === 'string' ? Buffer.from(content) : content;
+      // A full disk takes part of a write without an error: a short file must never replace the old one.
+      for (let offset = 0; offset < data.length; ) {
+        const written = writeSync(fd, data, offset, data.length - offset);
+        if (written === 0) throw Object.assign(new Error(`ENOSPC: no space left on device, write ${temp}`), { code: 'ENOSPC' });
+        offset += written;
+      }
       if (options.durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
