@@ -222,11 +222,6 @@ test('read-only state dir: the agent runs and says why it keeps nothing; it reco
     await agent?.kill();
     await subscriber.close();
     await broker.stop();
-    try {
-      tmpfs.remount('rw');
-    } catch {
-      // already writable, or never mounted read-only
-    }
     tmpfs.unmount();
   }
 });

@@ -15,7 +15,10 @@ export class Tmpfs {
     assert.equal(process.getuid?.(), 0, 'this test mounts a tmpfs and needs root (CI runs as root)');
     const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-tmpfs-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
-    return new Tmpfs(dir);
+    const tmpfs = new Tmpfs(dir);
+    // A test that times out never reaches its finally: the mount must not outlive the test process.
+    process.once('exit', () => tmpfs.unmount());
+    return tmpfs;
   }
 
   /** Writes `name` until the filesystem is full (ENOSPC); returns its path and size. */
@@ -46,6 +49,11 @@ export class Tmpfs {
   unmount(): void {
     if (!this.mounted) return;
     this.mounted = false;
+    try {
+      execFileSync('mount', ['-o', 'remount,rw', this.dir]);
+    } catch {
+      // not mounted read-only
+    }
     try {
       execFileSync('umount', [this.dir]);
     } catch {
