@@ -420,7 +420,8 @@ class DiskChunkStore implements ChunkStore {
       this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
       let failure: unknown;
       try {
-        await mkdir(this.chunksDir, { recursive: true });
+        // The folder may be what failed (created on a read-only disk that became writable).
+        if (this.fault) await mkdir(this.chunksDir, { recursive: true });
         await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
         await fsyncDirAsync(this.chunksDir);
       } catch (error) {
