@@ -121,11 +121,7 @@ export class ResourceStore implements SourceListener {
     for (const listener of this.changeListeners) listener([...changed]);
   }
 
-  /**
-   * A write the disk refuses is reported, not thrown: generations stay right in memory, and the
-   * next change writes them all again. After a restart without it, a changed spec still gets a
-   * new generation (the saved spec differs), only an unchanged one may count once more.
-   */
+  /** A write the disk refuses is reported, not thrown: generations stay right in memory and the next change writes them all again. */
   private persistGenerations(): void {
     if (!this.file) return;
     try {

@@ -27,7 +27,7 @@ export class Metrics {
   });
   readonly stateWriteErrors = new Counter({
     name: 'sensorlet_state_write_errors_total',
-    help: 'Writes to the state dir that failed (and are retried), by area (status, generations, sequences, outbox, outbox-index) and reason (NoSpaceLeft, ReadOnlyFilesystem, IOError, ...).',
+    help: 'Writes to the state dir that failed and are retried, by area (status, generations, sequences: each write; outbox: each episode until a chunk write succeeds again) and reason (NoSpaceLeft, ReadOnlyFilesystem, IOError, ...).',
     labelNames: ['area', 'reason'],
     registers: [this.registry],
   });

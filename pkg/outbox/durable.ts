@@ -57,7 +57,7 @@
 //   documents that lost their shape are ignored (their chunks are re-read from their headers).
 //   nedb's own compaction timer leaves its failures unhandled, so compaction runs on ours.
 import { fsyncDirAsync, isStorageError, storageReason } from '../storage/durable-file.js';
-import { mkdir, open as openFile, readdir, rename as renamePromise, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readdir, rename as renamePromise, rm, stat } from 'node:fs/promises';
 import * as fsCallback from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -315,7 +315,13 @@ class DiskChunkStore implements ChunkStore {
       const temp = `${file}.rebuild`;
       const docs = (await this.db.find({})) as Array<ChunkIndexDoc | CountersDoc>;
       try {
-        await writeFile(temp, docs.map((doc) => JSON.stringify(doc)).join('\n') + '\n', { flush: true });
+        const handle = await openFile(temp, 'w');
+        try {
+          await handle.writeFile(docs.map((doc) => JSON.stringify(doc)).join('\n') + '\n');
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
         await renamePromise(temp, file);
         const persistent = Datastore.create({ filename: file, autoload: false }) as DatastoreInstance;
         await persistent.load();
@@ -397,12 +403,6 @@ class DiskChunkStore implements ChunkStore {
     return { bytes: data.length, persisted };
   }
 
-  /**
-   * Group commit: writes everything sealed so far, then one directory fsync for the group. A group
-   * the disk refuses goes back to the pending set (what was acked or dropped meanwhile leaves it as
-   * usual) and is tried again after a backoff; its `persisted` promises reject at the first failure
-   * so that flush() and shutdown never wait for a disk that may not come back.
-   */
   private startWriting(): void {
     if (this.writing || this.retryTimer || this.pendingWrites.size === 0) return;
     // Cleared in a callback, never inside writeLoop: a loop that returns before its first await
@@ -410,6 +410,12 @@ class DiskChunkStore implements ChunkStore {
     this.writing = this.writeLoop().finally(() => (this.writing = undefined));
   }
 
+  /**
+   * Group commit: writes everything sealed so far, then one directory fsync for the group. A group
+   * the disk refuses goes back to the pending set (what was acked or dropped meanwhile leaves it as
+   * usual) and is tried again after a backoff; its `persisted` promises reject at the first failure
+   * so that flush() and shutdown never wait for a disk that may not come back.
+   */
   private async writeLoop(): Promise<void> {
     while (this.pendingWrites.size > 0 && !this.retryTimer) {
       const jobs = [...this.pendingWrites.values()];
