@@ -155,6 +155,8 @@ test('full state dir: no crash, StorageFull condition and metric, start-up on th
     rmSync(filler.file);
     await agent.waitForCondition('Sink', 'full-mqtt', 'StorageFull', 'False', 'StorageWritable', 20_000);
     await waitFor(async () => metricValue(await agent!.metrics(), 'sensorlet_outbox_storage_full', 'sink="full-mqtt"') === 0, { what: 'storage-full metric cleared' });
+    // The index nedb could not rewrite at the start on the full disk is a file again.
+    await waitFor(() => agent!.stderr.includes('outbox index written to disk again'), { timeoutMs: 20_000, what: 'outbox index back on disk' });
     const before = subscriber.readingsOf('full-sensor').length;
     await subscriber.waitForReadings(() => subscriber.readingsOf('full-sensor').length > before + 100, 10_000, 'readings after recovery');
     health.unwatch();
