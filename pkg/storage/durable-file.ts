@@ -25,7 +25,11 @@ export function writeFileAtomic(file: string, content: string | Buffer, options:
     renameSync(temp, file);
   } catch (error) {
     // A half-written temp file on a full disk would hold on to the very space that is missing.
-    rmSync(temp, { force: true });
+    try {
+      rmSync(temp, { force: true });
+    } catch {
+      // the original error is the one to report
+    }
     throw error;
   }
   if (options.durable) fsyncDir(path.dirname(file));
