@@ -80,7 +80,7 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
       runtime.status.update(key, {
         observedGeneration: resource.generation,
         conditions: [{ type: 'Ready', status: 'False', reason, message: invalidMessage(resource) }],
-        removeConditions: ['Connected', 'BufferFull'],
+        removeConditions: ['Connected', 'BufferFull', 'StorageFull', 'IndexRebuilt'],
       });
       return {};
     }
