@@ -5,6 +5,7 @@ import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
 import { defaultDeviceId, defaultStateDir, startAgent, type Agent } from '../../pkg/agent/agent.js';
 import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
+import { SensorletError } from '../../pkg/api/errors.js';
 import { getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';

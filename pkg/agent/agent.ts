@@ -29,6 +29,8 @@ import { runningBuild } from '../ota/slots.js';
 import { directoryTrustStore, noTrustStore } from '../ota/trust.js';
 import { Gauge } from 'prom-client';
 import { defaultPolicy, type OperatorPolicy } from '../policy/policy.js';
+import { acquireStateDirLock, type StateDirLock } from '../storage/state-dir-lock.js';
+import { WriteHealth } from '../storage/write-health.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
 
@@ -92,8 +94,26 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   await checkAdminExposure(options.adminAddr, { authenticated: adminTokens !== undefined || policy.admin.tokenReview, allowUnauthenticated: policy.admin.insecureNoAuth });
   mkdirSync(options.stateDir, { recursive: true });
+  // Before anything is read or written: a second agent on this dir stops here.
+  const lock = acquireStateDirLock(options.stateDir);
+  if (!lock.held) logger.warn({ stateDir: options.stateDir, reason: lock.note }, 'running without the state dir lock');
+  else if (lock.note) logger.warn({ stateDir: options.stateDir }, lock.note);
+  try {
+    return await startLocked({ ...options, policy }, logger, lock, metrics, adminTokens);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, logger: Logger, lock: StateDirLock, metrics: Metrics, adminTokens: Authenticator | undefined): Promise<Agent> {
+  const policy = options.policy;
+  // State writes the disk refuses (full, read-only) are counted and logged, never thrown.
+  const writeHealth = new WriteHealth(logger.child({ component: 'state' }), (area, reason) => metrics.stateWriteErrors.inc({ area, reason }));
   const store = new ResourceStore(options.stateDir);
+  store.onPersist = (error) => writeHealth.report('generations', error);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
+  status.onPersist = (error) => writeHealth.report('status', error);
   const router = new Router((sensorKey, count) => metrics.unrouted.inc({ sensor: sensorKey.split('/')[2] }, count));
   const cluster = !options.manifests;
   if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new Error('give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
@@ -101,6 +121,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   // Cluster mode with --firmware-trust-secret replaces it with the Secret's store (cluster.ts).
   const trust = policy.firmware.trustDir ? directoryTrustStore(policy.firmware.trustDir, options.stateDir) : noTrustStore(cluster);
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
+  sequences.onPersist = (error) => writeHealth.report('sequences', error);
+  if (sequences.recovery) {
+    logger.warn({ reason: sequences.recovery.reason }, sequences.recovery.message);
+    metrics.stateRecovered.inc({ area: 'sequences', reason: sequences.recovery.reason });
+  }
   let nodeLabels: Record<string, string> = {};
 
   const runtime: Runtime = {
@@ -214,6 +239,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         status.persist();
         await closeCluster();
         await admin.close();
+        lock.release();
         logger.info('sensorlet stopped');
         logger.flush?.();
       })();

@@ -21,6 +21,8 @@ export class StatusStore {
   private readonly listeners: StatusListener[] = [];
   private persistTimer: NodeJS.Timeout | undefined;
   private readonly file: string | undefined;
+  /** Told about every persist: the error when it failed, undefined when it succeeded. */
+  onPersist: ((error?: unknown) => void) | undefined;
 
   constructor(
     readonly nodeName: string,
@@ -84,11 +86,22 @@ export class StatusStore {
     return { name: this.nodeName, observedGeneration: status.observedGeneration, conditions: status.conditions, ...status.facts };
   }
 
-  /** Writes pending changes now (shutdown). */
+  /**
+   * Writes pending changes now (shutdown, and once a second from a timer). A write the disk refuses
+   * (full, read-only) is reported through onPersist and never thrown: status lives in memory and
+   * the next change tries again; losing a second of persisted status is acceptable, a crash is not.
+   */
   persist(): void {
     if (this.persistTimer) clearTimeout(this.persistTimer);
     this.persistTimer = undefined;
-    if (this.file) writeJsonFileAtomic(this.file, Object.fromEntries(this.statuses));
+    if (!this.file) return;
+    try {
+      writeJsonFileAtomic(this.file, Object.fromEntries(this.statuses));
+    } catch (error) {
+      this.onPersist?.(error);
+      return;
+    }
+    this.onPersist?.();
   }
 
   private changed(key: string, conditionFlipped: boolean): void {

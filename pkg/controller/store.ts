@@ -40,6 +40,8 @@ export class ResourceStore implements SourceListener {
   private readonly changeListeners: ((keys: string[]) => void)[] = [];
   private readonly syncedListeners: (() => void)[] = [];
   private readonly file: string | undefined;
+  /** Told about every write of the generations file: the error when it failed, undefined when it succeeded. */
+  onPersist: ((error?: unknown) => void) | undefined;
   isSynced = false;
 
   constructor(stateDir?: string) {
@@ -125,8 +127,20 @@ export class ResourceStore implements SourceListener {
     this.resources = next;
     this.orphans = orphans;
     if (changed.size === 0) return;
-    if (this.file) writeJsonFileAtomic(this.file, Object.fromEntries(this.generations));
+    this.persistGenerations();
     for (const listener of this.changeListeners) listener([...changed]);
+  }
+
+  /** A write the disk refuses is reported, not thrown: generations stay right in memory and the next change writes them all again. */
+  private persistGenerations(): void {
+    if (!this.file) return;
+    try {
+      writeJsonFileAtomic(this.file, Object.fromEntries(this.generations));
+    } catch (error) {
+      this.onPersist?.(error);
+      return;
+    }
+    this.onPersist?.();
   }
 
   /** In folder mode the generation counts spec changes, like the API server's metadata.generation. */

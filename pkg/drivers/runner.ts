@@ -16,7 +16,10 @@ import { driverFactory, selectedDriver } from './registry.js';
 export interface SequenceSource {
   /** Called once as the sensor starts, before its first next(). */
   register(sensorKey: string): void;
+  /** Throws when the number cannot be made durable (disk full, damaged state): the reading is dropped. */
   next(sensorKey: string): number;
+  /** Set when damaged sequence state was recovered with a forward jump (a gap, never a reuse). */
+  readonly recovery?: { reason: string; message: string };
 }
 
 export interface SensorRunnerDeps {
@@ -87,6 +90,9 @@ export class SensorRunner {
   private failures = 0;
   private readingsCount = 0;
   private errorsCount = 0;
+  /** Readings dropped because their sequence number could not be made durable. */
+  private unnumbered = 0;
+  private unnumberedReason: string | undefined;
   private nextDue = 0;
   /** The last sample time turned into RFC 3339, and that text: bursts share milliseconds. */
   private isoMs = NaN;
@@ -122,6 +128,8 @@ export class SensorRunner {
     const factory = driverFactory(name);
     // `driver` is a fact so `kubectl get sensors` can print it (JSONPath cannot name a union's key).
     this.setStatus({ type: 'Ready', status: 'False', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name });
+    const recovery = this.deps.sequences.recovery;
+    if (recovery) this.setStatus({ type: 'SequenceRecovered', status: 'True', reason: recovery.reason, message: recovery.message });
     try {
       if (!factory) throw new SensorletError('DriverNotFound', `no driver named ${name} is built in`, { terminal: true });
       const outside = scheduleRefusal(spec, { name, config, factory }, this.intervalMs, this.timeoutMs, this.deps.policy);
@@ -245,6 +253,7 @@ export class SensorRunner {
     const admit = this.admit;
     const now = this.deps.clock.now();
     const readings: Reading[] = [];
+    let numberingFailed = false;
     for (let i = from; i < to; i++) {
       const sample = samples[i];
       const time = sample.time ?? now;
@@ -254,11 +263,20 @@ export class SensorRunner {
         this.isoMs = time;
         this.isoText = new Date(time).toISOString();
       }
+      let seq: number;
+      try {
+        seq = sequences.next(key);
+      } catch (error) {
+        // Never a number that could be issued again after a restart: the rest of the read is dropped.
+        this.dropUnnumbered(to - i, error);
+        numberingFailed = true;
+        break;
+      }
       const reading: Reading = {
         device,
         sensor: name,
         namespace,
-        seq: sequences.next(key),
+        seq,
         time: this.isoText,
         quality: sample.quality ?? 'good',
       };
@@ -270,6 +288,7 @@ export class SensorRunner {
     }
     if (readings.length === 0) return;
     this.rateWindowCount += readings.length;
+    if (this.unnumberedReason !== undefined && !numberingFailed) this.numberingRecovered();
     this.readingsCount += readings.length;
     this.readingsCounter.inc(readings.length);
     const last = readings[readings.length - 1];
@@ -347,6 +366,26 @@ export class SensorRunner {
         { type: 'Degraded', status: 'True', reason, message },
       ],
       facts: { errors: this.errorsCount },
+    });
+  }
+
+  private dropUnnumbered(count: number, error: unknown): void {
+    const reason = reasonOf(error, 'SequenceStateWriteFailed');
+    this.unnumbered += count;
+    this.deps.metrics.sensorDropped.inc({ sensor: this.resource.name, reason }, count);
+    if (this.unnumberedReason !== reason) this.logger.warn({ reason, err: messageOf(error) }, 'readings dropped: their sequence numbers cannot be made durable');
+    this.unnumberedReason = reason;
+    this.deps.status.update(this.key, {
+      conditions: [{ type: 'StorageFull', status: 'True', reason, message: `readings are dropped (see droppedUnnumbered): ${messageOf(error)}` }],
+      facts: { droppedUnnumbered: this.unnumbered },
+    });
+  }
+
+  private numberingRecovered(): void {
+    this.unnumberedReason = undefined;
+    this.logger.info({ dropped: this.unnumbered }, 'sequence numbers are durable again; readings flow');
+    this.deps.status.update(this.key, {
+      conditions: [{ type: 'StorageFull', status: 'False', reason: 'SequenceStateWritable', message: `${this.unnumbered} readings were dropped while sequence numbers could not be persisted` }],
     });
   }
 

@@ -37,6 +37,36 @@ export class Metrics {
   readonly outboxOldest = new Gauge({ name: 'sensorlet_outbox_oldest_seconds', help: 'Age of the oldest reading in the outbox.', labelNames: ['sink'], registers: [this.registry] });
   readonly outboxDropped = new Gauge({ name: 'sensorlet_outbox_dropped_total', help: 'Readings the outbox dropped, by reason.', labelNames: ['sink', 'reason'], registers: [this.registry] });
   readonly outboxCorrupt = new Gauge({ name: 'sensorlet_outbox_corrupt_chunks_total', help: 'Outbox chunks that failed their checksum and were moved aside.', labelNames: ['sink'], registers: [this.registry] });
+  readonly sensorDropped = new Counter({
+    name: 'sensorlet_sensor_readings_dropped_total',
+    help: 'Readings a Sensor dropped before any Sink saw them, by reason (e.g. SequenceStateWriteFailed: the disk refused to persist sequence numbers).',
+    labelNames: ['sensor', 'reason'],
+    registers: [this.registry],
+  });
+  readonly stateWriteErrors = new Counter({
+    name: 'sensorlet_state_write_errors_total',
+    help: 'Writes to the state dir that failed and are retried, by area (status, generations, sequences: each write; outbox: each episode until a chunk write succeeds again) and reason (NoSpaceLeft, ReadOnlyFilesystem, IOError, ...).',
+    labelNames: ['area', 'reason'],
+    registers: [this.registry],
+  });
+  readonly stateRecovered = new Counter({
+    name: 'sensorlet_state_recovered_total',
+    help: 'Damaged state repaired at start-up, by area and reason (OutboxIndexRebuilt: meta.db rebuilt from the chunk files; SequenceStateCorrupt: sequence numbers resumed with a forward jump).',
+    labelNames: ['area', 'reason'],
+    registers: [this.registry],
+  });
+  readonly outboxStorageFull = new Gauge({
+    name: 'sensorlet_outbox_storage_full',
+    help: '1 while the outbox cannot write its chunks to disk (full, read-only, failing) and holds them in memory, else 0.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  });
+  readonly outboxUnwrittenBytes = new Gauge({
+    name: 'sensorlet_outbox_unwritten_bytes',
+    help: 'Bytes of sealed outbox chunks held in memory because they are not written to disk yet.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  });
   readonly reconciles = new Counter({ name: 'sensorlet_reconcile_total', help: 'Reconcile passes by kind and result.', labelNames: ['kind', 'result'], registers: [this.registry] });
   readonly reconcileDuration = new Histogram({
     name: 'sensorlet_reconcile_duration_seconds',

@@ -8,7 +8,7 @@ import type { Clock } from '../observability/clock.js';
 import { systemClock } from '../observability/clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { ChunkMeta } from './chunk-file.js';
-import type { AppendResult, DropReason, Outbox, OutboxBatch, OutboxOptions, OutboxStats } from './outbox.js';
+import type { AppendResult, DropReason, Outbox, OutboxBatch, OutboxOptions, OutboxStats, OutboxWarning, StorageFault } from './outbox.js';
 
 /** A sealed chunk as the store knows it. `bytes` is what it costs against maxBytes. */
 export interface SealedChunkInfo extends ChunkMeta {
@@ -52,6 +52,12 @@ export interface ChunkStore {
    */
   unwrittenBytes?(): number;
   isUnwritten?(id: number): boolean;
+  /** Set while the store cannot write (disk full, read-only, failing); it retries by itself. */
+  storageFault?(): StorageFault | undefined;
+  /** What the store repaired at start-up, if anything. */
+  warning?(): OutboxWarning | undefined;
+  /** Called when chunks were written later than put() (after a storage fault), so `block` can resume. */
+  onWritten?(listener: () => void): void;
   close(counters: Counters): Promise<void>;
 }
 
@@ -145,6 +151,10 @@ export class OutboxCore implements Outbox {
     this.logger = deps.logger;
     this.maxBytes = limitOrInfinity(options.maxBytes);
     this.maxAgeMs = limitOrInfinity(options.maxAgeMs);
+    // Writes catching up after a storage fault may end a `block` pause, as in seal().
+    store.onWritten?.(() => {
+      if (this.full) this.updateFull();
+    });
   }
 
   async open(): Promise<void> {
@@ -320,6 +330,9 @@ export class OutboxCore implements Outbox {
       dropped: { ...this.counters.dropped },
       corruptChunks: this.counters.corruptChunks,
       full: this.full,
+      storage: this.store.storageFault?.(),
+      unwrittenBytes: this.store.unwrittenBytes?.() ?? 0,
+      warning: this.store.warning?.(),
     };
   }
 
@@ -440,9 +453,9 @@ export class OutboxCore implements Outbox {
         // `block` paused the producers while the disk was behind: writes catching up may resume them.
         if (this.full) this.updateFull();
       },
-      (error: unknown) => {
-        // Kept in memory and still delivered; only its durability is lost.
-        this.logger?.error({ err: error, chunk: chunk.id }, 'outbox chunk could not be persisted');
+      () => {
+        // Kept in memory, still delivered, and written when the disk lets it: the store retries,
+        // and reports the fault (stats().storage) once rather than per chunk.
       },
     );
     this.wake();

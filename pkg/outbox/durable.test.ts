@@ -2,7 +2,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -11,7 +11,7 @@ import type { Reading } from '../api/reading.js';
 import { silentLogger } from '../observability/logger.js';
 import { CHUNKS_DIR, CORRUPT_DIR, META_FILE, createDurableOutbox } from './durable.js';
 import type { Outbox, OutboxOptions } from './outbox.js';
-import { SequenceStore } from './sequence.js';
+import { MAX_BLOCK, SEQUENCES_ALT_FILE, SEQUENCES_FILE, SequenceStore } from './sequence.js';
 import { outboxDir, readOutboxStats } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -245,5 +245,48 @@ describe('SequenceStore', () => {
       assert.ok(resumed > last, `resumed at ${resumed} after ${last}`);
       await store.close();
     }
+  });
+
+  it('a damaged slot resumes past anything the lost generation could have reserved, and says so', async () => {
+    const dir = freshDir();
+    const store = await SequenceStore.open(dir);
+    let last = 0;
+    for (let i = 0; i < 5000; i++) last = store.next('default/a');
+    await store.close();
+    // Damage the newest slot: whichever it is, the restart must number above every reserved block.
+    const slots = [SEQUENCES_FILE, SEQUENCES_ALT_FILE].map((name) => path.join(dir, name));
+    const newest = slots.map((file) => JSON.parse(readFileSync(file, 'utf8').split('\n')[0]).generation as number);
+    writeFileSync(slots[newest[0] > newest[1] ? 0 : 1], '{"version":2,"gene');
+    const recovered = await SequenceStore.open(dir);
+    assert.equal(recovered.recovery?.reason, 'SequenceStateCorrupt');
+    const resumed = recovered.next('default/a');
+    assert.ok(resumed >= last + MAX_BLOCK, `resumed at ${resumed} after ${last}`);
+    assert.ok(recovered.next('default/new') > MAX_BLOCK, 'a sensor the lost slot may have known starts above its bound too');
+    await recovered.close();
+    // The recovery wrote a good generation: the next start is exact again.
+    const again = await SequenceStore.open(dir);
+    assert.equal(again.recovery, undefined);
+    assert.equal(again.next('default/a'), resumed + 1);
+    await again.close();
+  });
+
+  it('both slots damaged: nothing is guessed, next() refuses with SequenceStateCorrupt', async () => {
+    const dir = freshDir();
+    const store = await SequenceStore.open(dir);
+    for (let i = 0; i < 3000; i++) store.next('default/a');
+    await store.close();
+    for (const name of [SEQUENCES_FILE, SEQUENCES_ALT_FILE]) writeFileSync(path.join(dir, name), 'garbage');
+    const broken = await SequenceStore.open(dir);
+    assert.throws(() => broken.next('default/a'), (error: { code?: string }) => error.code === 'SequenceStateCorrupt');
+  });
+
+  it('reads the single-file format of earlier versions exactly', async () => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, SEQUENCES_FILE), JSON.stringify({ version: 1, next: { 'default/a': 4242 } }));
+    const store = await SequenceStore.open(dir);
+    assert.equal(store.recovery, undefined);
+    assert.equal(store.next('default/a'), 4242);
+    await store.close();
   });
 });

@@ -38,8 +38,26 @@
 //   Every remaining chunk is queued again, oldest first, before any new reading.
 // * Reading back: only handed-out chunks, a few recently sealed ones and one prefetched chunk
 //   hold their readings in memory; the rest are read from disk when next() reaches them.
-import { fsyncDirAsync } from '../storage/durable-file.js';
-import { mkdir, open as openFile, readdir, stat } from 'node:fs/promises';
+// * Storage faults (ENOSPC, EROFS, EIO, ...) never escape: a chunk the disk refuses stays in memory
+//   (its encoded form), is still delivered, and its write is retried with a backoff (0.5 s doubling
+//   to 5 s) until it succeeds or the chunk is acked or dropped; its partial `.tmp` file is deleted
+//   at once so it does not hold the space the retry needs. Memory is the limit then: past
+//   MAX_UNWRITTEN_BYTES (core.ts) the whenFull policy applies as if the outbox were full. The fault
+//   shows in stats().storage (the Sink's StorageFull condition and metrics) from the first failure
+//   to the first write that succeeds; nothing else needs to happen for recovery. Deleting an acked
+//   chunk that a read-only disk refuses leaves its file, which is delivered again after a restart.
+//   On shutdown, chunks still unwritten are tried once and, if refused, lost (and logged).
+// * The index (meta.db) is a cache of the chunk headers and never stops the outbox. nedb refuses a
+//   file with more than 10 % damaged lines: it is moved aside (`meta.db.corrupt-<ms>`) and the
+//   index rebuilt from the headers, with a warning (stats().warning: the Sink's IndexRebuilt
+//   condition). nedb rewrites its file on load and on compaction, which a full or read-only disk
+//   refuses: the index is then read as it is into memory and becomes a file again once chunk writes
+//   succeed (checked every 10 s). Failed index updates are logged once, not per update: a chunk
+//   without index document is re-indexed at start-up, a document without chunk is dropped. Index
+//   documents that lost their shape are ignored (their chunks are re-read from their headers).
+//   nedb's own compaction timer leaves its failures unhandled, so compaction runs on ours.
+import { fsyncDirAsync, isStorageError, storageReason } from '../storage/durable-file.js';
+import { mkdir, open as openFile, readdir, rename as renamePromise, rm, stat } from 'node:fs/promises';
 import * as fsCallback from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -49,7 +67,9 @@ import type { Clock } from '../observability/clock.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { CHUNK_HEADER_PROBE_BYTES, ChunkCorruptError, decodeChunk, decodeChunkHeader, encodeChunk, type ChunkMeta } from './chunk-file.js';
 import { emptyCounters, OutboxCore, type ChunkStore, type Counters, type RecoveredState, type SealedChunkInfo } from './core.js';
-import type { DropReason, Outbox, OutboxOptions } from './outbox.js';
+import type { DropReason, Outbox, OutboxOptions, OutboxWarning, StorageFault } from './outbox.js';
+import { readNedbFile } from './nedb-file.js';
+import { messageOf } from '../api/errors.js';
 
 // The hot path (a write, read and delete per chunk, thousands of chunks/s under load) uses the
 // callback API on plain descriptors: FileHandle objects cost several times more main-thread time.
@@ -73,6 +93,11 @@ const COUNTERS_SAVE_DELAY_MS = 500;
 /** nedb rewrites its append-only file at this interval so acks do not grow it forever. */
 const COMPACTION_INTERVAL_MS = 10 * 60 * 1000;
 const STAT_CONCURRENCY = 64;
+/** Chunk writes that failed (disk full, read-only, I/O error) are tried again after this, doubling up to the cap. */
+const WRITE_RETRY_BASE_MS = 500;
+const WRITE_RETRY_CAP_MS = 5000;
+/** How often an index that fell back to memory tries to become a file again once chunk writes work. */
+const INDEX_REATTACH_MS = 10_000;
 
 export interface ChunkIndexDoc extends SealedChunkInfo {
   _id: string;
@@ -141,6 +166,20 @@ class DiskChunkStore implements ChunkStore {
   private counters: Counters = emptyCounters();
   private nextId = 1;
   private countersTimer: NodeJS.Timeout | undefined;
+  private compactionTimer: NodeJS.Timeout | undefined;
+  /** Set while chunk writes fail; cleared by the first write that succeeds. */
+  private fault: StorageFault | undefined;
+  private faultError: unknown;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = WRITE_RETRY_BASE_MS;
+  /** Index updates failing (the index is a cache of the chunk headers: logged once, not per update). */
+  private indexFailing = false;
+  /** The index lives in memory only: meta.db could not be loaded or rewritten (full or read-only disk). */
+  private indexInMemory = false;
+  private lastReattach = 0;
+  private startupWarning: OutboxWarning | undefined;
+  private readonly writtenListeners: Array<() => void> = [];
+  private closing = false;
 
   constructor(
     private readonly dir: string,
@@ -152,34 +191,33 @@ class DiskChunkStore implements ChunkStore {
   }
 
   async recover(): Promise<RecoveredState> {
-    await mkdir(this.chunksDir, { recursive: true });
-    await mkdir(this.corruptDir, { recursive: true });
-    this.db = Datastore.create({ filename: path.join(this.dir, META_FILE), autoload: false });
-    await this.db.load();
-    (this.db as unknown as { __original?: { setAutocompactionInterval?(ms: number): void } }).__original?.setAutocompactionInterval?.(
-      COMPACTION_INTERVAL_MS,
-    );
+    // A folder that cannot be created (read-only or full disk) holds no backlog; writes retry later.
+    await mkdir(this.chunksDir, { recursive: true }).catch((error) => this.storageFailed(error, 'creating the outbox folder'));
+    await mkdir(this.corruptDir, { recursive: true }).catch(() => undefined);
+    this.db = await this.openIndex();
+    this.startCompaction();
 
     const docs = (await this.db.find({})) as Array<ChunkIndexDoc | CountersDoc>;
     const indexed = new Map<number, ChunkIndexDoc>();
     let countersDoc: CountersDoc | undefined;
     for (const doc of docs) {
-      if (doc.kind === 'chunk') indexed.set(doc.id, doc);
+      // A document that lost its shape (outside damage) is ignored: its chunk is re-read from its header.
+      if (doc.kind === 'chunk' && validIndexDoc(doc)) indexed.set(doc.id, doc);
       else if (doc.kind === 'counters') countersDoc = doc;
     }
     if (countersDoc) {
       this.counters = { dropped: { ...emptyCounters().dropped, ...countersDoc.dropped }, corruptChunks: countersDoc.corruptChunks ?? 0 };
-      this.nextId = countersDoc.nextId ?? 1;
+      this.nextId = Number.isSafeInteger(countersDoc.nextId) ? countersDoc.nextId : 1;
     }
 
-    const files = await readdir(this.chunksDir);
+    const files = await readdir(this.chunksDir).catch((): string[] => []);
     const chunks: SealedChunkInfo[] = [];
     const unindexed: number[] = [];
     const onDisk = new Set<number>();
     for (const file of files) {
       if (file.endsWith(TMP_SUFFIX)) {
         // Never fsynced and renamed, so never counted as durable.
-        await unlink(path.join(this.chunksDir, file)).catch(() => undefined);
+        await unlink(path.join(this.chunksDir, file)).catch(() => undefined); // read-only: left for a later start
         continue;
       }
       const id = chunkIdOf(file);
@@ -192,7 +230,7 @@ class DiskChunkStore implements ChunkStore {
     }
 
     const staleDocs = [...indexed.keys()].filter((id) => !onDisk.has(id));
-    if (staleDocs.length > 0) await this.db.remove({ _id: { $in: staleDocs.map(indexId) } }, { multi: true });
+    if (staleDocs.length > 0) await this.db.remove({ _id: { $in: staleDocs.map(indexId) } }, { multi: true }).catch((error) => this.indexFailed(error));
 
     const corrupt: SealedChunkInfo[] = [];
     // Truncation shows as a size that differs from the index; stat is cheap, bodies are not read.
@@ -206,7 +244,7 @@ class DiskChunkStore implements ChunkStore {
       if (info) reindexed.push(info);
       else corrupt.push({ id, count: 0, bytes: 0, firstTime: 0, lastTime: 0 });
     }
-    if (reindexed.length > 0) await this.db.insert(reindexed.map(indexDoc));
+    if (reindexed.length > 0) await this.db.insert(reindexed.map(indexDoc)).catch((error) => this.indexFailed(error));
 
     const corruptIds = new Set(corrupt.map((chunk) => chunk.id));
     for (const chunk of corrupt) {
@@ -216,8 +254,121 @@ class DiskChunkStore implements ChunkStore {
       await this.quarantine(chunk, 'truncated or unreadable at start-up');
     }
     const queued = [...chunks.filter((chunk) => !corruptIds.has(chunk.id)), ...reindexed].sort((a, b) => a.id - b.id);
-    this.saveCountersNow();
+    if (this.startupWarning) this.logger.warn({ reason: this.startupWarning.reason, chunks: reindexed.length }, this.startupWarning.message);
+    void this.saveCountersNow().catch(() => undefined);
     return { chunks: queued, counters: this.counters, nextId: this.nextId };
+  }
+
+  /**
+   * meta.db through nedb. The index is a cache of what the chunk headers hold, so it never stops the
+   * outbox: a damaged file (nedb refuses one with more than 10 % bad lines) is moved aside and the
+   * index rebuilt from the headers; a file nedb cannot rewrite (it compacts on load: impossible on
+   * a full or read-only disk) is read as it is into an index kept in memory, which becomes a file
+   * again once chunk writes work (reattachIndex).
+   */
+  private async openIndex(): Promise<DatastoreInstance> {
+    const file = path.join(this.dir, META_FILE);
+    const persistent = Datastore.create({ filename: file, autoload: false }) as DatastoreInstance;
+    try {
+      await persistent.load();
+      return persistent;
+    } catch (error) {
+      if (!isStorageError(error)) {
+        const aside = `${file}.corrupt-${Date.now()}`;
+        await renamePromise(file, aside).catch(() => undefined);
+        this.startupWarning = {
+          reason: 'OutboxIndexRebuilt',
+          message: `the outbox index ${META_FILE} was unreadable (${messageOf(error)}); moved aside and rebuilt from the chunk files`,
+        };
+        const fresh = Datastore.create({ filename: file, autoload: false }) as DatastoreInstance;
+        try {
+          await fresh.load();
+          return fresh;
+        } catch (freshError) {
+          return this.memoryIndex(undefined, freshError);
+        }
+      }
+      return this.memoryIndex(file, error);
+    }
+  }
+
+  /** An index in memory, filled from meta.db as it is on disk (when readable). */
+  private async memoryIndex(file: string | undefined, cause: unknown): Promise<DatastoreInstance> {
+    this.indexInMemory = true;
+    this.indexFailed(cause);
+    const db = Datastore.create({ inMemoryOnly: true }) as DatastoreInstance;
+    await db.load();
+    const saved = file ? await readNedbFile(file).catch(() => new Map<string, Record<string, unknown>>()) : new Map<string, Record<string, unknown>>();
+    if (saved.size > 0) await db.insert([...saved.values()] as unknown as Array<ChunkIndexDoc | CountersDoc>);
+    return db;
+  }
+
+  /**
+   * Moves an index kept in memory back to meta.db: its documents are written as a complete nedb
+   * file (temp, fsync, rename), which nedb then loads. Runs in the index chain, so no update interleaves.
+   */
+  private reattachIndex(): void {
+    if (!this.indexInMemory || this.closing || Date.now() - this.lastReattach < INDEX_REATTACH_MS) return;
+    this.lastReattach = Date.now();
+    void this.queueIndex(async () => {
+      const file = path.join(this.dir, META_FILE);
+      const temp = `${file}.rebuild`;
+      const docs = (await this.db.find({})) as Array<ChunkIndexDoc | CountersDoc>;
+      try {
+        const handle = await openFile(temp, 'w');
+        try {
+          await handle.writeFile(docs.map((doc) => JSON.stringify(doc)).join('\n') + '\n');
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await renamePromise(temp, file);
+        const persistent = Datastore.create({ filename: file, autoload: false }) as DatastoreInstance;
+        await persistent.load();
+        this.db = persistent;
+        this.indexInMemory = false;
+        this.logger.info({ chunks: docs.length }, 'outbox index written to disk again');
+      } catch (error) {
+        await rm(temp, { force: true }).catch(() => undefined);
+        this.indexFailed(error);
+      }
+    }).catch(() => undefined);
+  }
+
+  /** nedb's own autocompaction timer leaves its failures unhandled (a crash on a full disk): this one catches them. */
+  private startCompaction(): void {
+    this.compactionTimer = setInterval(() => {
+      if (this.indexInMemory) return;
+      void this.queueIndex(() => (this.db as unknown as { __original: { compactDatafileAsync(): Promise<void> } }).__original.compactDatafileAsync()).catch(() => undefined);
+    }, COMPACTION_INTERVAL_MS);
+    this.compactionTimer.unref();
+  }
+
+  private indexFailed(error: unknown): void {
+    if (this.indexFailing) return;
+    this.indexFailing = true;
+    this.logger.warn({ reason: storageReason(error), err: messageOf(error) }, 'outbox index update failed; the chunk files stay the source of truth and start-up re-indexes them');
+  }
+
+  /** Chunk writes fail: held in memory (bounded by the core), retried with backoff, reported once. */
+  private storageFailed(error: unknown, what: string): void {
+    this.faultError = error;
+    const reason = storageReason(error);
+    if (this.fault?.reason === reason) return;
+    this.fault = { reason, message: `${what} failed: ${messageOf(error)}`, since: this.fault?.since ?? Date.now() };
+    this.logger.error({ reason, err: messageOf(error) }, 'outbox cannot write to disk; chunks are kept in memory and written when it can');
+  }
+
+  storageFault(): StorageFault | undefined {
+    return this.fault;
+  }
+
+  warning(): OutboxWarning | undefined {
+    return this.startupWarning;
+  }
+
+  onWritten(listener: () => void): void {
+    this.writtenListeners.push(listener);
   }
 
   /** The header of a chunk the index does not know, or undefined when it cannot be read. */
@@ -246,54 +397,116 @@ class DiskChunkStore implements ChunkStore {
     const persisted = new Promise<void>((resolve, reject) => this.pendingWrites.set(meta.id, { info, data, resolve, reject }));
     this.pendingBytes += data.length;
     this.unwrittenData.set(meta.id, data);
-    if (!this.writing) this.writing = this.writeLoop();
+    // While the disk refuses writes, flush() and shutdown must not wait for the next retry.
+    if (this.fault) this.pendingWrites.get(meta.id)!.reject(this.faultError);
+    this.startWriting();
     return { bytes: data.length, persisted };
   }
 
-  /** Group commit: writes everything sealed so far, then one directory fsync for the group. */
+  private startWriting(): void {
+    if (this.writing || this.retryTimer || this.pendingWrites.size === 0) return;
+    // Cleared in a callback, never inside writeLoop: a loop that returns before its first await
+    // would clear it before the assignment and leave a settled promise here for ever.
+    this.writing = this.writeLoop().finally(() => (this.writing = undefined));
+  }
+
+  /**
+   * Group commit: writes everything sealed so far, then one directory fsync for the group. A group
+   * the disk refuses goes back to the pending set (what was acked or dropped meanwhile leaves it as
+   * usual) and is tried again after a backoff; its `persisted` promises reject at the first failure
+   * so that flush() and shutdown never wait for a disk that may not come back.
+   */
   private async writeLoop(): Promise<void> {
-    try {
-      while (this.pendingWrites.size > 0) {
-        const jobs = [...this.pendingWrites.values()];
-        this.pendingWrites.clear();
-        this.groupBytes = this.pendingBytes;
-        this.pendingBytes = 0;
-        let finish!: () => void;
-        this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
-        try {
-          await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
-          await fsyncDirAsync(this.chunksDir);
-          for (const job of jobs) {
-            this.unwrittenData.delete(job.info.id);
-            job.resolve();
-          }
-          const docs = jobs.map((job) => indexDoc(job.info));
-          // Queued before `finish`, so a removal waiting for this group follows the insert.
-          void this.queueIndex(() => this.db.insert(docs)).catch(() => undefined);
-        } catch (error) {
-          for (const job of jobs) job.reject(error);
-        } finally {
-          this.currentGroup = undefined;
-          this.groupBytes = 0;
-          finish();
+    while (this.pendingWrites.size > 0 && !this.retryTimer) {
+      const jobs = [...this.pendingWrites.values()];
+      this.pendingWrites.clear();
+      this.groupBytes = this.pendingBytes;
+      this.pendingBytes = 0;
+      let finish!: () => void;
+      this.currentGroup = { ids: new Set(jobs.map((job) => job.info.id)), done: new Promise<void>((resolve) => (finish = resolve)) };
+      let failure: unknown;
+      try {
+        // The folder may be what failed (created on a read-only disk that became writable).
+        if (this.fault) await mkdir(this.chunksDir, { recursive: true });
+        await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
+        await fsyncDirAsync(this.chunksDir);
+      } catch (error) {
+        failure = error;
+      }
+      const retried: WriteJob[] = [];
+      if (failure === undefined) {
+        for (const job of jobs) {
+          this.unwrittenData.delete(job.info.id);
+          job.resolve();
+        }
+        const docs = jobs.map((job) => indexDoc(job.info));
+        // Queued before `finish`, so a removal waiting for this group follows the insert.
+        void this.queueIndex(() => this.db.insert(docs)).catch(() => undefined);
+      } else {
+        for (const job of jobs) {
+          job.reject(failure);
+          // Acked or dropped while the group was out: its data is gone, it is not written.
+          if (this.unwrittenData.has(job.info.id)) retried.push(job);
         }
       }
-    } finally {
-      this.writing = undefined;
+      this.currentGroup = undefined;
+      this.groupBytes = 0;
+      finish();
+      if (failure === undefined) {
+        this.writeSucceeded();
+      } else {
+        // Back in front of anything sealed meanwhile, so ids stay in order.
+        const later = [...this.pendingWrites.values()];
+        for (const job of later) job.reject(failure);
+        this.pendingWrites.clear();
+        for (const job of [...retried, ...later]) this.pendingWrites.set(job.info.id, job);
+        for (const job of retried) this.pendingBytes += job.data.length;
+        this.storageFailed(failure, 'writing outbox chunks');
+        if (this.closing) return;
+        // Files of this group may exist as complete chunks already: rewriting them is harmless.
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.startWriting();
+        }, this.retryDelay);
+        this.retryTimer.unref();
+        this.retryDelay = Math.min(WRITE_RETRY_CAP_MS, this.retryDelay * 2);
+      }
     }
+  }
+
+  private writeSucceeded(): void {
+    this.retryDelay = WRITE_RETRY_BASE_MS;
+    if (this.fault) {
+      this.logger.info({ reason: this.fault.reason, failingForMs: Date.now() - this.fault.since }, 'outbox writes to disk again');
+      this.fault = undefined;
+      this.faultError = undefined;
+      for (const listener of this.writtenListeners) listener();
+    }
+    this.reattachIndex();
   }
 
   private async writeChunkFile(id: number, data: Buffer): Promise<void> {
     const final = this.chunkPath(id);
     const temp = final + TMP_SUFFIX;
-    const fd = await fdOpen(temp, 'w');
     try {
-      for (let offset = 0; offset < data.length; ) offset += (await fdWrite(fd, data, offset, data.length - offset, null)).bytesWritten;
-      await fdSync(fd);
-    } finally {
-      await fdClose(fd);
+      const fd = await fdOpen(temp, 'w');
+      try {
+        for (let offset = 0; offset < data.length; ) {
+          const { bytesWritten } = await fdWrite(fd, data, offset, data.length - offset, null);
+          // A full disk may accept nothing without an error: looping on it would never end.
+          if (bytesWritten === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write (0 bytes written)'), { code: 'ENOSPC' });
+          offset += bytesWritten;
+        }
+        await fdSync(fd);
+      } finally {
+        await fdClose(fd);
+      }
+      await rename(temp, final);
+    } catch (error) {
+      // A partial temp file on a full disk holds the very space the retry needs.
+      await unlink(temp).catch(() => undefined);
+      throw error;
     }
-    await rename(temp, final);
   }
 
   unwrittenBytes(): number {
@@ -335,17 +548,18 @@ class DiskChunkStore implements ChunkStore {
     const group = this.currentGroup;
     if (group && written.some((chunk) => group.ids.has(chunk.id))) await group.done;
     // File first: a crash after it leaves an index document without file, which open() drops.
-    await Promise.all(written.map((chunk) => unlink(this.chunkPath(chunk.id)).catch(ignoreMissing)));
+    // A read-only disk keeps the file: it is delivered again after a restart (at-least-once).
+    await Promise.all(written.map((chunk) => unlink(this.chunkPath(chunk.id)).catch(ignoreMissingOrStorage)));
     // By _id, which nedb indexes; a query on other fields scans every document.
     const ids = written.map((chunk) => indexId(chunk.id));
-    await this.queueIndex(() => this.db.remove({ _id: { $in: ids } }, { multi: true }));
+    await this.queueIndex(() => this.db.remove({ _id: { $in: ids } }, { multi: true })).catch(() => undefined);
   }
 
   async quarantine(chunk: SealedChunkInfo, reason: string): Promise<void> {
     const target = path.join(this.corruptDir, `${chunkFileName(chunk.id)}.${Date.now()}`);
-    await rename(this.chunkPath(chunk.id), target).catch(ignoreMissing);
+    await rename(this.chunkPath(chunk.id), target).catch(ignoreMissingOrStorage);
     this.logger.warn({ chunk: chunk.id, file: target, reason }, 'corrupt outbox chunk moved aside');
-    await this.queueIndex(() => this.db.remove({ _id: indexId(chunk.id) }, { multi: true }));
+    await this.queueIndex(() => this.db.remove({ _id: indexId(chunk.id) }, { multi: true })).catch(() => undefined);
   }
 
   saveCounters(counters: Counters): void {
@@ -373,20 +587,34 @@ class DiskChunkStore implements ChunkStore {
 
   private queueIndex<T>(operation: () => Promise<T>): Promise<T> {
     const result = this.indexChain.then(operation);
-    this.indexChain = result.catch((error: unknown) => {
-      this.logger.error({ err: error }, 'outbox index update failed');
-    });
+    this.indexChain = result.then(
+      () => {
+        this.indexFailing = false;
+      },
+      (error: unknown) => this.indexFailed(error),
+    );
     return result;
   }
 
   async close(counters: Counters): Promise<void> {
+    this.closing = true;
+    // One last attempt for chunks still waiting on a faulty disk; what it refuses is lost with the process.
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.startWriting();
+    }
     while (this.writing) await this.writing;
+    if (this.pendingWrites.size > 0) {
+      const readings = [...this.pendingWrites.values()].reduce((sum, job) => sum + job.info.count, 0);
+      this.logger.error({ chunks: this.pendingWrites.size, readings, reason: this.fault?.reason }, 'outbox chunks could not be written before shutdown; they are lost');
+    }
+    clearInterval(this.compactionTimer);
     clearTimeout(this.countersTimer);
     this.countersTimer = undefined;
     this.counters = counters;
     await this.saveCountersNow().catch(() => undefined);
     await this.indexChain;
-    (this.db as unknown as { __original?: { stopAutocompaction?(): void } }).__original?.stopAutocompaction?.();
   }
 
   private chunkPath(id: number): string {
@@ -400,8 +628,12 @@ export function createDurableOutbox(dir: string, options: OutboxOptions, logger?
 }
 
 
-function ignoreMissing(error: unknown): void {
-  if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+function validIndexDoc(doc: ChunkIndexDoc): boolean {
+  return [doc.id, doc.count, doc.bytes].every((value) => Number.isSafeInteger(value) && value >= 0) && Number.isFinite(doc.firstTime) && Number.isFinite(doc.lastTime);
+}
+
+function ignoreMissingOrStorage(error: unknown): void {
+  if (!isStorageError(error)) throw error;
 }
 
 async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -29,6 +29,21 @@ export interface AppendResult {
 
 export type DropReason = 'dropOldest' | 'dropNewest' | 'maxAge' | 'corrupt';
 
+/** Why the outbox cannot write to disk right now (full, read-only, failing); it holds chunks in memory meanwhile. */
+export interface StorageFault {
+  /** NoSpaceLeft, ReadOnlyFilesystem, IOError, PermissionDenied, StorageWriteFailed. */
+  reason: string;
+  message: string;
+  /** When writes started failing, ms since the epoch. */
+  since: number;
+}
+
+/** Something the outbox repaired by itself at start-up and wants known (a rebuilt index). */
+export interface OutboxWarning {
+  reason: string;
+  message: string;
+}
+
 export interface OutboxStats {
   readings: number;
   bytes: number;
@@ -38,6 +53,11 @@ export interface OutboxStats {
   dropped: Record<DropReason, number>;
   corruptChunks: number;
   full: boolean;
+  /** Set while chunks cannot be written to disk. */
+  storage?: StorageFault;
+  /** Bytes of sealed chunks held in memory because they are not on disk yet. */
+  unwrittenBytes: number;
+  warning?: OutboxWarning;
 }
 
 export interface Outbox {

@@ -1,11 +1,12 @@
 // `sensorlet outbox stats --state-dir DIR`: outbox statistics read straight from disk, so it works
-// with the agent stopped. Strictly read-only: it parses nedb's append-only file itself, because
-// loading it through nedb would compact (rewrite) it.
-import { readdir, readFile, stat } from 'node:fs/promises';
+// with the agent stopped. Strictly read-only: it parses nedb's append-only file itself (nedb-file.ts),
+// because loading it through nedb would compact (rewrite) it.
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { emptyCounters } from './core.js';
 import { CHUNKS_DIR, chunkIdOf, META_FILE, type ChunkIndexDoc, type CountersDoc } from './durable.js';
 import type { DropReason, OutboxStats } from './outbox.js';
+import { readNedbFile } from './nedb-file.js';
 
 /** Where the agent keeps each sink's outbox: `<stateDir>/outbox/<namespace>.<sinkName>/`. */
 export function outboxDir(stateDir: string, namespace: string, sinkName: string): string {
@@ -73,30 +74,6 @@ async function readOneOutbox(dir: string): Promise<OutboxStats> {
     dropped,
     corruptChunks: counters?.corruptChunks ?? 0,
     full: maxBytes > 0 && bytes >= maxBytes,
+    unwrittenBytes: 0,
   };
-}
-
-/** Replays nedb's datafile format: one JSON document per line, later lines win, `$$deleted` removes. */
-async function readNedbFile(file: string): Promise<Map<string, Record<string, unknown>>> {
-  const docs = new Map<string, Record<string, unknown>>();
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return docs;
-    throw error;
-  }
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    let doc: Record<string, unknown>;
-    try {
-      doc = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      continue; // a torn last line from a crash; nedb itself tolerates it too
-    }
-    const id = doc._id as string | undefined;
-    if (doc.$$deleted === true && id !== undefined) docs.delete(id);
-    else if (id !== undefined && !('$$indexCreated' in doc)) docs.set(id, doc);
-  }
-  return docs;
 }

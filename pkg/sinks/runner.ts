@@ -9,7 +9,8 @@ import { parseDuration, parseQuantity } from '../api/units.js';
 import type { StatusStore } from '../controller/status.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Outbox, OutboxOptions } from '../outbox/outbox.js';
+import type { Outbox, OutboxOptions, OutboxWarning, StorageFault } from '../outbox/outbox.js';
+import { MAX_UNWRITTEN_BYTES } from '../outbox/core.js';
 import type { RouteTarget } from '../router/router.js';
 import { Lane } from './lane.js';
 import { selectedTransport } from './registry.js';
@@ -46,6 +47,9 @@ export class SinkRunner implements RouteTarget {
   private readonly logger: Logger;
   private statsTimer: NodeJS.Timeout | undefined;
   private full = false;
+  /** The storage fault last reported (reason), '' once reported as cleared, undefined when never seen. */
+  private storageReported: string | undefined;
+  private warningReported = false;
   private unroutable = 0;
   /** Per code, how much of the rejected total the metric already counts. */
   private readonly rejectedCounted: Record<string, number> = {};
@@ -217,8 +221,14 @@ export class SinkRunner implements RouteTarget {
     let oldest: number | undefined;
     const dropped: Record<string, number> = {};
     let corrupt = 0;
+    let unwritten = 0;
+    let storage: StorageFault | undefined;
+    let warning: OutboxWarning | undefined;
     for (const lane of this.lanes) {
       const stats = lane.outbox.stats();
+      unwritten += stats.unwrittenBytes;
+      storage ??= stats.storage;
+      warning ??= stats.warning;
       readings += stats.readings;
       bytes += stats.bytes;
       corrupt += stats.corruptChunks;
@@ -239,6 +249,14 @@ export class SinkRunner implements RouteTarget {
     metrics.outboxOldest.set({ sink }, oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
     metrics.outboxCorrupt.set({ sink }, corrupt);
     for (const [reason, count] of Object.entries(dropped)) metrics.outboxDropped.set({ sink, reason }, count);
+    metrics.outboxUnwrittenBytes.set({ sink }, unwritten);
+    metrics.outboxStorageFull.set({ sink }, storage ? 1 : 0);
+    this.reportStorage(storage, unwritten);
+    if (warning && !this.warningReported) {
+      this.warningReported = true;
+      this.deps.metrics.stateRecovered.inc({ area: 'outbox', reason: warning.reason });
+      this.deps.status.update(this.key, { conditions: [{ type: 'IndexRebuilt', status: 'True', reason: warning.reason, message: warning.message }] });
+    }
     this.deps.status.update(this.key, {
       facts: {
         queued: readings,
@@ -250,6 +268,35 @@ export class SinkRunner implements RouteTarget {
         rejected,
       },
     });
+  }
+
+  /**
+   * StorageFull: the outbox cannot write to disk and holds sealed chunks in memory. Shown from the
+   * first fault on (absent on a Sink that never had one), False again once writes succeed.
+   */
+  private reportStorage(storage: StorageFault | undefined, unwritten: number): void {
+    if (storage) {
+      if (this.storageReported !== storage.reason) this.deps.metrics.stateWriteErrors.inc({ area: 'outbox', reason: storage.reason });
+      this.storageReported = storage.reason;
+      const whenFull = this.resource.object!.spec.outbox?.whenFull ?? 'dropOldest';
+      this.deps.status.update(this.key, {
+        conditions: [
+          {
+            type: 'StorageFull',
+            status: 'True',
+            reason: storage.reason,
+            message: `${storage.message} (since ${new Date(storage.since).toISOString()}); ${unwritten} bytes held in memory, whenFull: ${whenFull} applies past ${MAX_UNWRITTEN_BYTES}`,
+          },
+        ],
+        facts: { unwrittenBytes: unwritten },
+      });
+    } else if (this.storageReported) {
+      this.storageReported = '';
+      this.deps.status.update(this.key, {
+        conditions: [{ type: 'StorageFull', status: 'False', reason: 'StorageWritable', message: 'outbox chunks are written to disk again' }],
+        facts: { unwrittenBytes: unwritten },
+      });
+    }
   }
 
   /** Readings dropped for good because the far end refused them (CoAP 4.xx), per code, since the sink started. */

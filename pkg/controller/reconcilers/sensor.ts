@@ -28,7 +28,7 @@ export function createSensorReconciler(runtime: Runtime) {
       runtime.status.update(key, {
         observedGeneration: resource.generation,
         conditions: [{ type: 'Ready', status: 'False', reason, message: invalidMessage(resource) }],
-        removeConditions: ['Degraded', 'Routed', 'Backpressure'],
+        removeConditions: ['Degraded', 'Routed', 'Backpressure', 'StorageFull', 'SequenceRecovered'],
       });
       return {};
     }

@@ -110,7 +110,7 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
       runtime.status.update(key, {
         observedGeneration: resource.generation,
         conditions: [{ type: 'Ready', status: 'False', reason, message: invalidMessage(resource) }],
-        removeConditions: ['Connected', 'BufferFull'],
+        removeConditions: ['Connected', 'BufferFull', 'StorageFull', 'IndexRebuilt'],
       });
       return {};
     }
@@ -177,7 +177,19 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
     }
     const runner = new SinkRunner(resource, identities, { ...runtime.sinkDeps, onFullChange }, credentials);
     runtime.sinks.set(key, runner);
-    await runner.start();
+    try {
+      await runner.start();
+    } catch (error) {
+      // Never Ready=True (a status kept from an earlier run included) while it cannot deliver; the
+      // workqueue tries again with backoff.
+      runtime.sinks.delete(key);
+      await runner.stop().catch(() => undefined);
+      runtime.status.update(key, {
+        observedGeneration: resource.generation,
+        conditions: [{ type: 'Ready', status: 'False', reason: reasonOf(error, 'SinkStartFailed'), message: `the sink could not start: ${messageOf(error)}` }],
+      });
+      throw error;
+    }
     runtime.router.setTarget(runner);
     runtime.status.update(key, { conditions: [readiness(waitingFor, identities.length)] });
     return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
