@@ -122,11 +122,16 @@ export function validateDocuments(documents: SourceDocument[]): ValidatedResourc
   return resources;
 }
 
+/** A name as long as a valid one (253) is shown whole; a longer one, which is the error, by its start and length. */
+function shortened(text: string): string {
+  return text.length <= 253 ? text : `${text.slice(0, 40)}…(${text.length} characters)`;
+}
+
 /** One `validate` output line: `FILE[:LINE]: KIND/NAME: FIELD.PATH: message` (no path segment when empty). */
 export function formatValidationLine(file: string, line: number | undefined, kind: string, name: string, error: Pick<FieldError, 'path' | 'message'>): string {
   const location = line === undefined ? file : `${file}:${line}`;
   const field = error.path === '' ? '' : `${error.path}: `;
-  return `${location}: ${kind}/${name}: ${field}${error.message}`;
+  return `${location}: ${shortened(kind)}/${shortened(name)}: ${field}${error.message}`;
 }
 
 /** Every error of every resource as `validate` prints it, in declaration order. */

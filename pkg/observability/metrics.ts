@@ -85,6 +85,7 @@ export class Metrics {
     name: 'sensorlet_manifest_files_skipped',
     help: 'Entries of the manifests folder not loaded now (unreadable, too large, not a regular file, link loop...), by reason.',
     labelNames: ['reason'],
+    registers: [this.registry],
   });
   readonly adminDenied = new Counter({
     name: 'sensorlet_admin_denied_total',

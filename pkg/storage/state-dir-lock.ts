@@ -124,19 +124,27 @@ function isAlive(holder: Holder): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  const start = startTimeOf(holder.pid);
-  return !(holder.start && start && holder.start !== start);
+  const stat = statOf(holder.pid);
+  // A killed agent whose parent is gone stays a zombie until an init reaps it, and some container
+  // inits never do: it holds nothing any more.
+  if (stat?.state === 'Z' || stat?.state === 'X') return false;
+  return !(holder.start && stat?.start && holder.start !== stat.start);
 }
 
-/** Field 22 of /proc/<pid>/stat: start time in clock ticks since boot. Undefined off Linux. */
-function startTimeOf(pid: number): string | undefined {
+/** Fields 3 (state) and 22 (start time in clock ticks since boot) of /proc/<pid>/stat. Undefined off Linux. */
+function statOf(pid: number): { state: string; start: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0], start: fields[19] };
   } catch {
     return undefined;
   }
+}
+
+function startTimeOf(pid: number): string | undefined {
+  return statOf(pid)?.start;
 }
 
 function bootId(): string | undefined {

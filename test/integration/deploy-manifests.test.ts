@@ -3,12 +3,14 @@
 // generated ones.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import { Ajv } from 'ajv';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { buildAllCrds, KIND_NAMES } from '../../pkg/api/crds.js';
+import { CLI } from '../support/agent.js';
 
 type Doc = { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string }; [key: string]: unknown };
 
@@ -181,4 +183,37 @@ test('the chart: metadata, values valid against values.schema.json, templates us
   const verbs = [...rbac.matchAll(/verbs: (\[.*\])/g)].map((match) => match[1]);
   assert.deepEqual([...new Set(verbs)].sort(), ['["get", "list", "watch"]', '["patch"]']);
   assert.ok(existsSync(path.join(CHART, 'README.md')));
+});
+
+test('every operator policy flag has a Helm value the chart renders; manifests/deploy passes known flags with the chart defaults', () => {
+  const policyFlags = [...readFileSync(path.join(PACKAGE_ROOT, 'cmd', 'sensorlet', 'policy-flags.ts'), 'utf8').matchAll(/\.option\(\s*'(--[a-z0-9-]+)/g)].map((match) => match[1]);
+  assert.ok(policyFlags.length >= 20, `found ${policyFlags.length} policy flags`);
+  // What the chart does not render, and why: it runs cluster mode only, where these have another form.
+  const notInChart: Record<string, string> = {
+    '--firmware-trust-dir': 'standalone only; the chart uses firmware.trustSecret',
+    '--allow-manifest-links-outside': 'the folder source is standalone only',
+    '--tenant-grants-file': 'the chart renders tenantGrants as --tenant-grant',
+    '--agent-namespace': 'the chart sets POD_NAMESPACE from the downward API',
+  };
+  const template = readFileSync(path.join(CHART, 'templates', 'daemonset.yaml'), 'utf8');
+  for (const flag of policyFlags.filter((each) => !(each in notInChart))) {
+    assert.match(template, new RegExp(`${flag}(=|\\b)`), `the chart's DaemonSet can render ${flag}`);
+  }
+
+  // Every flag manifests/deploy passes is one `sensorlet run` knows, and where the chart renders the
+  // same flag from a scalar value, manifests/deploy passes that value's default.
+  const help = spawnSync(process.execPath, [CLI, 'run', '--help'], { encoding: 'utf8' }).stdout;
+  const runFlags = new Set([...help.matchAll(/^\s+(--[a-z0-9-]+)/gm)].map((match) => match[1]));
+  const values = load(path.join(CHART, 'values.yaml'))[0] as Record<string, any>;
+  const rendered = new Map([...template.matchAll(/- (--[a-z0-9-]+)=\{\{ \.Values\.([A-Za-z0-9.]+) \}\}/g)].map((match) => [match[1], match[2]]));
+  const daemonSet = find(deployObjects(), 'DaemonSet') as any;
+  for (const arg of daemonSet.spec.template.spec.containers[0].args.filter((each: string) => each.startsWith('--'))) {
+    const [flag, value] = arg.split(/=(.*)/s);
+    assert.ok(runFlags.has(flag), `manifests/deploy passes ${flag}, which sensorlet run does not know`);
+    const valuePath = rendered.get(flag);
+    if (valuePath && value !== undefined) {
+      const chartDefault = valuePath.split('.').reduce((node: any, part) => node?.[part], values);
+      assert.equal(String(chartDefault), value, `${flag}: manifests/deploy passes ${value}, the chart's default (.Values.${valuePath}) is ${chartDefault}`);
+    }
+  }
 });

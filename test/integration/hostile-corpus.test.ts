@@ -57,7 +57,8 @@ function fixture(file: string): { text: string; hostile: string; expects: { kind
     .replaceAll('{{ALLOWED}}', dirs.allowed)
     .replaceAll('{{CANARY}}', dirs.canary)
     .replaceAll('{{STATE}}', dirs.state);
-  const hostile = /^# hostile: (.*)$/m.exec(text)?.[1] ?? '';
+  // A YAML comment, or a JSON file's first string (JSON has no comments).
+  const hostile = /# hostile: ([^"\n]*)/.exec(text)?.[1] ?? '';
   const expects = [...text.matchAll(/^# expect: (\w+)\/([\w.-]+) (\w+)$/gm)].map(([, kind, name, reason]) => ({ kind, name, reason }));
   return { text, hostile, expects };
 }

@@ -228,7 +228,7 @@ test('request/response faults: never answers, partial frame, bad checksum, garba
 });
 
 test('request mode on a missing port is PortNotFound; text replies that never match are NoMatch', async () => {
-  const missing = create({ port: `${temp.dir}/ttyNothing`, mode: 'request', request: { text: 'R\n' }, frame: { pattern: 'T=(?<value>[0-9.]+)' } });
+  const missing = create({ port: '/dev/ttyUSB-sensorlet-test-missing', mode: 'request', request: { text: 'R\n' }, frame: { pattern: 'T=(?<value>[0-9.]+)' } });
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(await readCode(missing, 300), 'PortNotFound');
 
