@@ -11,13 +11,15 @@
 // Left outside the bundle, loaded from node_modules at run time:
 // - native addons (serialport and its bindings): their .node files are found relative to the package;
 // - @kubernetes/client-node: imported only in cluster mode, so standalone mode never loads it;
-// - pino-pretty: loaded in a worker thread by pino.transport, by package name.
+// - pino-pretty: loaded in a worker thread by pino.transport, by package name;
+// - the lazily required ones (pkg/api/lazy-require.ts: modbus-serial, node-forge, re2js), so that an
+//   agent that does not use them does not parse them.
 // CommonJS dependencies call require() for Node built-ins; the banner gives the ES module a real one.
 import { build } from 'esbuild';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 
-const EXTERNAL = ['serialport', '@serialport/*', 'modbus-serial', '@kubernetes/client-node', 'pino-pretty', 'node-forge'];
+const EXTERNAL = ['serialport', '@serialport/*', 'modbus-serial', '@kubernetes/client-node', 'pino-pretty', 'node-forge', 're2js'];
 
 const result = await build({
   entryPoints: [path.join(PACKAGE_ROOT, 'cmd/sensorlet/main.ts')],

@@ -6,8 +6,12 @@
 // with the size of the compiled program and the number of groups it tracks, so every match also has
 // a budget: a pattern is refused when it is too large to scan a useful amount of text, and a text
 // longer than a pattern may scan is reported instead of matched.
-import { RE2JS, RE2JSSyntaxException } from 're2js';
+import type { RE2JS, RE2JSSyntaxException } from 're2js';
 import { SensorletError } from './errors.js';
+import { lazyRequire } from './lazy-require.js';
+
+/** Loaded with the first pattern: an agent whose manifests have none does not pay its ~3 MB of RSS. */
+const re2js = lazyRequire<typeof import('re2js')>('re2js');
 
 /** Longer sources are not compiled at all (compiling is linear in the source, but not free). */
 export const MAX_PATTERN_SOURCE = 4096;
@@ -56,11 +60,12 @@ export function compilePattern(source: string): UserPattern {
   if (source.length > MAX_PATTERN_SOURCE) {
     throw invalid(`pattern is ${source.length} characters long; at most ${MAX_PATTERN_SOURCE} are allowed`);
   }
+  const { RE2JS: engine, RE2JSSyntaxException: SyntaxException } = re2js();
   let compiled: RE2JS;
   try {
-    compiled = RE2JS.compile(source);
+    compiled = engine.compile(source);
   } catch (error) {
-    const detail = error instanceof RE2JSSyntaxException ? syntaxDetail(source, error) : (error as Error).message;
+    const detail = error instanceof SyntaxException ? syntaxDetail(source, error) : (error as Error).message;
     throw invalid(`invalid regular expression ${JSON.stringify(source)}: ${detail}`);
   }
   const program = compiled.re2() as unknown as CompiledProgram;

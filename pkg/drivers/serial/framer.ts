@@ -35,7 +35,8 @@ export class TextFramer implements Framer {
       } else if (line.length > this.maxLength) {
         events.push(tooLong(this.maxLength));
       } else {
-        events.push({ kind: 'frame', bytes: Buffer.from(line) });
+        // A view, not a copy: consumers parse a frame when it is handed to them and keep nothing of it.
+        events.push({ kind: 'frame', bytes: line });
       }
     }
     if (buffer.length > this.maxLength) {
