@@ -35,7 +35,7 @@ export interface KubernetesStatusWriterOptions extends ConnectOptions {
   backoff?: { initialMs: number; maxMs: number };
   /** At most this many objects with pending writes; default 10 000. */
   maxObjects?: number;
-  /** How long `close()` waits for the last writes; default 2 s. */
+  /** How long `close()` waits for the last writes; default 500 ms (shutdown must end within 2 s even with the API server unreachable). */
   closeTimeoutMs?: number;
 }
 
@@ -206,7 +206,7 @@ export async function createKubernetesStatusWriter(options: KubernetesStatusWrit
         state.timer = undefined;
         if (state.pending !== undefined && !state.inFlight) last.push(send(state));
       }
-      const timeout = new Promise<void>((resolve) => setTimeout(resolve, options.closeTimeoutMs ?? 2_000).unref());
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, options.closeTimeoutMs ?? 500).unref());
       await Promise.race([Promise.all(last).then(() => undefined), timeout]);
       for (const state of states.values()) clearTimeout(state.timer);
       states.clear();
