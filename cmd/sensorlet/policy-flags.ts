@@ -26,6 +26,7 @@ export function addPolicyOptions(command: Command): Command {
     .option('--tenant-grant <grants...>', 'NAMESPACE=TENANT[,TENANT...]: Certificates in NAMESPACE may present these tenants (repeatable; none granted by default)')
     .option('--tenant-grants-file <file>', 'YAML map NAMESPACE: [TENANT, ...], added to --tenant-grant')
     .option('--certificate-dir <dirs...>', `the only folders Certificates (and Sink tls.caFile) may read files from (default ${DEFAULT_CERTIFICATE_DIRECTORY})`)
+    .option('--allow-identity-patterns', "let Certificates set spec.identity patterns (which part of the SAN is the tenant); off: only the default SPIFFE pattern")
     .option('--pkcs11-module <paths...>', 'the only PKCS#11 modules a Certificate may load (pkcs11.module); none by default')
     .option('--secret-namespaces <namespaces...>', "cluster mode: the only namespaces whose Secrets Certificates' secretRef may read (default: the agent's namespace)")
     .option('--allow-firmware-commands', 'let Firmware with target: command run its install and rollback programs (off: a manifest alone must never run code)')
@@ -61,6 +62,7 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
   const certificates = policy.certificates;
   const directories = options.certificateDir as string[] | undefined;
   if (directories) certificates.directories = directories.map((dir) => path.resolve(dir));
+  certificates.allowIdentityPatterns = options.allowIdentityPatterns === true;
   certificates.pkcs11Modules = ((options.pkcs11Module as string[] | undefined) ?? []).map((file) => path.resolve(file));
   const secretNamespaces = options.secretNamespaces as string[] | undefined;
   if (secretNamespaces) {

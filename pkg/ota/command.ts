@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { refusal, type FirmwarePolicy } from '../policy/policy.js';
+import { describeUntrusted } from '../api/untrusted.js';
 
 export interface CommandResult {
   code: number | null;
@@ -86,5 +87,7 @@ export function runCommand(argv: readonly string[], options: { timeoutMs: number
 
 export function describeFailure(argv: readonly string[], result: CommandResult): string {
   const how = result.timedOut ? 'timed out' : result.signal ? `was killed by ${result.signal}` : result.code === null ? 'could not start' : `exited with ${result.code}`;
-  return `${argv[0]} ${how}${result.output ? `: ${result.output.slice(-300)}` : ''}`;
+  // The program's output is not quoted (it may print what it read, the artifact or the device):
+  // its size says whether it said anything; the operator reads it by running the program.
+  return `${argv[0]} ${how}${result.output ? ` (output: ${describeUntrusted(result.output)})` : ''}`;
 }

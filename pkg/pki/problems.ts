@@ -20,6 +20,7 @@ export const CertificateProblemCodes = [
   'Pkcs11ModuleNotAllowed',
   'SecretNamespaceNotAllowed',
   'TenantNotGranted',
+  'IdentityPatternNotAllowed',
 ] as const;
 export type CertificateProblemCode = (typeof CertificateProblemCodes)[number];
 

@@ -41,6 +41,11 @@ export interface DriverPolicy {
  * so, and the identity it yields is used only if its tenant was granted to the Certificate's namespace.
  */
 export interface CertificatePolicy {
+  /**
+   * Certificates may set their own `spec.identity` patterns (which SAN part is the tenant); off, only
+   * the default SPIFFE pattern is used (`--allow-identity-patterns`).
+   */
+  allowIdentityPatterns: boolean;
   /** Folders whose files Certificates (and Sinks' `tls.caFile`) may read; symlinks must not lead out. */
   directories: string[];
   /** PKCS#11 modules (shared libraries the agent loads: code) a Certificate may name in `pkcs11.module`. */
@@ -195,7 +200,7 @@ export function defaultPolicy(): OperatorPolicy {
       minTimeoutMs: DEFAULT_MIN_TIMEOUT_MS,
       maxReadingsPerSecond: DEFAULT_MAX_READINGS_PER_SECOND,
     },
-    certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map() },
+    certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map(), allowIdentityPatterns: false },
     firmware: { allowCommands: false, commandAllowlist: [] },
     manifests: { allowLinksOutside: false },
     sinks: { credentialDirs: [] },

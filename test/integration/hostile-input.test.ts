@@ -262,7 +262,7 @@ spec:
     // First with a harmless pattern, so that what is measured below is the pattern alone, not the
     // one-time cost of loading the certificate machinery.
     writeFileSync(certificateFile, certificate('^spiffe://test/tenant/(?<tenant>[^/]+)/device/(?<device>[^/]+)$'));
-    const agent = await AgentProcess.start({ manifests: work.dir, stateDir: stateDir(pki.dir), extraArgs: ['--log-level', 'warn', ...policyArgs({ certificateDirs: [pki.dir] })] });
+    const agent = await AgentProcess.start({ manifests: work.dir, stateDir: stateDir(pki.dir), extraArgs: ['--log-level', 'warn', '--allow-identity-patterns', ...policyArgs({ certificateDirs: [pki.dir] })] });
     try {
       await agent.waitForCondition('Sensor', 'steady', 'Ready', 'True');
       await agent.waitForCondition('Certificate', 'backtracker', 'Ready', 'False', 'InvalidIdentity');

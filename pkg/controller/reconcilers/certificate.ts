@@ -3,12 +3,13 @@
 // replacement keeps the previous identity (and its connections) and says so.
 import chokidar, { type FSWatcher } from 'chokidar';
 import { loadCertificate, type LoadedCertificate } from '../../pki/load.js';
+import { DEFAULT_URI_PATTERN } from '../../pki/identity.js';
 import { problem, type CertificateProblemCode } from '../../pki/problems.js';
 import { manifestSecretAccess } from '../../pki/secrets.js';
 import { certificateStatusFacts } from '../../pki/status.js';
 import { refusal, SECRET_ENV_PREFIX, tenantGranted } from '../../policy/policy.js';
 import { materialFromSecret } from './secret-material.js';
-import type { StoredResource } from '../../api/resource.js';
+import type { CertificateSpec, StoredResource } from '../../api/resource.js';
 import type { ConditionUpdate } from '../conditions.js';
 import type { ReconcileResult } from '../workqueue.js';
 import { invalidMessage, type Runtime } from '../runtime.js';
@@ -43,7 +44,21 @@ function conditionsOf(loaded: LoadedCertificate, keptPrevious: boolean): Conditi
 }
 
 /** Refusals of the operator's policy: nothing was read, so there is nothing to watch either. */
-const POLICY_REFUSALS: readonly CertificateProblemCode[] = ['FileNotAllowed', 'SecretNotAllowed', 'Pkcs11ModuleNotAllowed', 'SecretNamespaceNotAllowed'];
+const POLICY_REFUSALS: readonly CertificateProblemCode[] = ['FileNotAllowed', 'SecretNotAllowed', 'Pkcs11ModuleNotAllowed', 'SecretNamespaceNotAllowed', 'IdentityPatternNotAllowed'];
+
+/**
+ * Which part of a SAN names the tenant decides which grant is checked, so it is the operator's
+ * choice: a manifest's own pattern could pick a granted name out of another tenant's SAN (its
+ * trust domain, a device name) and connect with that tenant's key.
+ */
+function identityPatternRefusal(runtime: Runtime, spec: CertificateSpec): LoadedCertificate | undefined {
+  const custom = spec.identity?.dnsPattern !== undefined || (spec.identity?.uriPattern !== undefined && spec.identity.uriPattern !== DEFAULT_URI_PATTERN);
+  if (!custom || runtime.policy.certificates.allowIdentityPatterns) return undefined;
+  return refused(
+    'IdentityPatternNotAllowed',
+    refusal('spec.identity sets its own pattern for reading the tenant and device from the certificate', '--allow-identity-patterns'),
+  );
+}
 
 function refused(code: CertificateProblemCode, message: string): LoadedCertificate {
   return { source: 'pem', usable: false, files: [], problems: [problem(code, message)] };
@@ -95,6 +110,8 @@ export function createCertificateReconciler(runtime: Runtime) {
   const policy = runtime.policy.certificates;
   const load = async (resource: StoredResource<'Certificate'>): Promise<LoadedCertificate> => {
     const spec = resource.object!.spec;
+    const patternRefusal = identityPatternRefusal(runtime, spec);
+    if (patternRefusal) return patternRefusal;
     if (!spec.secretRef) {
       return loadCertificate(spec, { now: new Date(), access: manifestSecretAccess(policy.directories), pkcs11Modules: policy.pkcs11Modules });
     }
