@@ -11,34 +11,13 @@ import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AGENT_NODE_FLAGS, AgentProcess, CLI } from '../support/agent.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { assertInOrderWithoutGaps } from '../support/sequences.js';
+import { counterToMqttManifests } from '../support/counter-to-mqtt.js';
 
-function manifests(brokerUrl: string, name: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), `sensorlet-${name}-`));
-  writeFileSync(
-    path.join(dir, 'state.yaml'),
-    `apiVersion: sensorlet.io/v1alpha1
-kind: Sensor
-metadata: { name: ${name}-sensor, labels: { app: ${name} } }
-spec:
-  driver: { simulated: { waveform: counter, samplesPerRead: 5 } }
-  interval: 20ms
----
-apiVersion: sensorlet.io/v1alpha1
-kind: Sink
-metadata: { name: ${name}-mqtt }
-spec:
-  selector: { matchLabels: { app: ${name} } }
-  mqtt: { url: "${brokerUrl}", qos: 1, topic: "${name}/{sensor}", keepalive: 5s }
-  batch: { maxReadings: 100, maxDelay: 100ms }
-`,
-  );
-  return dir;
-}
 
 test('a damaged outbox index and sequence file: the backlog is rebuilt from the chunk files and delivered, seq jumps forward, both say so', { timeout: 120_000 }, async () => {
   const broker = await Mosquitto.start();
   const subscriber = await Subscriber.connect(broker.url, 'heal/#');
-  const dir = manifests(broker.url, 'heal');
+  const dir = counterToMqttManifests(broker.url, 'heal');
   const stateDir = mkdtempSync(path.join(tmpdir(), 'sensorlet-heal-state-'));
   let agent: AgentProcess | undefined;
   try {
@@ -106,7 +85,7 @@ async function runRaw(manifestsDir: string, stateDir: string): Promise<{ code: n
 }
 
 test('one agent per state dir: a second one exits at once naming the dir and the holder; a lock left by kill -9 does not block', { timeout: 60_000 }, async () => {
-  const dir = manifests('mqtt://127.0.0.1:1', 'lock');
+  const dir = counterToMqttManifests('mqtt://127.0.0.1:1', 'lock');
   const stateDir = mkdtempSync(path.join(tmpdir(), 'sensorlet-lock-state-'));
   let first: AgentProcess | undefined;
   let third: AgentProcess | undefined;

@@ -12,32 +12,11 @@ import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { assertInOrderWithoutGaps } from '../support/sequences.js';
+import { counterToMqttManifests } from '../support/counter-to-mqtt.js';
 import { Tmpfs } from '../support/tmpfs.js';
 
 const HEALTHZ_BUDGET_MS = 100;
 
-function manifests(brokerUrl: string, name: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), `sensorlet-${name}-`));
-  writeFileSync(
-    path.join(dir, 'storage.yaml'),
-    `apiVersion: sensorlet.io/v1alpha1
-kind: Sensor
-metadata: { name: ${name}-sensor, labels: { app: ${name} } }
-spec:
-  driver: { simulated: { waveform: counter, samplesPerRead: 5 } }
-  interval: 20ms
----
-apiVersion: sensorlet.io/v1alpha1
-kind: Sink
-metadata: { name: ${name}-mqtt }
-spec:
-  selector: { matchLabels: { app: ${name} } }
-  mqtt: { url: "${brokerUrl}", qos: 1, topic: "${name}/{sensor}", keepalive: 5s }
-  batch: { maxReadings: 100, maxDelay: 100ms }
-`,
-  );
-  return dir;
-}
 
 /**
  * Polls /healthz every 50 ms from a process of its own (so that the test's own work, e.g. parsing
@@ -114,7 +93,7 @@ test('full state dir: no crash, StorageFull condition and metric, start-up on th
   const tmpfs = Tmpfs.mount('2m');
   const broker = await Mosquitto.start({ extraConfig: `persistence true\npersistence_location ${mkdtempSync(path.join(tmpdir(), 'mosq-db-'))}/\nautosave_interval 1` });
   const subscriber = await Subscriber.connect(broker.url, 'full/#', { clean: false, clientId: 'full-subscriber' });
-  const dir = manifests(broker.url, 'full');
+  const dir = counterToMqttManifests(broker.url, 'full');
   const health = new HealthPoller();
   let agent: AgentProcess | undefined;
   try {
@@ -188,7 +167,7 @@ test('read-only state dir: the agent runs and says why it keeps nothing; it reco
   const tmpfs = Tmpfs.mount('8m');
   const broker = await Mosquitto.start();
   const subscriber = await Subscriber.connect(broker.url, 'ro/#');
-  const dir = manifests(broker.url, 'ro');
+  const dir = counterToMqttManifests(broker.url, 'ro');
   const health = new HealthPoller();
   let agent: AgentProcess | undefined;
   try {
