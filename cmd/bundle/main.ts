@@ -15,7 +15,12 @@
 // - the lazily required ones (pkg/api/lazy-require.ts: modbus-serial, node-forge, re2js), so that an
 //   agent that does not use them does not parse them.
 // CommonJS dependencies call require() for Node built-ins; the banner gives the ES module a real one.
-import { build } from 'esbuild';
+//
+// It also builds the web console's assets into dist/console/ (served by pkg/console/assets.ts): the
+// page, one script (the console and uPlot, minified) and one stylesheet (uPlot's and the console's).
+import { build, transform } from 'esbuild';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 
@@ -39,3 +44,23 @@ const result = await build({
 });
 const output = Object.values(result.metafile.outputs).find((file) => file.entryPoint);
 console.log(`bundled dist/cmd/sensorlet/main.js: ${(output!.bytes / 1024).toFixed(0)} KiB from ${Object.keys(result.metafile.inputs).length} modules`);
+
+const consoleDir = path.join(PACKAGE_ROOT, 'dist/console');
+const consoleSource = path.join(PACKAGE_ROOT, 'pkg/console/web');
+mkdirSync(consoleDir, { recursive: true });
+await build({
+  entryPoints: [path.join(consoleSource, 'console.ts')],
+  outfile: path.join(consoleDir, 'console.js'),
+  bundle: true,
+  platform: 'browser',
+  format: 'iife',
+  target: ['chrome100', 'firefox100', 'safari15'],
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+const uplotCss = readFileSync(createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'), 'utf8');
+const css = await transform(`${uplotCss}\n${readFileSync(path.join(consoleSource, 'console.css'), 'utf8')}`, { loader: 'css', minify: true });
+writeFileSync(path.join(consoleDir, 'console.css'), css.code);
+copyFileSync(path.join(consoleSource, 'index.html'), path.join(consoleDir, 'index.html'));
+console.log('built dist/console/ (the web console)');

@@ -12,6 +12,7 @@ import type { Registry } from 'prom-client';
 import { SensorletError } from '../api/errors.js';
 import { redactCredentials } from '../api/redact.js';
 import { isLoopbackHost, type Authenticator } from './auth.js';
+import { isConsoleAsset, serveConsoleAsset } from '../console/assets.js';
 
 /** The longest an answer keeps the event loop busy before it lets other requests in. */
 const SLICE_MS = 10;
@@ -33,6 +34,15 @@ export interface AdminHandlers {
   registry: Registry;
   /** A request refused for its credentials (401/403): counted, not logged (anyone can cause it). */
   onDenied?(status: number): void;
+  /** The web console's live feed (pkg/console), behind the same authentication as the API. */
+  console?: ConsoleFeedHandler;
+}
+
+export interface ConsoleFeedHandler {
+  /** GET /console/events: a Server-Sent Events stream that stays open. */
+  subscribe(request: http.IncomingMessage, response: http.ServerResponse): Promise<void>;
+  /** Ends every open stream (the server is closing). */
+  close(): void;
 }
 
 export interface AdminSecurity {
@@ -168,9 +178,15 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
       head(status, type, extra);
       response.end(body);
     };
-    const route = `${request.method} ${new URL(request.url ?? '/', 'http://localhost').pathname}`;
+    const pathname = new URL(request.url ?? '/', 'http://localhost').pathname;
+    const route = `${request.method} ${pathname}`;
     // The kubelet's probes carry no credentials; their answers reveal nothing.
     if (route === 'GET /healthz') return send(200, 'ok\n');
+    // The console's page is static and holds no data (a browser opening it cannot send a token);
+    // its data comes from /console/events below, which needs credentials like the API.
+    if (handlers.console && (request.method === 'GET' || request.method === 'HEAD') && isConsoleAsset(pathname)) {
+      return serveConsoleAsset(pathname, request, response, closing ? { connection: 'close' } : {});
+    }
     if (route === 'GET /readyz') return handlers.ready() ? send(200, 'ready\n') : send(503, 'not ready: the first sync has not been applied\n');
     if (security.authenticator) {
       const verdict = await security.authenticator.check(request);
@@ -183,6 +199,9 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
       case 'GET /metrics':
         head(200, handlers.registry.contentType);
         return writeInSlices(response, metricsText(handlers.registry));
+      case 'GET /console/events':
+        if (!handlers.console) return send(404, 'not found\n');
+        return handlers.console.subscribe(request, response);
       case 'GET /api/v1/resources':
         head(200, 'application/json');
         return writeInSlices(response, resourceListJson(handlers.resources()));
@@ -218,6 +237,7 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
     close: () =>
       new Promise((resolve) => {
         closing = true;
+        handlers.console?.close();
         server.close(() => resolve());
         server.closeIdleConnections();
         // A request still being answered (a reload reading a slow folder) gets a moment, then its

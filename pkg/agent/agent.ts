@@ -16,6 +16,8 @@ import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } fro
 import { SensorletError } from '../api/errors.js';
 import { redactCredentialsIn } from '../api/redact.js';
 import { coalesced } from './coalesce.js';
+import { ReadingHistory } from '../console/history.js';
+import { ConsoleFeed } from '../console/feed.js';
 import { createLogger, type Logger, type LogFormat } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { systemClock } from '../observability/clock.js';
@@ -127,9 +129,12 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     metrics.stateRecovered.inc({ area: 'sequences', reason: sequences.recovery.reason });
   }
   let nodeLabels: Record<string, string> = {};
+  const startedAt = new Date().toISOString();
+  const readingHistory = new ReadingHistory();
 
   const runtime: Runtime = {
     device: options.deviceId,
+    readingHistory,
     policy,
     store,
     status,
@@ -201,6 +206,12 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     await source.resync();
     manager.resyncAll();
   });
+  const consoleFeed = new ConsoleFeed({
+    overview: () => ({ device: options.deviceId, node: options.nodeName, version: build.version, slot: build.slot, startedAt, ready: manager.initialSyncApplied }),
+    resources: () => listResources(runtime),
+    registry: metrics.registry,
+    history: readingHistory,
+  });
   const admin: AdminServer = await startAdminServer(
     options.adminAddr,
     {
@@ -209,6 +220,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
       reload,
       registry: metrics.registry,
       onDenied: (status) => metrics.adminDenied.inc({ status: String(status) }),
+      console: consoleFeed,
     },
     { authenticator, allowUnauthenticated: policy.admin.insecureNoAuth },
   );

@@ -11,6 +11,7 @@ import type { ResourceStore } from './store.js';
 import type { StatusStore } from './status.js';
 import type { OtaHost } from '../ota/host.js';
 import type { OperatorPolicy } from '../policy/policy.js';
+import type { Reading } from '../api/reading.js';
 
 /** A Certificate as the sinks see it: the identity to connect with, once it has loaded. */
 export interface CertificateState {
@@ -30,6 +31,8 @@ export interface Runtime {
   logger: Logger;
   metrics: Metrics;
   sensors: Map<string, SensorRunner>;
+  /** Keeps each Sensor's recent values for the web console's sparklines (pkg/console/history.ts). */
+  readingHistory?: { record(sensorKey: string, readings: readonly Reading[]): void };
   sinks: Map<string, SinkRunner>;
   certificates: Map<string, CertificateState>;
   sensorDeps: Omit<SensorRunnerDeps, 'emit'>;

@@ -43,7 +43,13 @@ export function createSensorReconciler(runtime: Runtime) {
     const running = runtime.sensors.get(key);
     if (running && running.generation === resource.generation) return {};
     await stopRunner(key);
-    const runner = new SensorRunner(resource, { ...runtime.sensorDeps, emit: (sensorKey, readings) => runtime.router.route(sensorKey, readings) });
+    const runner = new SensorRunner(resource, {
+      ...runtime.sensorDeps,
+      emit: (sensorKey, readings) => {
+        runtime.readingHistory?.record(sensorKey, readings);
+        runtime.router.route(sensorKey, readings);
+      },
+    });
     runtime.sensors.set(key, runner);
     runner.start();
     return {};
