@@ -3,8 +3,9 @@
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+# chromium: the web console's browser test, driven by playwright-core (its own browser downloads cannot work here).
 # python3-pymodbus imports serial (and serial_asyncio for RTU) but only recommends them.
-PEERS=(mosquitto mosquitto-clients socat python3-pymodbus python3-serial python3-serial-asyncio python3-cbor2 libcoap3-bin softhsm2 libengine-pkcs11-openssl opensc openssl)
+PEERS=(mosquitto mosquitto-clients socat python3-pymodbus python3-serial python3-serial-asyncio python3-cbor2 libcoap3-bin softhsm2 libengine-pkcs11-openssl opensc openssl chromium)
 missing=()
 for package in "${PEERS[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

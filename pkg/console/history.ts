@@ -168,4 +168,9 @@ export class ReadingHistory {
   get sensors(): number {
     return this.rings.size;
   }
+
+  /** Whether a Sensor without a ring yet would get none (MAX_SENSORS reached). */
+  get full(): boolean {
+    return this.rings.size >= this.maxSensors;
+  }
 }

@@ -111,7 +111,8 @@ function sensorFields(key: string, spec: Record<string, unknown>, entry: Record<
     readings: num(entry.readings),
     errors: num(entry.errors),
     rate: Math.round(context.history.rate(key, context.now) * 1000) / 1000,
-    history: context.history.has(key),
+    // Past the rings' budget a Sensor has no sparkline; the page says why.
+    historyLimited: !context.history.has(key) && context.history.full,
   };
 }
 

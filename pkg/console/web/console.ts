@@ -224,11 +224,20 @@ function readyCell(view: View): HTMLElement {
   );
 }
 
-/** Every condition, with its message when it is not the good news. */
+/** Conditions whose True is the good news; for the others (Degraded, BufferFull...) True is the warning. */
+const POSITIVE_CONDITIONS = new Set(['Ready', 'Connected', 'Routed']);
+
+function conditionClass(condition: Condition): string {
+  if (condition.status === 'Unknown') return 'cond-Unknown';
+  if (POSITIVE_CONDITIONS.has(condition.type)) return `cond-${condition.status}`;
+  return condition.status === 'True' ? 'cond-Unknown' : 'muted';
+}
+
+/** Every condition, with its message. */
 function conditionsCell(view: View): HTMLElement {
   const list = el('ul', { class: 'conditions', 'data-field': 'conditions' });
   for (const each of view.conditions) {
-    const item = el('li', { 'data-type': each.type }, el('span', { class: `cond-${each.status}` }, `${each.type}=${each.status}`), each.reason ? ` ${each.reason}` : '');
+    const item = el('li', { 'data-type': each.type }, el('span', { class: conditionClass(each) }, `${each.type}=${each.status}`), each.reason ? ` ${each.reason}` : '');
     if (each.message) item.append(el('div', { class: 'message' }, each.message));
     if (each.since) item.setAttribute('title', `since ${each.since}`);
     list.append(item);
@@ -275,7 +284,7 @@ function sensorCells(view: View): HTMLElement[] {
 }
 
 function renderSparkline(view: View, cell: HTMLElement): void {
-  if (!view.history) {
+  if (view.historyLimited) {
     charts.get(view.key)?.destroy();
     charts.delete(view.key);
     cell.replaceChildren(el('span', { class: 'muted' }, 'no history (too many Sensors)'));
