@@ -1,6 +1,6 @@
 // `npm run bench`: every performance figure the issues ask for, each beside its baseline measured in
 // the same run. Throughputs are the median of several runs. `npm run bench -- NAME...` runs a subset
-// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota, admin).
+// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota, admin, console).
 import mqtt from 'mqtt';
 import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -305,6 +305,18 @@ async function ota(): Promise<void> {
   report('agent self-update: Firmware applied → Succeeded (ms)', result.updateMs.toFixed(0));
 }
 
+async function webConsole(broker: Mosquitto): Promise<void> {
+  const { benchConsole } = await import('./console.js');
+  const result = await benchConsole(broker.url, RUNS);
+  const assets = Object.entries(result.sizes).map(([route, bytes]) => `${route} ${(bytes / 1024).toFixed(1)}`).join(', ');
+  report('console: page size, gzipped (KB)', `${(result.totalBytes / 1024).toFixed(1)} (${assets})`, '≤ 150 KB', result.totalBytes <= 150 * 1024);
+  const runs = (pick: (run: (typeof result.runs)[number]) => number) => result.runs.map((run) => pick(run).toFixed(1)).join(' / ');
+  report('console: agent RSS without → with the page open, 100 Sensors at 1 s (MB, per run)', `${runs((run) => run.rssWithout)} → ${runs((run) => run.rssWith)}`);
+  report('console: agent RSS growth with the page open (MB, median)', result.rssGrowthMb.toFixed(2), '≤ 5 MB', result.rssGrowthMb <= 5);
+  report('console: agent CPU without → with the page open (% of a core, per run)', `${runs((run) => run.cpuWithout)} → ${runs((run) => run.cpuWith)}`);
+  report('console: agent CPU increase with the page open (% of a core, median)', result.cpuIncreasePercent.toFixed(2), '≤ 2 %', result.cpuIncreasePercent <= 2);
+}
+
 const sections = process.argv.slice(2);
 const wanted = (name: string) => sections.length === 0 || sections.includes(name);
 const broker = await Mosquitto.start();
@@ -321,6 +333,7 @@ try {
   if (wanted('overload')) await overload(broker, raw);
   if (wanted('ota')) await ota();
   if (wanted('admin')) await admin();
+  if (wanted('console')) await webConsole(broker);
 } finally {
   await broker.stop();
 }
