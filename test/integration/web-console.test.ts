@@ -12,7 +12,11 @@ import type { Page } from 'playwright-core';
 import { AgentProcess } from '../support/agent.js';
 import { Mosquitto } from '../support/mosquitto.js';
 import { ARTIFACTS_DIR, launchChromium, type Chromium } from '../support/chromium.js';
+import { TestPki, spiffeId } from '../support/pki.js';
+import { pemCertificate } from '../support/mtls-manifests.js';
 import { consoleSizes } from '../../pkg/console/assets.js';
+import { ArtifactServer } from '../../pkg/ota/testing/artifact-server.js';
+import { signatureYaml, signedArtifact, trustKey } from '../../pkg/ota/testing/artifacts.js';
 
 const TOKEN = 'console-test-token-0123456789';
 const SHOTS = path.join(ARTIFACTS_DIR, 'console');
@@ -36,6 +40,11 @@ let browser: Chromium;
 let page: Page;
 let manifests: string;
 let secrets: string;
+let pki: TestPki;
+let artifacts: ArtifactServer;
+/** The Firmware's artifact comes over a link slow enough that it is still downloading when the test ends. */
+const ARTIFACT_SIZE = 256 * 1024;
+const ARTIFACT_BYTES_PER_SECOND = 4096;
 
 before(async () => {
   broker = await Mosquitto.start();
@@ -56,10 +65,47 @@ spec:
   );
   // Broken from the start: its reason, and a message quoting what the author wrote.
   writeFileSync(path.join(manifests, 'broken.yaml'), sensor('bad-interval', JSON.stringify(INJECTION)));
+  // A device identity valid for 30 days more.
+  pki = TestPki.create();
+  const identity = pki.issue({ name: 'device', cn: 'acme', sans: [spiffeId('acme', 'gw-console')], notAfter: new Date(Date.now() + 30 * 86400_000 + 3600_000) });
+  writeFileSync(path.join(manifests, 'certificate.yaml'), pemCertificate('device-identity', { certFile: identity.certFile, keyFile: identity.keyFile, caFile: pki.ca.certFile }));
+  // A Firmware downloading its (signed) artifact over a slow link: the page shows its progress.
+  const artifact = signedArtifact(ARTIFACT_SIZE);
+  artifacts = await ArtifactServer.start(artifact.body);
+  artifacts.faults.bytesPerSecond = ARTIFACT_BYTES_PER_SECOND;
+  trustKey(path.join(secrets, 'trust'), 'release', artifact.key);
+  writeFileSync(
+    path.join(manifests, 'firmware.yaml'),
+    `apiVersion: sensorlet.io/v1alpha1
+kind: Firmware
+metadata: { name: modem }
+spec:
+  version: "2.0.0"
+  target: command
+  artifact:
+    url: ${artifacts.url()}
+    sha256: "${artifact.sha256}"
+    size: ${ARTIFACT_SIZE}
+    signature: ${signatureYaml(artifact.sign({ version: '2.0.0', target: 'command', install: { command: ['/bin/true', '{file}'] } }))}
+  install: { command: ["/bin/true", "{file}"] }
+`,
+  );
   rmSync(SHOTS, { recursive: true, force: true });
   mkdirSync(SHOTS, { recursive: true });
   // A token file binds the admin API on loopback too: the page must go through the token form.
-  agent = await AgentProcess.start({ manifests, deviceId: 'gw-console', adminToken: TOKEN, extraArgs: ['--admin-token-file', path.join(secrets, 'token')] });
+  agent = await AgentProcess.start({
+    manifests,
+    deviceId: 'gw-console',
+    adminToken: TOKEN,
+    extraArgs: [
+      '--admin-token-file', path.join(secrets, 'token'),
+      '--certificate-dir', pki.dir,
+      '--tenant-grant=default=acme',
+      '--allow-firmware-commands',
+      '--firmware-command-allowlist', '/bin/true',
+      '--firmware-trust-dir', path.join(secrets, 'trust'),
+    ],
+  });
   browser = await launchChromium();
   page = await browser.context.newPage();
 });
@@ -68,6 +114,8 @@ after(async () => {
   await browser?.close();
   await agent?.stop();
   await broker?.stop();
+  await artifacts?.close();
+  pki?.remove();
   rmSync(manifests, { recursive: true, force: true });
   rmSync(secrets, { recursive: true, force: true });
 });
@@ -127,6 +175,22 @@ test('every resource renders by kind, with the agent overview and the broken Sen
   await shot('2-resources');
 });
 
+test('a Certificate shows the time left before notAfter; a Firmware its phase and download progress', async () => {
+  const certificate = 'Certificate/default/device-identity';
+  await field(certificate, 'ready').filter({ hasText: 'Ready' }).waitFor({ timeout: 10_000 });
+  assert.match((await field(certificate, 'time-left').textContent()) ?? '', /^30d [01]h$/);
+  const firmware = 'Firmware/default/modem';
+  await field(firmware, 'phase').filter({ hasText: 'Downloading' }).waitFor({ timeout: 10_000 });
+  const progress = field(firmware, 'progress').locator('progress');
+  await page.waitForFunction((selector) => Number(document.querySelector<HTMLProgressElement>(selector)?.value ?? 0) > 0, `tr[data-key="${firmware}"] [data-field="progress"] progress`, {
+    timeout: 10_000,
+  });
+  assert.equal(Number(await progress.getAttribute('max')), ARTIFACT_SIZE);
+  const before = Number(await progress.getAttribute('value'));
+  assert.ok(before > 0 && before < ARTIFACT_SIZE, `${before} of ${ARTIFACT_SIZE} bytes`);
+  await shot('3-certificate-and-firmware');
+});
+
 test('values, rates and sparklines move live, at most once a second', async () => {
   const key = 'Sensor/default/temp-a';
   const first = await field(key, 'value').textContent();
@@ -152,7 +216,7 @@ test('values, rates and sparklines move live, at most once a second', async () =
     return changes;
   });
   assert.ok(updates >= 2 && updates <= 4, `${updates} row updates in 3 s (one a second expected)`);
-  await shot('3-live-values');
+  await shot('4-live-values');
 });
 
 test('stopping the broker turns the Sink disconnected on the page within 2 s', async () => {
@@ -165,7 +229,7 @@ test('stopping the broker turns the Sink disconnected on the page within 2 s', a
   assert.ok(elapsed <= 2000, `${elapsed} ms`);
   // The queue grows while nobody takes it, and the page shows it.
   await page.waitForFunction((selector) => Number(document.querySelector(selector)?.textContent ?? 0) > 0, `tr[data-key="${key}"] [data-field="queued"]`, { timeout: 5000 });
-  await shot('4-sink-disconnected');
+  await shot('5-sink-disconnected');
 });
 
 test('a broken manifest written while the page is open shows up with its reason', async () => {
@@ -201,5 +265,5 @@ spec: { driver: { simulated: {} }, interval: 1s }
   assert.match((await orphan.first().textContent()) ?? '', /late\.yaml.*metadata\.name/);
   assert.equal(await page.evaluate(() => (window as unknown as { __injected?: number }).__injected), undefined);
   assert.equal(await page.locator('main img').count(), 0);
-  await shot('5-broken-manifest');
+  await shot('6-broken-manifest');
 });
