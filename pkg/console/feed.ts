@@ -55,6 +55,8 @@ export class ConsoleFeed {
   private readonly clients = new Set<http.ServerResponse>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  /** The first tick after nobody watched: every snapshot waits for it (views are empty before). */
+  private primed: Promise<void> | undefined;
   private lastWrite = 0;
   /** Each resource's view as last sent, as JSON: a tick sends the ones that differ. */
   private readonly views = new Map<string, string>();
@@ -89,13 +91,14 @@ export class ConsoleFeed {
       'x-accel-buffering': 'no',
     });
     response.socket?.setNoDelay(true);
-    const first = this.clients.size === 0;
     this.clients.add(response);
     const forget = () => this.unsubscribe(response);
     request.once('close', forget);
     response.once('close', forget);
-    // The first page starts the feed: its state must be current before the snapshot is built.
-    if (first) await this.runTick(false);
+    // The first page starts the feed: the state must be current before any snapshot is built from
+    // it, including those of pages that arrive while that first tick runs.
+    this.primed ??= this.runTick(false);
+    await this.primed;
     if (response.destroyed || !this.clients.has(response)) return;
     this.write(response, `retry: 2000\n${event('snapshot', this.snapshot())}`);
     if (!this.timer) {
@@ -121,6 +124,7 @@ export class ConsoleFeed {
   private stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.primed = undefined;
     this.views.clear();
     this.sentUpTo.clear();
     this.delivered.clear();
