@@ -18,8 +18,10 @@ test('one point per second: readings of the same second fold into the last value
   const history = new ReadingHistory();
   history.record('Sensor/default/a', [reading(T0, 1), reading(T0 + 100, 2), reading(T0 + 900, 3), reading(T0 + 1000, 4)]);
   assert.deepEqual(history.series('Sensor/default/a'), { t: [T0 / 1000, T0 / 1000 + 1], v: [3, 4] });
-  // 4 readings over the 2 seconds the ring has seen.
-  assert.equal(history.rate('Sensor/default/a', T0 + 1500), 2);
+  // The current second is still filling: the rate counts complete seconds only.
+  assert.equal(history.rate('Sensor/default/a', T0 + 1500), 3);
+  // 4 readings over the 2 complete seconds the ring has seen.
+  assert.equal(history.rate('Sensor/default/a', T0 + 2500), 2);
 });
 
 test('the ring keeps the newest MAX_POINTS points in order, whatever runs through it', () => {
@@ -33,8 +35,9 @@ test('the ring keeps the newest MAX_POINTS points in order, whatever runs throug
   assert.ok(series.t.every((second, index) => index === 0 || second === series.t[index - 1] + 1));
   // Points after a second already sent: only the new ones.
   assert.deepEqual(history.series(key, series.t.at(-2)!), { t: [series.t.at(-1)], v: [series.v.at(-1)] });
-  // A steady 1/s over the rate window.
-  assert.equal(history.rate(key, T0 + (MAX_POINTS * 2 + 6) * 1000), 1);
+  // A steady 1/s over the rate window; nothing for a minute: 0.
+  assert.equal(history.rate(key, T0 + (MAX_POINTS * 2 + 6) * 1000 + 500), 1);
+  assert.equal(history.rate(key, T0 + (MAX_POINTS * 2 + 6) * 1000 + 500 + 61_000), 0);
 });
 
 test('multi-value readings chart their first value; readings without a number are skipped', () => {

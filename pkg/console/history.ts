@@ -40,6 +40,11 @@ class Ring {
     return this.size === 0 ? -1 : this.seconds[(this.next - 1 + this.capacity) % this.capacity];
   }
 
+  /** The oldest point's second, or -1. */
+  get firstSecond(): number {
+    return this.size === 0 ? -1 : this.seconds[(this.next - this.size + this.capacity) % this.capacity];
+  }
+
   add(second: number, value: number): void {
     const last = this.lastSecond;
     // Readings of the same second fold into one point; a reading older than the newest point (a
@@ -141,23 +146,22 @@ export class ReadingHistory {
   }
 
   /**
-   * Readings per second over the last RATE_WINDOW_SECONDS (or since the first point, when
-   * younger), counting the readings folded into each point.
+   * Readings per second over the last RATE_WINDOW_SECONDS complete seconds (the current one is
+   * still filling), or over the complete seconds the ring has seen when it is younger; counting the
+   * readings folded into each point.
    */
   rate(sensorKey: string, nowMillis: number): number {
     const ring = this.rings.get(sensorKey);
     if (!ring || ring.size === 0) return 0;
-    const now = Math.floor(nowMillis / 1000);
-    const from = now - RATE_WINDOW_SECONDS;
+    const end = Math.floor(nowMillis / 1000) - 1;
+    const from = end - RATE_WINDOW_SECONDS + 1;
     let readings = 0;
-    let first = now;
-    ring.forEachAfter(from, (second, _value, count) => {
-      readings += count;
-      first = Math.min(first, second);
+    ring.forEachAfter(from - 1, (second, _value, count) => {
+      if (second <= end) readings += count;
     });
-    // A ring younger than the window: its own span, at least a second.
-    const span = Math.max(1, Math.min(RATE_WINDOW_SECONDS, now - first + 1));
-    return readings / span;
+    if (readings === 0) return 0;
+    // From the window's start, or from the ring's first point when it is younger than the window.
+    return readings / (end - Math.max(from, ring.firstSecond) + 1);
   }
 
   /** Drops the rings of Sensors that are gone. */
