@@ -209,7 +209,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
   const consoleFeed = new ConsoleFeed({
     overview: () => ({ device: options.deviceId, node: options.nodeName, version: build.version, slot: build.slot, startedAt, ready: manager.initialSyncApplied }),
     resources: () => listResources(runtime),
-    registry: metrics.registry,
+    acknowledged: () => metrics.published.get(),
     history: readingHistory,
   });
   const admin: AdminServer = await startAdminServer(

@@ -28,7 +28,7 @@ async function serve(items: Item[]) {
   const feed = new ConsoleFeed({
     overview: () => ({ device: 'gw', node: 'gw', version: '0.0.0', startedAt: new Date(0).toISOString(), ready: true }),
     resources: () => ({ apiVersion: 'v1', kind: 'List', items: [...items], errors: [] }),
-    registry,
+    acknowledged: () => published.get(),
     history,
   });
   const server = http.createServer((request, response) => void feed.subscribe(request, response));
@@ -79,7 +79,13 @@ async function events(url: string, until: (events: { name: string; data: any }[]
 }
 
 test('every page gets a full snapshot, then updates with only what changed and the new points', async () => {
-  const items = [sensorItem('a'), sensorItem('b')];
+  const sink: Item = {
+    kind: 'Sink',
+    metadata: { name: 'out', namespace: 'default' },
+    spec: { mqtt: {} },
+    status: { nodes: [{ name: 'gw', conditions: [], connected: true, queued: 0 }] },
+  };
+  const items = [sensorItem('a'), sensorItem('b'), sink];
   const served = await serve(items);
   try {
     const now = Date.now();
@@ -87,17 +93,21 @@ test('every page gets a full snapshot, then updates with only what changed and t
     const streams = [1, 2, 3].map(() => events(served.url, (seen) => seen.some((event) => event.name === 'update')));
     setTimeout(() => {
       items[1] = sensorItem('b', 'Changed');
+      served.published.inc({ sink: 'out' }, 10);
       served.history.record('Sensor/default/a', [{ device: 'gw', sensor: 'a', namespace: 'default', seq: 2, time: new Date(now).toISOString(), value: 2, quality: 'good' }]);
     }, 200);
     for (const seen of await Promise.all(streams)) {
       const [snapshot, update] = seen;
       assert.equal(snapshot.name, 'snapshot');
-      assert.deepEqual(snapshot.data.resources.map((view: { name: string }) => view.name).sort(), ['a', 'b']);
+      assert.deepEqual(snapshot.data.resources.map((view: { name: string }) => view.name).sort(), ['a', 'b', 'out']);
       assert.deepEqual(snapshot.data.series['Sensor/default/a'].v.slice(0, 1), [1]);
       assert.equal(update.name, 'update');
       // b changed; a changed too (its rate moved with the new reading), and sends only its new point.
       assert.ok(update.data.changed.some((view: { name: string; conditions: { reason: string }[] }) => view.name === 'b' && view.conditions[0].reason === 'Changed'));
       assert.deepEqual(update.data.points['Sensor/default/a'].v, [2]);
+      // 10 readings acknowledged in the second between two ticks.
+      const rate = update.data.changed.find((view: { name: string }) => view.name === 'out')?.deliveryRate;
+      assert.ok(rate > 8 && rate <= 10.5, `delivery rate ${rate}`);
     }
   } finally {
     await served.close();

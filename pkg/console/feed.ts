@@ -8,7 +8,6 @@
 // does not read (its unsent bytes pass MAX_UNSENT_BYTES) is cut; its page reconnects and starts over
 // with a snapshot.
 import type http from 'node:http';
-import type { Registry } from 'prom-client';
 import type { ResourceList } from '../admin/server.js';
 import type { ReadingHistory, Series } from './history.js';
 import { clip, resourceView, type ListedItem, type ResourceView } from './view.js';
@@ -22,7 +21,6 @@ const KEEPALIVE_MS = 15_000;
 const SLICE_MS = 10;
 /** Acknowledged-readings samples kept per Sink: the delivery rate is averaged over this many seconds. */
 const DELIVERY_WINDOW = 10;
-const PUBLISHED_METRIC = 'sensorlet_sink_published_total';
 
 /** Who the agent is, for the page's header. Nothing secret: the same as `sensorlet get` and /metrics show. */
 export interface AgentOverview {
@@ -38,13 +36,13 @@ export interface ConsoleSources {
   overview(): AgentOverview;
   /** The admin API's resource list (GET /api/v1/resources). */
   resources(): ResourceList;
-  /** The admin API's metrics registry: the Sinks' acknowledged-readings counter is read from it. */
-  registry: Registry;
+  /** The samples of the Sinks' acknowledged-readings counter (prom-client's `get()`), labelled by sink. */
+  acknowledged(): Promise<{ values?: MetricSample[] }>;
   history: ReadingHistory;
   now?: () => number;
 }
 
-interface MetricSample {
+export interface MetricSample {
   labels?: Record<string, string | number>;
   value: number;
 }
@@ -231,25 +229,26 @@ export class ConsoleFeed {
     this.lastWrite = this.now();
   }
 
-  /** The Sinks' acknowledged-readings totals, by name (and namespace, where the counter has one). */
-  private async publishedTotals(): Promise<(name: string, namespace: string) => number | undefined> {
-    const metric = this.sources.registry.getSingleMetric(PUBLISHED_METRIC) as unknown as { get(): Promise<{ values?: MetricSample[] }> } | undefined;
-    const samples = (await metric?.get())?.values ?? [];
+  /**
+   * The Sinks' acknowledged-readings totals, by name (and namespace, where the counter has one);
+   * 0 for a Sink that has no series yet (nothing acknowledged).
+   */
+  private async publishedTotals(): Promise<(name: string, namespace: string) => number> {
+    const samples = (await this.sources.acknowledged()).values ?? [];
     return (name, namespace) => {
-      let total: number | undefined;
+      let total = 0;
       for (const sample of samples) {
         const labels = sample.labels ?? {};
         if (labels.sink !== name) continue;
         if (labels.namespace !== undefined && labels.namespace !== namespace) continue;
-        total = (total ?? 0) + sample.value;
+        total += sample.value;
       }
       return total;
     };
   }
 
   /** Readings per second acknowledged over the last DELIVERY_WINDOW seconds. */
-  private deliveryRate(key: string, total: number | undefined, now: number): number | undefined {
-    if (total === undefined) return undefined;
+  private deliveryRate(key: string, total: number, now: number): number | undefined {
     const samples = this.delivered.get(key) ?? [];
     samples.push({ at: now, total });
     while (samples.length > DELIVERY_WINDOW + 1) samples.shift();
