@@ -6,7 +6,9 @@
 // Cost is paid only while someone watches: the timer runs while a client is connected, and one
 // update is built per tick for all clients. Budgets: MAX_CLIENTS streams at once, and a client that
 // does not read (its unsent bytes pass MAX_UNSENT_BYTES) is cut; its page reconnects and starts over
-// with a snapshot.
+// with a snapshot. A snapshot is written in slices, waiting for the socket to drain (a thousand
+// Sensors' history is megabytes); updates that fall due meanwhile wait for it, in order.
+import { once } from 'node:events';
 import type http from 'node:http';
 import type { ResourceList } from '../admin/server.js';
 import type { ReadingHistory, Series } from './history.js';
@@ -15,6 +17,12 @@ import { clip, resourceView, type ListedItem, type ResourceView } from './view.j
 export const TICK_MS = 1000;
 export const MAX_CLIENTS = 8;
 const MAX_UNSENT_BYTES = 1024 * 1024;
+/** Updates held for a page while its snapshot is written; past this (a link too slow for the snapshot) it is cut. */
+const MAX_PENDING_UPDATES = 60;
+/** Points per Sensor in a snapshot: a sparkline is ~160 px wide; live points then come one a second. */
+export const SNAPSHOT_POINTS = 150;
+/** Bytes gathered before a write. */
+const WRITE_BYTES = 64 * 1024;
 /** A quiet stream still sends a comment this often, so that proxies and the page see it alive. */
 const KEEPALIVE_MS = 15_000;
 /** The longest one tick works before it lets the event loop turn (thousands of resources). */
@@ -51,6 +59,8 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ConsoleFeed {
   private readonly clients = new Set<http.ServerResponse>();
+  /** Pages whose snapshot is being written, with the updates held for them meanwhile. */
+  private readonly joining = new Map<http.ServerResponse, string[]>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   /** The first tick after nobody watched: every snapshot waits for it (views are empty before). */
@@ -90,6 +100,7 @@ export class ConsoleFeed {
     });
     response.socket?.setNoDelay(true);
     this.clients.add(response);
+    this.joining.set(response, []);
     const forget = () => this.unsubscribe(response);
     request.once('close', forget);
     response.once('close', forget);
@@ -98,11 +109,14 @@ export class ConsoleFeed {
     this.primed ??= this.runTick(false);
     await this.primed;
     if (response.destroyed || !this.clients.has(response)) return;
-    this.write(response, `retry: 2000\n${event('snapshot', this.snapshot())}`);
     if (!this.timer) {
       this.timer = setInterval(() => void this.runTick(true), TICK_MS);
       this.timer.unref();
     }
+    await this.writeSnapshot(response);
+    const held = this.joining.get(response) ?? [];
+    this.joining.delete(response);
+    for (const text of held) this.write(response, text);
   }
 
   /** Ends every stream (the admin server is closing). */
@@ -114,6 +128,7 @@ export class ConsoleFeed {
   }
 
   private unsubscribe(response: http.ServerResponse): void {
+    this.joining.delete(response);
     if (!this.clients.delete(response)) return;
     if (this.clients.size === 0) this.stop();
   }
@@ -123,6 +138,7 @@ export class ConsoleFeed {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.primed = undefined;
+    this.joining.clear();
     this.views.clear();
     this.sentUpTo.clear();
     this.delivered.clear();
@@ -203,21 +219,56 @@ export class ConsoleFeed {
     for (const response of this.clients) this.write(response, text);
   }
 
-  private snapshot(): string {
-    const series: Record<string, Series> = {};
-    const resources: string[] = [];
-    for (const [key, json] of this.views) {
-      resources.push(json);
-      if (key.startsWith('Sensor/')) {
-        const points = this.sources.history.series(key);
-        if (points) series[key] = points;
-      }
+  /**
+   * The page's first event: every resource, every Sensor's recent points (at most SNAPSHOT_POINTS
+   * each), written in slices of at most SLICE_MS of work, waiting for the socket when it is full.
+   */
+  private async writeSnapshot(response: http.ServerResponse): Promise<void> {
+    let buffered = `retry: 2000\nevent: snapshot\ndata: {"now":${this.now()},"agent":${this.overviewJson},"resources":[`;
+    let sliceStarted = performance.now();
+    const put = async (text: string) => {
+      buffered += text;
+      if (buffered.length < WRITE_BYTES && performance.now() - sliceStarted < SLICE_MS) return;
+      const chunk = buffered;
+      buffered = '';
+      if (!response.destroyed && !response.write(chunk)) await Promise.race([once(response, 'drain'), once(response, 'close')]);
+      await turn();
+      sliceStarted = performance.now();
+    };
+    let first = true;
+    // A copy of the keys: ticks may change the views while the snapshot waits on the socket.
+    const keys = [...this.views.keys()];
+    for (const key of keys) {
+      const json = this.views.get(key);
+      if (json === undefined) continue;
+      await put(`${first ? '' : ','}${json}`);
+      first = false;
+      if (response.destroyed) return;
     }
-    return `{"now":${this.now()},"agent":${this.overviewJson},"resources":[${resources.join(',')}],"series":${JSON.stringify(series)},"errors":${this.errorsJson}}`;
+    await put(`],"errors":${this.errorsJson},"series":{`);
+    first = true;
+    for (const key of keys) {
+      if (!key.startsWith('Sensor/')) continue;
+      const series = this.sources.history.series(key, -1, SNAPSHOT_POINTS);
+      if (!series) continue;
+      await put(`${first ? '' : ','}${JSON.stringify(key)}:${JSON.stringify(series)}`);
+      first = false;
+      if (response.destroyed) return;
+    }
+    if (!response.destroyed) response.write(`${buffered}}}\n\n`);
   }
 
   private write(response: http.ServerResponse, text: string): void {
     if (response.destroyed) return;
+    const held = this.joining.get(response);
+    if (held) {
+      held.push(text);
+      if (held.length > MAX_PENDING_UPDATES) {
+        response.destroy();
+        this.unsubscribe(response);
+      }
+      return;
+    }
     // A page that stopped reading (a frozen tab, a dead link) would make the agent hold every
     // update for it: past the budget it is cut, and starts over when it comes back.
     if (response.writableLength > MAX_UNSENT_BYTES) {

@@ -33,6 +33,11 @@ test('the ring keeps the newest MAX_POINTS points in order, whatever runs throug
   assert.equal(series.v[0], MAX_POINTS + 7);
   assert.equal(series.v.at(-1), MAX_POINTS * 2 + 6);
   assert.ok(series.t.every((second, index) => index === 0 || second === series.t[index - 1] + 1));
+  // At most maxPoints, evenly spaced, with the newest.
+  const thinned = history.series(key, -1, 150)!;
+  assert.equal(thinned.t.length, 150);
+  assert.equal(thinned.t.at(-1), series.t.at(-1));
+  assert.equal(thinned.t[1] - thinned.t[0], 4);
   // Points after a second already sent: only the new ones.
   assert.deepEqual(history.series(key, series.t.at(-2)!), { t: [series.t.at(-1)], v: [series.v.at(-1)] });
   // A steady 1/s over the rate window; nothing for a minute: 0.

@@ -127,8 +127,11 @@ export class ReadingHistory {
     return this.rings.has(sensorKey);
   }
 
-  /** The Sensor's points newer than `afterSecond` (all of them by default). */
-  series(sensorKey: string, afterSecond = -1): Series | undefined {
+  /**
+   * The Sensor's points newer than `afterSecond` (all of them by default); at most `maxPoints`,
+   * evenly spaced and always with the newest (a sparkline's width needs no more).
+   */
+  series(sensorKey: string, afterSecond = -1, maxPoints = MAX_POINTS): Series | undefined {
     const ring = this.rings.get(sensorKey);
     if (!ring) return undefined;
     const series: Series = { t: [], v: [] };
@@ -137,6 +140,13 @@ export class ReadingHistory {
       series.t.push(second);
       series.v.push(value);
     });
+    if (series.t.length > maxPoints) {
+      const stride = Math.ceil(series.t.length / maxPoints);
+      const last = series.t.length - 1;
+      const keep = (_: number, index: number) => (last - index) % stride === 0;
+      series.t = series.t.filter(keep);
+      series.v = series.v.filter(keep);
+    }
     return series;
   }
 
