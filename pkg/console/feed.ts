@@ -86,7 +86,7 @@ export class ConsoleFeed {
   }
 
   /** Answers GET /console/events (already authenticated by the admin server). */
-  async subscribe(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+  async subscribe(_request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     if (this.closed || this.clients.size >= MAX_CLIENTS) {
       response.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
       response.end(`the console serves at most ${MAX_CLIENTS} live pages at once\n`);
@@ -101,9 +101,8 @@ export class ConsoleFeed {
     response.socket?.setNoDelay(true);
     this.clients.add(response);
     this.joining.set(response, []);
-    const forget = () => this.unsubscribe(response);
-    request.once('close', forget);
-    response.once('close', forget);
+    // The response closes when the page goes away (its connection ends) or the stream is cut.
+    response.once('close', () => this.unsubscribe(response));
     // The first page starts the feed: the state must be current before any snapshot is built from
     // it, including those of pages that arrive while that first tick runs.
     this.primed ??= this.runTick(false);
