@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Counter, Registry } from 'prom-client';
 import { ConsoleFeed, MAX_CLIENTS } from './feed.js';
@@ -21,7 +22,7 @@ const sensorItem = (name: string, reason = 'Reading'): Item => ({
 });
 
 /** A feed over a real HTTP server, as the admin server serves it. */
-async function serve(items: Item[]) {
+async function serve(items: Item[], snapshotStallMs?: number) {
   const registry = new Registry();
   const published = new Counter({ name: 'sensorlet_sink_published_total', help: 'h', labelNames: ['sink'], registers: [registry] });
   const history = new ReadingHistory();
@@ -30,7 +31,7 @@ async function serve(items: Item[]) {
     resources: () => ({ apiVersion: 'v1', kind: 'List', items: [...items], errors: [] }),
     acknowledged: () => published.get(),
     history,
-  });
+  }, snapshotStallMs);
   const server = http.createServer((request, response) => void feed.subscribe(request, response));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -133,6 +134,33 @@ test('at most MAX_CLIENTS pages at once; nobody watching stops the timer', async
     assert.equal(served.feed.clientCount, 0);
   } finally {
     for (const abort of aborts) abort.abort();
+    await served.close();
+  }
+});
+
+test('a page that stops taking its snapshot is cut after the stall budget, and forgotten', async () => {
+  const served = await serve([sensorItem('a')], 300);
+  // A response whose socket never drains (loopback buffers hold tens of MB, so a real one would
+  // need a snapshot larger than that to fill).
+  class StuckResponse extends EventEmitter {
+    destroyed = false;
+    writeHead() {}
+    write() {
+      return false;
+    }
+    destroy() {
+      this.destroyed = true;
+      this.emit('close');
+    }
+  }
+  const stuck = new StuckResponse();
+  try {
+    const started = Date.now();
+    await served.feed.subscribe({} as http.IncomingMessage, stuck as unknown as http.ServerResponse);
+    assert.equal(stuck.destroyed, true);
+    assert.ok(Date.now() - started >= 300, 'waited for the stall budget');
+    assert.equal(served.feed.clientCount, 0);
+  } finally {
     await served.close();
   }
 });

@@ -7,7 +7,8 @@
 // update is built per tick for all clients. Budgets: MAX_CLIENTS streams at once, and a client that
 // does not read (its unsent bytes pass MAX_UNSENT_BYTES) is cut; its page reconnects and starts over
 // with a snapshot. A snapshot is written in slices, waiting for the socket to drain (a thousand
-// Sensors' history is megabytes); updates that fall due meanwhile wait for it, in order.
+// Sensors' history is megabytes); the page gets no updates meanwhile, and one catch-up update
+// after it with whatever changed since each part was written.
 import { once } from 'node:events';
 import type http from 'node:http';
 import type { ResourceList } from '../admin/server.js';
@@ -17,8 +18,8 @@ import { clip, resourceView, type ListedItem, type ResourceView } from './view.j
 export const TICK_MS = 1000;
 export const MAX_CLIENTS = 8;
 const MAX_UNSENT_BYTES = 1024 * 1024;
-/** Updates held for a page while its snapshot is written; past this (a link too slow for the snapshot) it is cut. */
-const MAX_PENDING_UPDATES = 60;
+/** The longest a snapshot waits for the page to take the next slice; then the page is cut. */
+export const SNAPSHOT_STALL_MS = 30_000;
 /** Points per Sensor in a snapshot: a sparkline is ~160 px wide; live points then come one a second. */
 export const SNAPSHOT_POINTS = 150;
 /** Bytes gathered before a write. */
@@ -59,8 +60,8 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ConsoleFeed {
   private readonly clients = new Set<http.ServerResponse>();
-  /** Pages whose snapshot is being written, with the updates held for them meanwhile. */
-  private readonly joining = new Map<http.ServerResponse, string[]>();
+  /** Pages whose snapshot is being written: they skip updates, and catch up after it. */
+  private readonly joining = new Set<http.ServerResponse>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   /** The first tick after nobody watched: every snapshot waits for it (views are empty before). */
@@ -77,7 +78,10 @@ export class ConsoleFeed {
   private closed = false;
   private readonly now: () => number;
 
-  constructor(private readonly sources: ConsoleSources) {
+  constructor(
+    private readonly sources: ConsoleSources,
+    private readonly snapshotStallMs = SNAPSHOT_STALL_MS,
+  ) {
     this.now = sources.now ?? Date.now;
   }
 
@@ -100,7 +104,7 @@ export class ConsoleFeed {
     });
     response.socket?.setNoDelay(true);
     this.clients.add(response);
-    this.joining.set(response, []);
+    this.joining.add(response);
     // The response closes when the page goes away (its connection ends) or the stream is cut.
     response.once('close', () => this.unsubscribe(response));
     // The first page starts the feed: the state must be current before any snapshot is built from
@@ -113,9 +117,6 @@ export class ConsoleFeed {
       this.timer.unref();
     }
     await this.writeSnapshot(response);
-    const held = this.joining.get(response) ?? [];
-    this.joining.delete(response);
-    for (const text of held) this.write(response, text);
   }
 
   /** Ends every stream (the admin server is closing). */
@@ -220,26 +221,42 @@ export class ConsoleFeed {
 
   /**
    * The page's first event: every resource, every Sensor's recent points (at most SNAPSHOT_POINTS
-   * each), written in slices of at most SLICE_MS of work, waiting for the socket when it is full.
+   * each), written in slices of at most SLICE_MS of work, waiting for the socket when it is full;
+   * then one update with what changed while it was written. Only references to what was written
+   * are kept meanwhile, never queued updates: a slow page costs no memory.
    */
   private async writeSnapshot(response: http.ServerResponse): Promise<void> {
+    const written = new Map<string, string>();
+    const pointsUpTo = new Map<string, number>();
     let buffered = `retry: 2000\nevent: snapshot\ndata: {"now":${this.now()},"agent":${this.overviewJson},"resources":[`;
     let sliceStarted = performance.now();
+    const flush = async () => {
+      const chunk = buffered;
+      buffered = '';
+      if (response.destroyed || response.write(chunk)) return;
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = await Promise.race([
+        once(response, 'drain').then(() => false),
+        once(response, 'close').then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), this.snapshotStallMs))),
+      ]);
+      clearTimeout(timer);
+      if (stalled) response.destroy();
+    };
     const put = async (text: string) => {
       buffered += text;
       if (buffered.length < WRITE_BYTES && performance.now() - sliceStarted < SLICE_MS) return;
-      const chunk = buffered;
-      buffered = '';
-      if (!response.destroyed && !response.write(chunk)) await Promise.race([once(response, 'drain'), once(response, 'close')]);
+      await flush();
       await turn();
       sliceStarted = performance.now();
     };
     let first = true;
-    // A copy of the keys: ticks may change the views while the snapshot waits on the socket.
+    // A copy of the keys: ticks change the views while the snapshot waits on the socket.
     const keys = [...this.views.keys()];
     for (const key of keys) {
       const json = this.views.get(key);
       if (json === undefined) continue;
+      written.set(key, json);
       await put(`${first ? '' : ','}${json}`);
       first = false;
       if (response.destroyed) return;
@@ -248,26 +265,34 @@ export class ConsoleFeed {
     first = true;
     for (const key of keys) {
       if (!key.startsWith('Sensor/')) continue;
+      pointsUpTo.set(key, this.sources.history.lastSecond(key));
       const series = this.sources.history.series(key, -1, SNAPSHOT_POINTS);
       if (!series) continue;
       await put(`${first ? '' : ','}${JSON.stringify(key)}:${JSON.stringify(series)}`);
       first = false;
       if (response.destroyed) return;
     }
-    if (!response.destroyed) response.write(`${buffered}}}\n\n`);
+    buffered += '}}\n\n';
+    await flush();
+    if (response.destroyed) return;
+    this.joining.delete(response);
+    // The catch-up: views that changed or went away since they were written, points since then.
+    const changed = [...this.views].filter(([key, json]) => written.get(key) !== json).map(([, json]) => json);
+    const removed = [...written.keys()].filter((key) => !this.views.has(key));
+    const points: Record<string, Series> = {};
+    for (const key of this.views.keys()) {
+      if (!key.startsWith('Sensor/') || this.sources.history.lastSecond(key) <= (pointsUpTo.get(key) ?? -1)) continue;
+      const series = this.sources.history.series(key, pointsUpTo.get(key) ?? -1);
+      if (series) points[key] = series;
+    }
+    if (changed.length === 0 && removed.length === 0 && Object.keys(points).length === 0) return;
+    this.write(response, event('update', `{"now":${this.now()},"agent":${this.overviewJson},"changed":[${changed.join(',')}],"removed":${JSON.stringify(removed)},"points":${JSON.stringify(points)},"errors":${this.errorsJson}}`));
   }
 
   private write(response: http.ServerResponse, text: string): void {
     if (response.destroyed) return;
-    const held = this.joining.get(response);
-    if (held) {
-      held.push(text);
-      if (held.length > MAX_PENDING_UPDATES) {
-        response.destroy();
-        this.unsubscribe(response);
-      }
-      return;
-    }
+    // Its snapshot is still being written: it catches up after it.
+    if (this.joining.has(response)) return;
     // A page that stopped reading (a frozen tab, a dead link) would make the agent hold every
     // update for it: past the budget it is cut, and starts over when it comes back.
     if (response.writableLength > MAX_UNSENT_BYTES) {
