@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import type http from 'node:http';
 import type { ResourceList } from '../admin/server.js';
 import type { ReadingHistory, Series } from './history.js';
-import { clip, resourceView, type ListedItem, type ResourceView } from './view.js';
+import { clip, resourceView, type ListedItem } from './view.js';
 
 export const TICK_MS = 1000;
 export const MAX_CLIENTS = 8;
@@ -353,4 +353,3 @@ function orphanErrors(errors: unknown): { file?: string; line?: number; errors: 
   }));
 }
 
-export type { ResourceView };
