@@ -33,6 +33,7 @@ import { acquireStateDirLock, type StateDirLock } from '../storage/state-dir-loc
 import { WriteHealth } from '../storage/write-health.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
+import '../actuators/index.js';
 
 export interface AgentOptions {
   manifests?: string;
@@ -127,6 +128,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     metrics.stateRecovered.inc({ area: 'sequences', reason: sequences.recovery.reason });
   }
   let nodeLabels: Record<string, string> = {};
+  const driverShared = new Map<string, unknown>();
 
   const runtime: Runtime = {
     device: options.deviceId,
@@ -138,6 +140,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     metrics,
     sensors: new Map(),
     sinks: new Map(),
+    actuators: new Map(),
     certificates: new Map(),
     nodeLabels: () => nodeLabels,
     ota: { stateDir: options.stateDir, trust, agent: options.agentUpdater },
@@ -150,8 +153,17 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
       status,
       sequences,
       policy: policy.drivers,
-      shared: new Map(),
+      shared: driverShared,
       reportFilter: createReportFilter,
+    },
+    actuatorDeps: {
+      clock: systemClock,
+      logger: logger.child({ component: 'actuator' }),
+      metrics,
+      status,
+      policy: policy.drivers,
+      // The Sensors' map: an Actuator and the Sensors on one Modbus device or serial port share its link.
+      shared: driverShared,
     },
     sinkDeps: {
       logger: logger.child({ component: 'sink' }),
