@@ -202,7 +202,7 @@ spec:
     await waitFor(async () => (await agent!.resource('Actuator', 'rtu-setpoint'))!.status.nodes[0].driftCorrections >= 1, { timeoutMs: 2_000, what: 'driftCorrections in status' });
     for (const prefix of ['tcp', 'rtu']) {
       const found: ListedResource | undefined = await agent.resource('Actuator', `${prefix}-setpoint`);
-      const node = found!.status.nodes[0];
+      const node: ListedResource['status']['nodes'][number] = found!.status.nodes[0];
       assert.equal(node.driftCorrections, 1, `${prefix}: ${JSON.stringify(node)}`);
       assert.equal(node.writes, 2);
       assert.ok((await agent.resource('Actuator', `${prefix}-churn`))!.status.nodes[0].driftCorrections >= 1);
