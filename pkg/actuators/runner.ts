@@ -70,7 +70,7 @@ export class ActuatorRunner {
   private readonly logger: Logger;
   private readonly labels: { namespace: string; actuator: string };
 
-  constructor(private readonly resource: StoredResource<'Actuator'>, private readonly deps: ActuatorRunnerDeps) {
+  constructor(readonly resource: StoredResource<'Actuator'>, private readonly deps: ActuatorRunnerDeps) {
     this.key = resource.key;
     this.generation = resource.generation;
     const spec = resource.object!.spec;
@@ -87,22 +87,10 @@ export class ActuatorRunner {
   }
 
   start(): void {
-    const spec = this.resource.object!.spec;
-    const [name] = Object.keys(spec.driver);
-    const config = (spec.driver as Record<string, unknown>)[name];
+    const name = this.driverName();
     this.report({ type: 'InSync', status: 'Unknown', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name, desired: this.desired });
     try {
-      const factory = actuatorDriverFactory(name);
-      if (!factory) throw new SensorletError('DriverNotFound', `no actuator driver named ${name} is built in`, { terminal: true });
-      this.driver = factory.create(config, {
-        actuator: { namespace: this.resource.namespace, name: this.resource.name },
-        spec,
-        timeoutMs: this.timeoutMs,
-        clock: this.deps.clock,
-        logger: this.logger,
-        policy: this.deps.policy,
-        shared: this.deps.shared,
-      });
+      this.createDriver();
     } catch (error) {
       // A refusal by the operator's policy (or a missing driver): nothing is written, and only the
       // operator or a new spec can change that.
@@ -115,6 +103,43 @@ export class ActuatorRunner {
     }
     this.report({ type: 'Ready', status: 'True', reason: 'Running', message: `the ${name} driver is running` });
     this.schedule(0);
+  }
+
+  /**
+   * Writes the fail-safe (spec.onStop.set) without running the loop: for an Actuator deleted while
+   * its latest generation was invalid, whose last valid spec still says what is safe.
+   */
+  async writeFailSafe(): Promise<void> {
+    this.stopped = true;
+    try {
+      this.createDriver();
+    } catch (error) {
+      this.logger.error({ reason: reasonOf(error, 'DriverFailed'), err: messageOf(error) }, 'the fail-safe value (spec.onStop.set) could not be written');
+      return;
+    }
+    this.stopped = false;
+    await this.stop(true);
+  }
+
+  private driverName(): string {
+    return Object.keys(this.resource.object!.spec.driver)[0];
+  }
+
+  private createDriver(): void {
+    const spec = this.resource.object!.spec;
+    const name = this.driverName();
+    const config = (spec.driver as Record<string, unknown>)[name];
+    const factory = actuatorDriverFactory(name);
+    if (!factory) throw new SensorletError('DriverNotFound', `no actuator driver named ${name} is built in`, { terminal: true });
+    this.driver = factory.create(config, {
+      actuator: { namespace: this.resource.namespace, name: this.resource.name },
+      spec,
+      timeoutMs: this.timeoutMs,
+      clock: this.deps.clock,
+      logger: this.logger,
+      policy: this.deps.policy,
+      shared: this.deps.shared,
+    });
   }
 
   /**
