@@ -63,6 +63,11 @@ export class ActuatorRunner {
   /** The device held the desired value since the last failure: a difference found now is drift. */
   private held = false;
   private readonly desired: ActuatorValue;
+
+  /** When this loop last wrote to the device (ms since the epoch; -Infinity when never). */
+  get lastWrite(): number {
+    return this.lastWriteAt;
+  }
   private readonly minWriteMs: number;
   private readonly resyncMs: number;
   private readonly timeoutMs: number;
@@ -70,7 +75,12 @@ export class ActuatorRunner {
   private readonly logger: Logger;
   private readonly labels: { namespace: string; actuator: string };
 
-  constructor(readonly resource: StoredResource<'Actuator'>, private readonly deps: ActuatorRunnerDeps) {
+  /**
+   * `lastWriteAt`: when the generation this one replaces last wrote, so that a stream of spec changes
+   * cannot write faster than spec.minWriteInterval either.
+   */
+  constructor(readonly resource: StoredResource<'Actuator'>, private readonly deps: ActuatorRunnerDeps, lastWriteAt = -Infinity) {
+    this.lastWriteAt = lastWriteAt;
     this.key = resource.key;
     this.generation = resource.generation;
     const spec = resource.object!.spec;

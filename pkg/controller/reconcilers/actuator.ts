@@ -66,7 +66,7 @@ export function createActuatorReconciler(runtime: Runtime): StoppableReconcile {
     const running = runtime.actuators.get(key);
     if (running && running.generation === resource.generation) return {};
     await stopRunner(key, false);
-    const runner = new ActuatorRunner(resource, deps);
+    const runner = new ActuatorRunner(resource, deps, running?.lastWrite);
     runtime.actuators.set(key, runner);
     runner.start();
     return {};
