@@ -7,7 +7,8 @@
 //
 // Conditions: Ready (the driver runs, or why it cannot: a policy refusal names the flag) and InSync
 // with reasons Written / AlreadySet (True), WriteFailed / ReadBackMismatch / DeviceGone (False).
-import type { StoredResource } from '../api/resource.js';
+import type { FieldError, StoredResource } from '../api/resource.js';
+import { describeUntrusted } from '../api/untrusted.js';
 import { SensorletError, messageOf, reasonOf } from '../api/errors.js';
 import { parseDuration } from '../api/units.js';
 import type { StatusStore } from '../controller/status.js';
@@ -18,7 +19,8 @@ import type { Metrics } from '../observability/metrics.js';
 import type { DriverPolicy } from '../policy/policy.js';
 import type { ActuatorDriver, ActuatorValue, ReadBack } from './actuator.js';
 import { actuatorDriverFactory } from './registry.js';
-import { desiredOf, onStopOf } from './values.js';
+import { asValue, boundsProblem, desiredOf, onStopOf } from './values.js';
+import type { CommandOutcome, RemoteCommand } from '../sinks/transport.js';
 
 export interface ActuatorRunnerDeps {
   clock: Clock;
@@ -62,7 +64,18 @@ export class ActuatorRunner {
   private lastWriteAt = -Infinity;
   /** The device held the desired value since the last failure: a difference found now is drift. */
   private held = false;
-  private readonly desired: ActuatorValue;
+  /** spec.desired. */
+  private readonly declared: ActuatorValue;
+  /** A remote value (spec.remote) that replaces spec.desired until it expires. */
+  private override: { value: ActuatorValue; source: string; expiresAt: number; timer: NodeJS.Timeout } | undefined;
+  /** A pass is running; `kicked`: another one is wanted as soon as it ends (a remote value arrived). */
+  private passing = false;
+  private kicked = false;
+
+  /** What the device should hold now: a remote value while it lasts, else spec.desired. */
+  private get desired(): ActuatorValue {
+    return this.override?.value ?? this.declared;
+  }
 
   /** When this loop last wrote to the device (ms since the epoch; -Infinity when never). */
   get lastWrite(): number {
@@ -84,7 +97,7 @@ export class ActuatorRunner {
     this.key = resource.key;
     this.generation = resource.generation;
     const spec = resource.object!.spec;
-    this.desired = desiredOf(spec);
+    this.declared = desiredOf(spec);
     this.minWriteMs = parseDuration(spec.minWriteInterval ?? '1s');
     this.resyncMs = parseDuration(spec.resyncInterval ?? '30s');
     this.timeoutMs = parseDuration(spec.timeout ?? '2s');
@@ -160,6 +173,7 @@ export class ActuatorRunner {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.override) clearTimeout(this.override.timer);
     this.stopController.abort(new SensorletError('Stopped', 'the Actuator is stopping'));
     await this.pass?.catch(() => undefined);
     const onStop = onStopOf(this.resource.object!.spec);
@@ -182,11 +196,28 @@ export class ActuatorRunner {
     this.timer = setTimeout(run, Math.max(0, delayMs));
   }
 
+  /** Runs a pass now, or right after the one under way (passes never overlap). */
+  private kick(): void {
+    if (this.passing) this.kicked = true;
+    else if (this.driver) this.schedule(0);
+  }
+
+  /** The delay `nextMs`, unless a kick asked for a pass at once. */
+  private afterPass(nextMs: number): number {
+    this.passing = false;
+    const kicked = this.kicked;
+    this.kicked = false;
+    return kicked ? Math.max(0, this.lastWriteAt + this.minWriteMs - this.deps.clock.now()) : nextMs;
+  }
+
   private runPass(): void {
     if (this.stopped) return;
+    this.passing = true;
     this.pass = this.reconcileDevice().then(
-      (nextMs) => this.schedule(nextMs),
+      (nextMs) => this.schedule(this.afterPass(nextMs)),
       (error) => {
+        const kicked = this.kicked;
+        this.afterPass(0);
         if (this.stopped) return;
         this.held = false;
         this.failures++;
@@ -198,7 +229,7 @@ export class ActuatorRunner {
         this.logger.warn({ reason, code, err: messageOf(error) }, 'actuator not in sync; retrying with backoff');
         this.report({ type: 'InSync', status: 'False', reason, message: `${message} (retrying)` });
         const rateLimit = this.lastWriteAt + this.minWriteMs - this.deps.clock.now();
-        this.schedule(Math.max(this.backoff(this.failures), rateLimit));
+        this.schedule(Math.max(kicked ? 0 : this.backoff(this.failures), rateLimit));
       },
     );
   }
@@ -246,6 +277,74 @@ export class ActuatorRunner {
     this.held = true;
     this.report({ type: 'InSync', status: 'True', reason: 'Written', message: `wrote ${describeValue(desired)}${confirmed ? ', read back the same' : ''}` }, { driftCorrections: this.driftCorrections });
     return this.resyncMs;
+  }
+
+  /**
+   * A remote desired value (a Sink's mqtt.commands): accepted only when spec.remote allows it, the
+   * connection's tenant is spec.tenant, and the value is one this Actuator could declare (its
+   * driver's shape, spec.bounds). It replaces spec.desired until it expires (spec.remoteMaxDuration
+   * at most), then spec.desired applies again. The payload is a value, or {"value": V, "for": "5m"}.
+   */
+  remoteSet(command: RemoteCommand, source: string): CommandOutcome {
+    const spec = this.resource.object!.spec;
+    const refuse = (reason: string, message: string): CommandOutcome => ({ accepted: false, reason, message });
+    if (spec.remote !== true) return refuse('RemoteNotAllowed', 'this Actuator does not take remote values (spec.remote is not true)');
+    if (command.tenant === undefined) return refuse('TenantMismatch', 'the command came over a connection without a tenant (no client certificate)');
+    if (command.tenant !== spec.tenant) return refuse('TenantMismatch', `the connection's tenant is not this Actuator's (spec.tenant)`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(command.payload.toString('utf8'));
+    } catch {
+      return refuse('InvalidCommand', `${describeUntrusted(command.payload)} that are not JSON: send a value, or {"value": V, "for": "5m"}`);
+    }
+    let value = parsed;
+    let duration: unknown;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+      const fields = parsed as Record<string, unknown>;
+      if (Object.keys(fields).some((key) => key !== 'value' && key !== 'for')) return refuse('InvalidCommand', 'a command holds value and for only');
+      value = fields.value;
+      duration = fields.for;
+    }
+    const problems: FieldError[] = [];
+    const candidate = asValue(value, 'value', problems);
+    const [name] = Object.keys(spec.driver);
+    if (candidate !== undefined) {
+      const config = (spec.driver as Record<string, unknown>)[name];
+      const declared = [{ path: 'spec.desired', value: this.declared }, { path: 'value', value: candidate }];
+      problems.push(...(actuatorDriverFactory(name)?.validate(config, `spec.driver.${name}`, declared) ?? []).filter((problem) => problem.path.startsWith('value')));
+    }
+    if (candidate === undefined || problems.length > 0) return refuse('InvalidCommand', problems.map((problem) => problem.message).join('; '));
+    const outside = boundsProblem(candidate, spec.bounds);
+    if (outside) return refuse('OutOfBounds', outside);
+    const maxMs = parseDuration(spec.remoteMaxDuration ?? '15m');
+    let forMs = maxMs;
+    if (duration !== undefined) {
+      try {
+        forMs = Math.min(maxMs, parseDuration(String(duration)));
+      } catch {
+        return refuse('InvalidCommand', 'for is not a duration (like 30s or 5m)');
+      }
+      if (!(forMs > 0)) return refuse('InvalidCommand', 'for must be longer than 0');
+    }
+    if (this.override) clearTimeout(this.override.timer);
+    const expiresAt = this.deps.clock.now() + forMs;
+    const timer = setTimeout(() => this.endOverride(), forMs);
+    this.override = { value: candidate, source, expiresAt, timer };
+    const expires = new Date(expiresAt).toISOString();
+    // A new target is not drift: the device is expected to differ until it is written.
+    this.held = false;
+    this.report(undefined, { override: { value: candidate, source, expires } });
+    this.kick();
+    return { accepted: true, reason: 'Accepted', message: `${describeValue(candidate)} replaces spec.desired until ${expires}`, expires };
+  }
+
+  private endOverride(): void {
+    if (!this.override || this.stopped) return;
+    this.logger.info({ value: describeValue(this.override.value), source: this.override.source }, 'the remote value expired; spec.desired applies again');
+    this.override = undefined;
+    this.held = false;
+    this.report(undefined, { override: undefined });
+    this.kick();
   }
 
   private sensorReadBack(): ReadBack | undefined {

@@ -21,8 +21,8 @@ function describe(value: unknown): string {
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 
-/** `value` as an ActuatorValue, or why it is not one. */
-function asValue(value: unknown, path: string, errors: FieldError[]): ActuatorValue | undefined {
+/** `value` as an ActuatorValue, or why it is not one (pushed to `errors`). */
+export function asValue(value: unknown, path: string, errors: FieldError[]): ActuatorValue | undefined {
   if (typeof value === 'boolean') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   if (Array.isArray(value) && value.length > 0 && value.length <= MAX_BLOCK_VALUES && value.every((item) => typeof item === 'number' && Number.isFinite(item))) return value as number[];

@@ -10,6 +10,7 @@ import { StatusStore } from '../controller/status.js';
 import { Manager } from '../controller/manager.js';
 import type { Runtime } from '../controller/runtime.js';
 import { createCertificateReconciler } from '../controller/reconcilers/certificate.js';
+import { applyRemoteCommand } from '../controller/remote-commands.js';
 import { Router } from '../router/router.js';
 import { checkAdminExposure, parseHostPort, startAdminServer, type AdminServer, type ResourceList } from '../admin/server.js';
 import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } from '../admin/auth.js';
@@ -167,6 +168,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     },
     sinkDeps: {
       logger: logger.child({ component: 'sink' }),
+      onCommand: (sink, command) => applyRemoteCommand(runtime, sink, command),
       metrics,
       status,
       createOutbox: (laneId, outboxOptions) =>

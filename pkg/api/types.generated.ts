@@ -362,6 +362,16 @@ export interface Sink {
       qos?: 0 | 1 | 2;
       topic?: string;
       /**
+       * Remote desired values for Actuators that allow them (spec.remote: true), received on this Sink's own connections: each connection subscribes to topic with {actuator} as a wildcard level, and answers each command on the same topic + /reply. A command is applied only to an Actuator in the Sink's namespace whose tenant is the connection's (mutual TLS), within its bounds.
+       */
+      commands?: {
+        /**
+         * Variables {tenant}, {device}, {namespace} and {actuator} (one whole level).
+         */
+        topic?: string;
+        qos?: 0 | 1;
+      };
+      /**
        * Default: sensorlet-DEVICE-NAMESPACE-NAME[-TENANT]-HASH, unique per device, Sink and tenant connection. A broker closes a connection when another client connects with its id: never give two connections the same one.
        */
       clientId?: string;
@@ -772,7 +782,18 @@ export interface Actuator {
     onStop?: {
       [k: string]: unknown;
     };
-    tenant?: DnsLabel;
+    /**
+     * Accept remote desired values through a Sink's commands (mqtt.commands): only from a mutual-TLS connection whose tenant is spec.tenant, within spec.bounds, and only for a while: the override expires and spec.desired applies again.
+     */
+    remote?: boolean;
+    /**
+     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+     */
+    remoteMaxDuration?: string;
+    /**
+     * The tenant whose connections may set this Actuator remotely.
+     */
+    tenant?: string;
     nodeSelector?: {
       [k: string]: string;
     };

@@ -85,6 +85,12 @@ export class Metrics {
     labelNames: ['namespace', 'actuator'],
     registers: [this.registry],
   });
+  readonly actuatorRemoteCommands = new Counter({
+    name: 'sensorlet_actuator_remote_commands_total',
+    help: 'Remote desired values received through Sinks (mqtt.commands), by result (accepted, refused) and reason; actuator is empty when the topic named none this agent runs.',
+    labelNames: ['namespace', 'actuator', 'result', 'reason'],
+    registers: [this.registry],
+  });
   readonly reconciles = new Counter({ name: 'sensorlet_reconcile_total', help: 'Reconcile passes by kind and result.', labelNames: ['kind', 'result'], registers: [this.registry] });
   readonly reconcileDuration = new Histogram({
     name: 'sensorlet_reconcile_duration_seconds',
