@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { AgentProcess } from '../support/agent.js';
+import { spawnSync } from 'node:child_process';
+import { AgentProcess, CLI } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { EmulatedSerialDevice, PTY_SERIAL_ARGS, tempDir } from '../support/socat.js';
 
@@ -25,6 +26,8 @@ test('serial and file Actuators write, confirm and fail safe; what the policy fo
   const duty = sysfsFile(sys, 'class/pwm/pwmchip0/pwm0/duty_cycle', '0\n');
   const led = sysfsFile(sys, 'class/gpio/gpio17/value', '0\n');
   const outside = sysfsFile(temp.dir, 'other/value', '0\n');
+  // Under the write prefix, but named like key material: never written, whatever the prefix allows.
+  const keyFile = sysfsFile(sys, 'class/misc/device.key', 'KEY\n');
   const valve = new EmulatedSerialDevice(temp.dir, 'ttyVALVE');
   const stubborn = new EmulatedSerialDevice(temp.dir, 'ttyBUSY');
   let agent: AgentProcess | undefined;
@@ -88,6 +91,13 @@ spec:
 ---
 apiVersion: sensorlet.io/v1alpha1
 kind: Actuator
+metadata: { name: key-writer }
+spec:
+  driver: { file: { path: ${keyFile} } }
+  desired: 1
+---
+apiVersion: sensorlet.io/v1alpha1
+kind: Actuator
 metadata: { name: run-setter }
 spec:
   driver: { command: { argv: [/bin/echo, "{value}"] } }
@@ -136,6 +146,9 @@ spec:
     const path_ = await agent.waitForCondition('Actuator', 'outside-prefix', 'Ready', 'False', 'PathNotAllowed');
     assert.match(path_.message, /--file-write-allow-prefix/);
     assert.equal(readFileSync(outside, 'utf8'), '0\n');
+    const key = await agent.waitForCondition('Actuator', 'key-writer', 'Ready', 'False', 'PathNotAllowed');
+    assert.match(key.message, /never written/);
+    assert.equal(readFileSync(keyFile, 'utf8'), 'KEY\n');
     const command = await agent.waitForCondition('Actuator', 'run-setter', 'Ready', 'False', 'CommandNotAllowed');
     assert.match(command.message, /--allow-command-driver/);
 
@@ -145,6 +158,14 @@ spec:
     assert.ok(temps.length >= 10, `${temps.length} readings of the Sensor sharing the port`);
     assert.equal((await agent.condition('Sensor', 'valve-temp', 'Ready'))?.status, 'True');
     assert.deepEqual(garbled, [], 'lines the valve received that were neither a command nor a request');
+
+    // `sensorlet get actuators`: what is desired, what the device holds, whether they agree.
+    const get = spawnSync(process.execPath, [CLI, 'get', 'actuators', '--admin-addr', agent.adminAddr], { encoding: 'utf8' });
+    assert.equal(get.status, 0, get.stderr);
+    const rows = get.stdout.trim().split('\n');
+    assert.match(rows[0], /^NAMESPACE\s+NAME\s+READY\s+REASON\s+DESIRED\s+OBSERVED\s+IN-SYNC\s+SYNC-REASON$/);
+    assert.match(get.stdout, /\n\S+\s+fan-duty\s+True\s+Running\s+75\s+75\s+True\s+Written\n/);
+    assert.match(get.stdout, /\s+busy-valve\s+True\s+Running\s+42\s+False\s+ReadBackMismatch/);
 
     // Delete: the fail-safe is written.
     writeFileSync(path.join(manifests, 'fan.yaml'), '');
