@@ -16,7 +16,7 @@ import type { ConditionUpdate } from '../controller/conditions.js';
 import type { Clock } from '../observability/clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { DriverPolicy } from '../policy/policy.js';
+import { refusal, type DriverPolicy } from '../policy/policy.js';
 import type { ActuatorDriver, ActuatorValue, ReadBack } from './actuator.js';
 import { actuatorDriverFactory } from './registry.js';
 import { asValue, boundsProblem, desiredOf, onStopOf } from './values.js';
@@ -113,6 +113,7 @@ export class ActuatorRunner {
     const name = this.driverName();
     this.report({ type: 'InSync', status: 'Unknown', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name, desired: this.desired });
     try {
+      this.checkSchedule();
       this.createDriver();
     } catch (error) {
       // A refusal by the operator's policy (or a missing driver): nothing is written, and only the
@@ -142,6 +143,21 @@ export class ActuatorRunner {
     }
     this.stopped = false;
     await this.stop(true);
+  }
+
+  /**
+   * The drift check reads the device every resyncInterval: as for a Sensor's interval, how often is
+   * bounded by the operator (--min-interval, --min-timeout), so a manifest cannot keep a bus busy.
+   */
+  private checkSchedule(): void {
+    const spec = this.resource.object!.spec;
+    const policy = this.deps.policy;
+    if (this.resyncMs < policy.minIntervalMs) {
+      throw new SensorletError('IntervalTooShort', refusal(`spec.resyncInterval ${spec.resyncInterval} is shorter than this agent's minimum of ${policy.minIntervalMs}ms`, '--min-interval'), { terminal: true });
+    }
+    if (this.timeoutMs < policy.minTimeoutMs) {
+      throw new SensorletError('TimeoutTooShort', refusal(`spec.timeout ${spec.timeout} is shorter than this agent's minimum of ${policy.minTimeoutMs}ms`, '--min-timeout'), { terminal: true });
+    }
   }
 
   private driverName(): string {
