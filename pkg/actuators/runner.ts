@@ -121,6 +121,7 @@ export class ActuatorRunner {
       const reason = reasonOf(error, 'DriverFailed');
       const message = messageOf(error);
       this.logger.warn({ reason, err: message }, 'actuator cannot start');
+      this.deps.metrics.errorsLogged.inc({ component: 'actuator', reason });
       this.report({ type: 'Ready', status: 'False', reason, message }, undefined, { type: 'InSync', status: 'False', reason, message: 'nothing is written' });
       if (!(error instanceof SensorletError && error.terminal)) this.schedule(this.backoff(++this.failures), () => this.start());
       return;
@@ -200,6 +201,7 @@ export class ActuatorRunner {
         this.logger.info({ value: describeValue(onStop.value) }, 'fail-safe value written (spec.onStop.set)');
       } catch (error) {
         this.deps.metrics.actuatorFailures.inc({ ...this.labels, reason: inSyncReason(error) });
+        this.deps.metrics.errorsLogged.inc({ component: 'actuator', reason: 'FailSafeNotWritten' });
         this.logger.error({ reason: reasonOf(error, 'WriteFailed'), err: messageOf(error) }, 'the fail-safe value (spec.onStop.set) could not be written');
       }
     }
