@@ -139,6 +139,7 @@ export class ActuatorRunner {
     try {
       this.createDriver();
     } catch (error) {
+      this.deps.metrics.errorsLogged.inc({ component: 'actuator', reason: 'FailSafeNotWritten' });
       this.logger.error({ reason: reasonOf(error, 'DriverFailed'), err: messageOf(error) }, 'the fail-safe value (spec.onStop.set) could not be written');
       return;
     }
