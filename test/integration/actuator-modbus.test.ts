@@ -124,17 +124,21 @@ test('Actuators write, read back and correct drift on pymodbus over TCP and RTU,
   const port = await freePort();
   let tcp: PymodbusServer | undefined;
   let rtu: PymodbusServer | undefined;
+  // The contract's documents as written name 127.0.0.1:5020: a server there runs them verbatim.
+  let contract: PymodbusServer | undefined;
   let agent: AgentProcess | undefined;
   const pty = await startPtyPair(dir);
   try {
     tcp = await PymodbusServer.start({ tcpPort: port }, tables);
     rtu = await PymodbusServer.start({ serialPath: pty.a, baudRate: 19200 }, tables);
+    contract = await PymodbusServer.start({ tcpPort: 5020 }, tables);
     const manifests = path.join(dir, 'manifests');
     mkdirSync(manifests);
     writeFileSync(
       path.join(manifests, 'actuators.yaml'),
       documents('tcp', `tcp: { host: 127.0.0.1, port: ${port} }`) +
         documents('rtu', `rtu: { port: ${pty.b}, baudRate: 19200 }`) +
+        `${CONTRACT}---\n` +
         // A write the device refuses: past the end of its holding registers (readBack none, so
         // the write is the first request).
         `apiVersion: sensorlet.io/v1alpha1
@@ -158,6 +162,12 @@ spec:
     for (const prefix of ['tcp', 'rtu']) {
       for (const name of names) await agent.waitForCondition('Actuator', `${prefix}-${name}`, 'InSync', 'True', 'Written', 15_000);
     }
+
+    // The contract as written: 21.5 is raw 215, the pump's coil is on.
+    await agent.waitForCondition('Actuator', 'boiler-setpoint', 'InSync', 'True', 'Written');
+    await agent.waitForCondition('Actuator', 'pump-enable', 'InSync', 'True', 'Written');
+    assert.deepEqual(await contract.registers('holding', 100, 1), [215]);
+    assert.deepEqual(await contract.registers('coils', 3, 1), [1]);
 
     // What the devices hold, from the servers' own memory.
     for (const server of [tcp, rtu]) {
@@ -231,6 +241,7 @@ spec:
     await agent?.stop();
     await tcp?.stop();
     await rtu?.stop();
+    await contract?.stop();
     await pty.socat.stop();
     rmSync(dir, { recursive: true, force: true });
   }
