@@ -124,21 +124,22 @@ test('Actuators write, read back and correct drift on pymodbus over TCP and RTU,
   const port = await freePort();
   let tcp: PymodbusServer | undefined;
   let rtu: PymodbusServer | undefined;
-  // The contract's documents as written name 127.0.0.1:5020: a server there runs them verbatim.
+  // The contract's documents as written, but for the port (the test's own free port, never a fixed one).
   let contract: PymodbusServer | undefined;
+  const contractPort = await freePort();
   let agent: AgentProcess | undefined;
   const pty = await startPtyPair(dir);
   try {
     tcp = await PymodbusServer.start({ tcpPort: port }, tables);
     rtu = await PymodbusServer.start({ serialPath: pty.a, baudRate: 19200 }, tables);
-    contract = await PymodbusServer.start({ tcpPort: 5020 }, tables);
+    contract = await PymodbusServer.start({ tcpPort: contractPort }, tables);
     const manifests = path.join(dir, 'manifests');
     mkdirSync(manifests);
     writeFileSync(
       path.join(manifests, 'actuators.yaml'),
       documents('tcp', `tcp: { host: 127.0.0.1, port: ${port} }`) +
         documents('rtu', `rtu: { port: ${pty.b}, baudRate: 19200 }`) +
-        `${CONTRACT}---\n` +
+        `${CONTRACT.replaceAll('port: 5020', `port: ${contractPort}`)}---\n` +
         // A write the device refuses: past the end of its holding registers (readBack none, so
         // the write is the first request).
         `apiVersion: sensorlet.io/v1alpha1
@@ -201,7 +202,7 @@ spec:
       await waitFor(async () => (await server.registers('holding', 100, 1))[0] === 215, { timeoutMs: 2 * RESYNC_MS + 500, intervalMs: 50, what: 'the setpoint corrected' });
     }
     const corrected = Date.now() - driftStart;
-    assert.ok(corrected <= 2 * RESYNC_MS + 300, `corrected after ${corrected} ms`);
+    assert.ok(corrected <= 2 * RESYNC_MS, `corrected after ${corrected} ms`);
     let churns = 0;
     while (Date.now() < churnUntil) {
       await tcp.setRegisters('holding', 140, [churns]);
@@ -223,7 +224,8 @@ spec:
     assert.match(metrics, /sensorlet_actuator_writes_total\{namespace="default",actuator="rtu-churn"\} ([2-9]|\d\d+)\b/);
 
     // The Sensors kept their schedule on the shared buses while the Actuators wrote: no gap of
-    // more than a few intervals during the drift and churn phase.
+    // more than a few intervals during the drift and churn phase (a write costs the bus one
+    // request: at 19200 baud about 10 ms; a Sensor starved by a write loop would show gaps of seconds).
     for (const sensor of ['tcp-poll', 'rtu-poll']) {
       const times = agent.stdout
         .split('\n')
@@ -233,9 +235,9 @@ spec:
         .map((reading) => Date.parse(reading.time))
         .filter((time) => time >= driftStart && time <= churnUntil);
       const expected = (churnUntil - driftStart) / SENSOR_INTERVAL_MS;
-      assert.ok(times.length >= expected * 0.8, `${sensor}: ${times.length} readings of ${expected} expected`);
+      assert.ok(times.length >= expected * 0.7, `${sensor}: ${times.length} readings of ${expected} expected`);
       const gaps = times.slice(1).map((time, index) => time - times[index]);
-      assert.ok(Math.max(...gaps) < 3 * SENSOR_INTERVAL_MS, `${sensor}: largest gap ${Math.max(...gaps)} ms`);
+      assert.ok(Math.max(...gaps) < 5 * SENSOR_INTERVAL_MS, `${sensor}: largest gap ${Math.max(...gaps)} ms`);
     }
   } finally {
     await agent?.stop();

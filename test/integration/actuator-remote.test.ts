@@ -106,7 +106,7 @@ spec:
 
     // Accepted from the Actuator's tenant: an override status shows, with source and expiry.
     observer.messages.length = 0;
-    await acme.publishAsync(own, JSON.stringify({ value: 25, for: '2s' }), { qos: 1 });
+    await acme.publishAsync(own, JSON.stringify({ value: 25, for: '3s' }), { qos: 1 });
     const accepted = await replyTo(own);
     assert.equal(accepted.accepted, true, JSON.stringify(accepted));
     assert.equal(accepted.reason, 'Accepted');
@@ -117,7 +117,7 @@ spec:
     assert.equal(node.override.expires, accepted.expires);
     assert.equal(node.desired, 20);
     // It expires back to the manifest's value.
-    await waitFor(() => readFileSync(setpoint, 'utf8') === '20\n', { timeoutMs: 5_000, what: 'the manifest value after expiry' });
+    await waitFor(() => readFileSync(setpoint, 'utf8') === '20\n', { timeoutMs: 8_000, what: 'the manifest value after expiry' });
     await waitFor(async () => (await agent.resource('Actuator', 'boiler'))!.status.nodes[0].override === undefined, { timeoutMs: 2_000, what: 'the override gone from status' });
     assert.equal((await agent.resource('Actuator', 'boiler'))!.status.nodes[0].driftCorrections, 0, 'a remote value is not drift');
 
