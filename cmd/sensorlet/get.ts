@@ -13,11 +13,19 @@ const KIND_ALIASES: Record<string, string> = {
   sensor: 'Sensor', sensors: 'Sensor', sn: 'Sensor',
   sink: 'Sink', sinks: 'Sink', sk: 'Sink',
   certificate: 'Certificate', certificates: 'Certificate', cert: 'Certificate', slcert: 'Certificate',
+  actuator: 'Actuator', actuators: 'Actuator', act: 'Actuator',
 };
 
 /** Six significant digits: a table cell, not a data export (-o json has the full value). */
 function formatValue(value: number | undefined): string {
   return value === undefined ? '' : String(Number(value.toPrecision(6)));
+}
+
+/** A setpoint, a bit or a register block. */
+function formatSetting(value: unknown): string {
+  if (typeof value === 'number') return formatValue(value);
+  if (Array.isArray(value)) return `[${value.map((each) => (typeof each === 'number' ? formatValue(each) : String(each))).join(',')}]`;
+  return value === undefined ? '' : String(value);
 }
 
 function condition(resource: ListedResource, type: string) {
@@ -43,6 +51,12 @@ function columnsFor(kind: string, wide: boolean): [string, (resource: ListedReso
       ['TYPE', (r) => ['mqtt', 'coap', 'stdout'].find((type) => r.spec?.[type]) ?? ''],
       ['CONNECTED', (r) => condition(r, 'Connected')?.status ?? ''],
       ['QUEUED', (r) => node(r).queued ?? 0],
+    ],
+    Actuator: [
+      ['DESIRED', (r) => formatSetting(r.spec?.desired)],
+      ['OBSERVED', (r) => formatSetting(node(r).observed)],
+      ['IN-SYNC', (r) => condition(r, 'InSync')?.status ?? 'Unknown'],
+      ['SYNC-REASON', (r) => condition(r, 'InSync')?.reason ?? ''],
     ],
     Certificate: [
       ['TENANT', (r) => node(r).tenant ?? ''],

@@ -121,7 +121,7 @@ program
 program
   .command('get')
   .description('show resources of a running agent, kubectl-style')
-  .argument('[kind]', 'sensor, sink or certificate')
+  .argument('[kind]', 'sensor, sink, certificate or actuator')
   .argument('[name]')
   .addOption(new Option('-o, --output <format>').choices(['wide', 'yaml', 'json']))
   .option('--admin-addr <host:port>', 'admin API address of the agent', DEFAULT_ADMIN_ADDR)

@@ -44,3 +44,10 @@ test('malformed grants stop the agent with a message naming the flag', () => {
   assert.throws(() => parse(['--tenant-grants-file', '/nonexistent/grants.yaml']), /--tenant-grants-file \/nonexistent\/grants.yaml: ENOENT/);
   assert.throws(() => parse(['--secret-namespaces', 'UPPER']), /--secret-namespaces: "UPPER" is not a valid namespace/);
 });
+
+test('--file-write-allow-prefix: nothing writable by default, absolute paths only, never from --file-allow-prefix', () => {
+  assert.deepEqual(parse([]).drivers.fileWritePrefixes, []);
+  assert.deepEqual(parse(['--file-allow-prefix', '/sys/']).drivers.fileWritePrefixes, []);
+  assert.deepEqual(parse(['--file-write-allow-prefix', '/sys/class/gpio/', '/sys/class/pwm/']).drivers.fileWritePrefixes, ['/sys/class/gpio/', '/sys/class/pwm/']);
+  assert.throws(() => parse(['--file-write-allow-prefix', 'sys/class']), /--file-write-allow-prefix "sys\/class" must be an absolute path/);
+});

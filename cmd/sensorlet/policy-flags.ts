@@ -40,6 +40,11 @@ export function addPolicyOptions(command: Command): Command {
         'Secrets, key material, per-process /proc entries and the state dir stay refused',
     )
     .option(
+      '--file-write-allow-prefix <paths...>',
+      'the only files and folders Actuators with the file driver may write, by real path (none by default). ' +
+        'The paths --file-allow-prefix can never allow stay refused',
+    )
+    .option(
       '--serial-allow-prefix <prefixes...>',
       `the only device names the serial and Modbus RTU drivers may open, by real path; replaces the default (${DEFAULT_SERIAL_ALLOW_PREFIXES.join(' ')})`,
     )
@@ -91,6 +96,11 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
     }
     policy.drivers.fileAllowPrefixes = prefixes;
   }
+  const writePrefixes = (options.fileWriteAllowPrefix as string[] | undefined) ?? [];
+  for (const prefix of writePrefixes) {
+    if (!path.isAbsolute(prefix)) throw new PolicyFlagError(`--file-write-allow-prefix ${JSON.stringify(prefix)} must be an absolute path`);
+  }
+  policy.drivers.fileWritePrefixes = writePrefixes;
   const serialPrefixes = options.serialAllowPrefix as string[] | undefined;
   if (serialPrefixes !== undefined) {
     for (const prefix of serialPrefixes) {

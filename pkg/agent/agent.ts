@@ -10,6 +10,7 @@ import { StatusStore } from '../controller/status.js';
 import { Manager } from '../controller/manager.js';
 import type { Runtime } from '../controller/runtime.js';
 import { createCertificateReconciler } from '../controller/reconcilers/certificate.js';
+import { applyRemoteCommand } from '../controller/remote-commands.js';
 import { Router } from '../router/router.js';
 import { checkAdminExposure, parseHostPort, startAdminServer, type AdminServer, type ResourceList } from '../admin/server.js';
 import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } from '../admin/auth.js';
@@ -35,6 +36,7 @@ import { acquireStateDirLock, type StateDirLock } from '../storage/state-dir-loc
 import { WriteHealth } from '../storage/write-health.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
+import '../actuators/index.js';
 
 export interface AgentOptions {
   manifests?: string;
@@ -131,6 +133,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
   let nodeLabels: Record<string, string> = {};
   const startedAt = new Date().toISOString();
   const readingHistory = new ReadingHistory();
+  const driverShared = new Map<string, unknown>();
 
   const runtime: Runtime = {
     device: options.deviceId,
@@ -143,6 +146,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     metrics,
     sensors: new Map(),
     sinks: new Map(),
+    actuators: new Map(),
     certificates: new Map(),
     nodeLabels: () => nodeLabels,
     ota: { stateDir: options.stateDir, trust, agent: options.agentUpdater },
@@ -155,11 +159,21 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
       status,
       sequences,
       policy: policy.drivers,
-      shared: new Map(),
+      shared: driverShared,
       reportFilter: createReportFilter,
+    },
+    actuatorDeps: {
+      clock: systemClock,
+      logger: logger.child({ component: 'actuator' }),
+      metrics,
+      status,
+      policy: policy.drivers,
+      // The Sensors' map: an Actuator and the Sensors on one Modbus device or serial port share its link.
+      shared: driverShared,
     },
     sinkDeps: {
       logger: logger.child({ component: 'sink' }),
+      onCommand: (sink, command) => applyRemoteCommand(runtime, sink, command),
       metrics,
       status,
       createOutbox: (laneId, outboxOptions) =>

@@ -58,6 +58,18 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
       { name: 'Current', type: 'string', jsonPath: '.status.nodes[*].currentVersion', priority: 1 },
     ],
   },
+  Actuator: {
+    plural: 'actuators',
+    singular: 'actuator',
+    shortNames: ['act'],
+    // desired may be a number, true/false or a list: printed as the API server renders it.
+    columns: [
+      { name: 'Desired', type: 'string', jsonPath: '.spec.desired' },
+      { name: 'Observed', type: 'string', jsonPath: '.status.nodes[0].observed' },
+      { name: 'In-Sync', type: 'string', jsonPath: '.status.nodes[*].conditions[?(@.type=="InSync")].status' },
+      { name: 'Driver', type: 'string', jsonPath: '.status.nodes[0].driver', priority: 1 },
+    ],
+  },
 };
 
 /** The openAPIV3Schema of a kind: JSON Schema keywords Kubernetes does not accept are removed. */

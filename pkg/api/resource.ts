@@ -1,12 +1,13 @@
 // The in-memory form of a declared resource, whatever source it came from.
-import type { Certificate, Firmware, Sensor, Sink } from './types.generated.js';
+import type { Actuator, Certificate, Firmware, Sensor, Sink } from './types.generated.js';
 import type { Kind } from './schemas.js';
 
-export type { Certificate, Firmware, Sensor, Sink } from './types.generated.js';
+export type { Actuator, Certificate, Firmware, Sensor, Sink } from './types.generated.js';
 export type SensorSpec = Sensor['spec'];
 export type SinkSpec = Sink['spec'];
 export type CertificateSpec = Certificate['spec'];
 export type FirmwareSpec = Firmware['spec'];
+export type ActuatorSpec = Actuator['spec'];
 export type LabelSelector = NonNullable<SinkSpec['selector']>;
 
 export const DEFAULT_NAMESPACE = 'default';
@@ -46,7 +47,7 @@ export interface StoredResource<K extends Kind = Kind> extends ResourceRef {
   errors: FieldError[];
 }
 
-export type ObjectOf<K extends Kind> = K extends 'Sensor' ? Sensor : K extends 'Sink' ? Sink : K extends 'Certificate' ? Certificate : Firmware;
+export type ObjectOf<K extends Kind> = K extends 'Sensor' ? Sensor : K extends 'Sink' ? Sink : K extends 'Certificate' ? Certificate : K extends 'Firmware' ? Firmware : Actuator;
 
 export function resourceKey(ref: { kind: string; namespace?: string; name: string }): string {
   return `${ref.kind}/${ref.namespace ?? DEFAULT_NAMESPACE}/${ref.name}`;

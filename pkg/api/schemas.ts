@@ -6,7 +6,7 @@ import path from 'node:path';
 
 export const API_GROUP = 'sensorlet.io';
 export const API_VERSION = `${API_GROUP}/v1alpha1`;
-export const KINDS = ['Sensor', 'Sink', 'Certificate', 'Firmware'] as const;
+export const KINDS = ['Sensor', 'Sink', 'Certificate', 'Firmware', 'Actuator'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export function isKind(value: unknown): value is Kind {

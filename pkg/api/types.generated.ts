@@ -27,6 +27,7 @@ export interface SensorletResources {
   Sink?: Sink;
   Certificate?: Certificate;
   Firmware?: Firmware;
+  Actuator?: Actuator;
 }
 /**
  * A sensor the agent reads on a schedule through one driver.
@@ -361,6 +362,16 @@ export interface Sink {
       qos?: 0 | 1 | 2;
       topic?: string;
       /**
+       * Remote desired values for Actuators that allow them (spec.remote: true), received on this Sink's own connections: each connection subscribes to topic with {actuator} as a wildcard level, and answers each command on the same topic + /reply. A command is applied only to an Actuator in the Sink's namespace whose tenant is the connection's (mutual TLS), within its bounds.
+       */
+      commands?: {
+        /**
+         * Variables {tenant}, {device}, {namespace} and {actuator} (one whole level).
+         */
+        topic?: string;
+        qos?: 0 | 1;
+      };
+      /**
        * Default: sensorlet-DEVICE-NAMESPACE-NAME[-TENANT]-HASH, unique per device, Sink and tenant connection. A broker closes a connection when another client connects with its id: never give two connections the same one.
        */
       clientId?: string;
@@ -612,6 +623,187 @@ export interface Firmware {
  * https: the Certificate to present (mutual TLS); its CA also verifies the server.
  */
 export interface LocalObjectReference1 {
+  name: string;
+}
+/**
+ * A value the agent keeps written on a device (a setpoint, a coil, a GPIO line): spec.desired is what the device should hold, status.observed what it does hold; the agent writes, reads back and corrects drift.
+ *
+ * This interface was referenced by `SensorletResources`'s JSON-Schema
+ * via the `definition` "Actuator".
+ */
+export interface Actuator {
+  apiVersion: 'sensorlet.io/v1alpha1';
+  kind: 'Actuator';
+  metadata: ObjectMeta;
+  spec: {
+    /**
+     * Exactly one driver.
+     */
+    driver: {
+      /**
+       * A coil or one or more holding registers over Modbus TCP or RTU (exactly one of tcp, rtu). Shares the connection, and its one-request-at-a-time queue, with the Sensors that read the same device.
+       */
+      modbus?: {
+        tcp?: {
+          host: string;
+          port?: number;
+        };
+        rtu?: {
+          port: string;
+          baudRate?: number;
+          dataBits?: 5 | 6 | 7 | 8;
+          parity?: 'none' | 'even' | 'odd' | 'mark' | 'space';
+          stopBits?: 1 | 1.5 | 2;
+        };
+        unitId?: number;
+        /**
+         * coils: desired is true or false (function 5, read back with 1); holdingRegisters: desired is a number, or a list for consecutive values (functions 6/16, read back with 3).
+         */
+        table?: 'coils' | 'holdingRegisters';
+        /**
+         * Zero-based protocol address of the first coil or register.
+         */
+        address: number;
+        /**
+         * Register type, uint16 when not given; the same encoding a Sensor decodes. Registers only.
+         */
+        type?: 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32';
+        /**
+         * 32-bit types: bigEndian (when not given) puts the high word in the lower register. Registers only.
+         */
+        wordOrder?: 'bigEndian' | 'littleEndian';
+        /**
+         * The device holds (value - offset) / scale, rounded for integer types: the inverse of a Sensor's value * scale + offset.
+         */
+        scale?: number;
+        offset?: number;
+      };
+      /**
+       * A command written to a serial port, answered by the device. Shares the port, and its one-exchange-at-a-time queue, with the Sensors that name it.
+       */
+      serial?: {
+        port: string;
+        baudRate?: number;
+        dataBits?: 5 | 6 | 7 | 8;
+        parity?: 'none' | 'even' | 'odd' | 'mark' | 'space';
+        stopBits?: 1 | 1.5 | 2;
+        /**
+         * Written as UTF-8 with {value} replaced by the value, e.g. "SET {value}\r\n".
+         */
+        command: string;
+        /**
+         * The answer that confirms the write: a text line matching pattern. A named group `value` is read back and compared with what was written.
+         */
+        reply?: {
+          pattern: string;
+          delimiter?: string;
+          maxLength?: number;
+        };
+        /**
+         * {value} is (value - offset) / scale.
+         */
+        scale?: number;
+        offset?: number;
+        /**
+         * Digits after the decimal point in {value}; as few as the number needs when not given.
+         */
+        decimals?: number;
+      };
+      /**
+       * A value written to a sysfs-style file (GPIO value, PWM duty cycle, backlight brightness) and read back from it. Only files whose real path the agent's --file-write-allow-prefix allows (none by default).
+       */
+      file?: {
+        path: string;
+        /**
+         * The file holds (value - offset) / scale.
+         */
+        scale?: number;
+        offset?: number;
+        decimals?: number;
+      };
+      /**
+       * Runs an executable (never a shell) with {value} replaced in its arguments; exit status 0 is a successful write. Refused unless the agent runs with --allow-command-driver.
+       */
+      command?: {
+        /**
+         * @minItems 1
+         * @maxItems 64
+         */
+        argv: [string, ...string[]];
+        scale?: number;
+        offset?: number;
+        decimals?: number;
+      };
+    };
+    /**
+     * The value the device should hold: a number, true/false (a coil, a GPIO line), or a list of numbers (consecutive holding registers).
+     */
+    desired: {
+      [k: string]: unknown;
+    };
+    /**
+     * How a write is confirmed and drift is seen. device (the default where the driver can read: modbus, file, serial with a reply value) reads the same address; sensor compares a Sensor's last reading; none trusts the write.
+     */
+    readBack?: {
+      source?: 'device' | 'sensor' | 'none';
+      sensorRef?: LocalObjectReference2;
+      /**
+       * source: sensor: how far the reading may be from desired and still count as in sync.
+       */
+      tolerance?: number;
+    };
+    /**
+     * Values desired (and onStop.set, and remote values) may take; outside them the Actuator is invalid and nothing is written.
+     */
+    bounds?: {
+      min?: number;
+      max?: number;
+      /**
+       * @minItems 1
+       * @maxItems 256
+       */
+      allowed?: [number, ...number[]];
+    };
+    /**
+     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+     */
+    minWriteInterval?: string;
+    /**
+     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+     */
+    resyncInterval?: string;
+    /**
+     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+     */
+    timeout?: string;
+    /**
+     * hold (the default): the device keeps the last value when the Actuator is deleted or the agent stops; {set: VALUE}: write this fail-safe value then.
+     */
+    onStop?: {
+      [k: string]: unknown;
+    };
+    /**
+     * Accept remote desired values through a Sink's commands (mqtt.commands): only from a mutual-TLS connection whose tenant is spec.tenant, within spec.bounds, and only for a while: the override expires and spec.desired applies again.
+     */
+    remote?: boolean;
+    /**
+     * A Go-style duration: 250ms, 5s, 1m30s, 168h.
+     */
+    remoteMaxDuration?: string;
+    /**
+     * The tenant whose connections may set this Actuator remotely.
+     */
+    tenant?: string;
+    nodeSelector?: {
+      [k: string]: string;
+    };
+  };
+  status?: Status;
+}
+/**
+ * source: sensor: a Sensor in the same namespace.
+ */
+export interface LocalObjectReference2 {
   name: string;
 }
 /**

@@ -32,10 +32,10 @@ test('defaults are applied to a deep copy; status is ignored', () => {
 
 test('apiVersion and kind: one clear error each', () => {
   assert.deepEqual(problems({ ...sensor({}), apiVersion: 'sensorlet.io/v1' }), ['apiVersion: unknown apiVersion "sensorlet.io/v1": use sensorlet.io/v1alpha1']);
-  assert.deepEqual(problems({ ...sensor({}), kind: 'Gauge' }), ['kind: unknown kind "Gauge": use one of Sensor, Sink, Certificate, Firmware']);
+  assert.deepEqual(problems({ ...sensor({}), kind: 'Gauge' }), ['kind: unknown kind "Gauge": use one of Sensor, Sink, Certificate, Firmware, Actuator']);
   assert.deepEqual(problems({ metadata: { name: 'x' } }), [
     'apiVersion: required field is missing: use sensorlet.io/v1alpha1',
-    'kind: required field is missing: use one of Sensor, Sink, Certificate, Firmware',
+    'kind: required field is missing: use one of Sensor, Sink, Certificate, Firmware, Actuator',
   ]);
 });
 

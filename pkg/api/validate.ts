@@ -12,6 +12,7 @@ import { joinPath, pointerSegments, type PathSegment } from './field-path.js';
 import { redactCredentials } from './redact.js';
 import { driverFactory, selectedDriver } from '../drivers/index.js';
 import { transportFactories } from '../sinks/index.js';
+import { actuatorSpecErrors } from '../actuators/index.js';
 
 export const INVALID_SPEC = 'InvalidSpec';
 
@@ -368,6 +369,7 @@ function pluginErrors(kind: Kind, object: Record<string, unknown>): FieldError[]
     if (!factory?.validate) return [];
     return runHook(`spec.driver.${name}`, () => factory.validate!(config, `spec.driver.${name}`));
   }
+  if (kind === 'Actuator') return runHook('spec', () => actuatorSpecErrors(spec as never));
   if (kind === 'Sink') {
     return transportFactories().flatMap((factory) => {
       const config = spec[factory.name];

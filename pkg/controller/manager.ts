@@ -9,9 +9,10 @@ import { WorkQueue, type Reconcile, type StoppableReconcile } from './workqueue.
 import type { Runtime } from './runtime.js';
 import { createSensorReconciler } from './reconcilers/sensor.js';
 import { createSinkReconciler, certificatesOf } from './reconcilers/sink.js';
+import { createActuatorReconciler } from './reconcilers/actuator.js';
 import { updateRoutedConditions } from './routing-status.js';
 
-const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor', 'Firmware'];
+const KIND_ORDER: Kind[] = ['Certificate', 'Sink', 'Sensor', 'Actuator', 'Firmware'];
 /** How long shutdown waits for reconciles already running (starting a Sink opens its outbox). */
 const STOP_GRACE_MS = 1000;
 
@@ -34,10 +35,11 @@ export class Manager {
       },
       // An update cut by a crash or restart is resumed by reconciling its Firmware (the coordinator
       // reads its record then), so loading here is soon enough for crash recovery too.
+      Actuator: createActuatorReconciler(runtime),
       Firmware: lazyReconciler(async () => (await import('./reconcilers/firmware.js')).createFirmwareReconciler(runtime)),
     };
     this.queue = new WorkQueue((key) => this.reconcile(key), {
-      // Certificates, then Sinks, then Sensors, then Firmware, in every change as in the initial
+      // Certificates, then Sinks, then Sensors, then Actuators, then Firmware, in every change as in the initial
       // sync: a Sensor that arrives with its Sink starts once the Sink takes readings.
       rank: (key) => KIND_ORDER.indexOf(parseKey(key).kind),
       onResult: (key, { error, durationMs }) => {
@@ -85,6 +87,7 @@ export class Manager {
     for (const resource of this.runtime.store.list()) this.queue.add(resource.key);
     for (const key of this.runtime.sensors.keys()) this.queue.add(key);
     for (const key of this.runtime.sinks.keys()) this.queue.add(key);
+    for (const key of this.runtime.actuators.keys()) this.queue.add(key);
   }
 
   /**

@@ -2,6 +2,7 @@
 // services they share. The reconcilers are the only writers of these maps.
 import type { StoredResource } from '../api/resource.js';
 import type { SensorRunner, SensorRunnerDeps } from '../drivers/runner.js';
+import type { ActuatorRunner, ActuatorRunnerDeps } from '../actuators/runner.js';
 import type { SinkRunner, SinkRunnerDeps } from '../sinks/runner.js';
 import type { ConnectionIdentity } from '../sinks/transport.js';
 import type { Router } from '../router/router.js';
@@ -34,9 +35,11 @@ export interface Runtime {
   /** Keeps each Sensor's recent values for the web console's sparklines (pkg/console/history.ts). */
   readingHistory?: { record(sensorKey: string, readings: readonly Reading[]): void };
   sinks: Map<string, SinkRunner>;
+  actuators: Map<string, ActuatorRunner>;
   certificates: Map<string, CertificateState>;
   sensorDeps: Omit<SensorRunnerDeps, 'emit'>;
   sinkDeps: Omit<SinkRunnerDeps, 'onFullChange'>;
+  actuatorDeps: Omit<ActuatorRunnerDeps, 'sensorValue'>;
   /** Labels of this agent's node (cluster mode); a Sensor runs only where its nodeSelector matches. */
   nodeLabels(): Record<string, string>;
   /** Cluster mode: the Secrets that Certificates may reference (`spec.secretRef`), in `namespaces` only. */

@@ -67,6 +67,30 @@ export class Metrics {
     labelNames: ['sink'],
     registers: [this.registry],
   });
+  readonly actuatorWrites = new Counter({
+    name: 'sensorlet_actuator_writes_total',
+    help: 'Values an Actuator wrote to its device (desired values, drift corrections and fail-safes).',
+    labelNames: ['namespace', 'actuator'],
+    registers: [this.registry],
+  });
+  readonly actuatorFailures = new Counter({
+    name: 'sensorlet_actuator_failures_total',
+    help: 'Actuator reconcile passes that did not leave the device in sync, by reason (WriteFailed, ReadBackMismatch, DeviceGone).',
+    labelNames: ['namespace', 'actuator', 'reason'],
+    registers: [this.registry],
+  });
+  readonly actuatorDriftCorrections = new Counter({
+    name: 'sensorlet_actuator_drift_corrections_total',
+    help: 'Times an Actuator found its device changed behind its back (reset, local change) and wrote the desired value again.',
+    labelNames: ['namespace', 'actuator'],
+    registers: [this.registry],
+  });
+  readonly actuatorRemoteCommands = new Counter({
+    name: 'sensorlet_actuator_remote_commands_total',
+    help: 'Remote desired values received through Sinks (mqtt.commands), by result (accepted, refused) and reason; actuator is empty when the topic named none this agent runs.',
+    labelNames: ['namespace', 'actuator', 'result', 'reason'],
+    registers: [this.registry],
+  });
   readonly reconciles = new Counter({ name: 'sensorlet_reconcile_total', help: 'Reconcile passes by kind and result.', labelNames: ['kind', 'result'], registers: [this.registry] });
   readonly reconcileDuration = new Histogram({
     name: 'sensorlet_reconcile_duration_seconds',

@@ -23,6 +23,12 @@ export interface DriverPolicy {
    */
   fileDenyPrefixes: string[];
   /**
+   * The file actuator driver writes only files whose real path is one of these or lies under one of
+   * them (`--file-write-allow-prefix`; none by default: writing is more dangerous than reading).
+   * fileDenyPrefixes apply to writing too.
+   */
+  fileWritePrefixes: string[];
+  /**
    * Device name prefixes the serial and Modbus RTU drivers may open, judged by real path
    * (`--serial-allow-prefix`): serial lines, never terminals (/dev/pts/N, /dev/ttyN, the console).
    */
@@ -195,6 +201,7 @@ export function defaultPolicy(): OperatorPolicy {
       commandAllowlist: [],
       fileAllowPrefixes: [...DEFAULT_FILE_ALLOW_PREFIXES],
       fileDenyPrefixes: [...ALWAYS_DENIED_FILE_PREFIXES],
+      fileWritePrefixes: [],
       serialAllowPrefixes: [...DEFAULT_SERIAL_ALLOW_PREFIXES],
       minIntervalMs: DEFAULT_MIN_INTERVAL_MS,
       minTimeoutMs: DEFAULT_MIN_TIMEOUT_MS,

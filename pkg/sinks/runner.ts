@@ -14,7 +14,7 @@ import { MAX_UNWRITTEN_BYTES } from '../outbox/core.js';
 import type { RouteTarget } from '../router/router.js';
 import { Lane } from './lane.js';
 import { selectedTransport } from './registry.js';
-import type { ConnectionIdentity, ConnectionState, Credentials, Transport } from './transport.js';
+import type { CommandOutcome, ConnectionIdentity, ConnectionState, Credentials, RemoteCommand, Transport } from './transport.js';
 import { redactCredentials } from '../api/redact.js';
 
 export interface SinkRunnerDeps {
@@ -25,6 +25,8 @@ export interface SinkRunnerDeps {
   createOutbox(laneId: string, options: OutboxOptions): Outbox;
   /** whenFull: block — the router pauses the Sensors feeding this sink while it is full. */
   onFullChange(sinkKey: string, full: boolean): void;
+  /** Remote desired values received on this Sink's connections (mqtt.commands), for the agent to apply. */
+  onCommand?(sink: { namespace: string; name: string }, command: RemoteCommand): Promise<CommandOutcome>;
 }
 
 export function outboxOptions(resource: StoredResource<'Sink'>): OutboxOptions {
@@ -128,6 +130,7 @@ export class SinkRunner implements RouteTarget {
                 logger: this.logger,
                 onState,
                 onTakeover: () => this.deps.metrics.takeovers.inc({ sink: sinkLabel }),
+                onCommand: this.deps.onCommand && ((command) => this.deps.onCommand!({ namespace: this.resource.namespace, name: this.resource.name }, command)),
               }),
         {
           onState: () => this.reportConnection(),

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { renderTopic, topicTemplateErrors } from './topic.js';
+import { commandTopic, commandTopicErrors, renderTopic, topicTemplateErrors } from './topic.js';
 
 test('topic templates: known variables only, no literal wildcards', () => {
   assert.deepEqual(topicTemplateErrors('sensorlet/{tenant}/{device}/{namespace}/{sensor}'), []);
@@ -18,4 +18,17 @@ test('a variable that would change the topic structure is refused, not escaped',
   for (const bad of ['a/b', 'a+', 'a#', 'a\0b']) {
     assert.throws(() => renderTopic('s/{device}/{sensor}', { ...variables, device: bad }), (error: { code?: string }) => error.code === 'TopicInjection');
   }
+});
+
+test('command topics: {actuator} is one whole level, read back from the topic a command arrived on', () => {
+  assert.deepEqual(commandTopicErrors('sensorlet/{tenant}/{device}/actuators/{actuator}/set'), []);
+  assert.match(commandTopicErrors('sensorlet/{tenant}/set')[0], /must contain \{actuator\} exactly once/);
+  assert.match(commandTopicErrors('sensorlet/x{actuator}/set')[0], /whole level/);
+  assert.match(commandTopicErrors('sensorlet/#/{actuator}/set')[0], /wildcard/);
+  const topic = commandTopic('sensorlet/{tenant}/{device}/actuators/{actuator}/set', { tenant: 'acme', device: 'dev1', namespace: 'default' });
+  assert.equal(topic.filter, 'sensorlet/acme/dev1/actuators/+/set');
+  assert.equal(topic.actuatorOf('sensorlet/acme/dev1/actuators/boiler/set'), 'boiler');
+  assert.equal(topic.actuatorOf('sensorlet/acme/dev1/actuators/boiler/set/reply'), undefined);
+  assert.equal(topic.actuatorOf('sensorlet/globex/dev1/actuators/boiler/set'), undefined);
+  assert.throws(() => commandTopic('sensorlet/{tenant}/{actuator}/set', { tenant: 'a/#', device: 'd', namespace: 'n' }), /TopicInjection|would change the topic/);
 });

@@ -38,3 +38,32 @@ export function topicTemplateErrors(template: string): string[] {
 export function renderTopic(template: string, variables: TopicVariables): string {
   return renderTemplate(template, variables, TOPIC_RULES);
 }
+
+/** Problems in a command topic template (mqtt.commands.topic): {actuator} must be one whole level. */
+export function commandTopicErrors(template: string): string[] {
+  const parts = template.split('{actuator}');
+  if (parts.length !== 2) return [`command topic ${JSON.stringify(template)} must contain {actuator} exactly once`];
+  const [before, after] = parts;
+  if (!(before === '' || before.endsWith('/')) || !(after === '' || after.startsWith('/'))) {
+    return [`{actuator} must be a whole level of command topic ${JSON.stringify(template)} (between slashes)`];
+  }
+  return topicTemplateErrors(`${before}x${after}`).map((problem) => problem.replace(/\{sensor\}, /, ''));
+}
+
+/**
+ * The subscription filter of a command topic template ({actuator} as `+`) and how to read the
+ * actuator's name back out of a topic a message arrived on (undefined: not a command topic).
+ */
+export function commandTopic(template: string, variables: Omit<TopicVariables, 'sensor'>): { filter: string; actuatorOf(topic: string): string | undefined } {
+  const [before, after] = template.split('{actuator}');
+  const prefix = renderTopic(before, { ...variables, sensor: '' });
+  const suffix = renderTopic(after, { ...variables, sensor: '' });
+  return {
+    filter: `${prefix}+${suffix}`,
+    actuatorOf(topic) {
+      if (topic.length <= prefix.length + suffix.length || !topic.startsWith(prefix) || !topic.endsWith(suffix)) return undefined;
+      const name = topic.slice(prefix.length, topic.length - suffix.length);
+      return name.includes('/') ? undefined : name;
+    },
+  };
+}

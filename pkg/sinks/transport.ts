@@ -38,6 +38,25 @@ export interface Credentials {
   password?: string;
 }
 
+/** A remote desired value received on a connection (mqtt.commands); everything in it is untrusted. */
+export interface RemoteCommand {
+  /** The {actuator} level of the command topic. */
+  actuator: string;
+  payload: Buffer;
+  /** The tenant of the connection it arrived on (its certificate's); undefined when anonymous. */
+  tenant?: string;
+}
+
+/** What became of a remote command: published back on the reply topic, counted and logged. */
+export interface CommandOutcome {
+  accepted: boolean;
+  /** Accepted, or why not: RemoteNotAllowed, TenantMismatch, OutOfBounds, InvalidCommand, ActuatorNotFound... */
+  reason: string;
+  message: string;
+  /** Accepted: when the override ends and spec.desired applies again (RFC 3339). */
+  expires?: string;
+}
+
 export interface TransportContext {
   sink: { namespace: string; name: string };
   spec: SinkSpec;
@@ -50,6 +69,8 @@ export interface TransportContext {
    * connection with the same client id), so the two keep closing each other: counted and shown.
    */
   onTakeover?(): void;
+  /** Remote desired values (Sink mqtt.commands): applied by the agent, answered by the transport. */
+  onCommand?(command: RemoteCommand): Promise<CommandOutcome>;
 }
 
 export interface Transport {

@@ -3,7 +3,9 @@
 // each one uses its own resources.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { FakeApiServer, type KubeObject, type RecordedPatch } from '../support/fake-apiserver.js';
 import { Mosquitto } from '../support/mosquitto.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
@@ -20,6 +22,8 @@ let subscriber: Subscriber;
 let fake: FakeApiServer;
 let agent: AgentProcess;
 let pki: TestPki | undefined;
+/** A sysfs-like folder the agent may write (--file-write-allow-prefix), for the Actuator test. */
+const sysfs = mkdtempSync(path.join(tmpdir(), 'sensorlet-cluster-sysfs-'));
 
 function sensor(name: string, interval: string, extra: Record<string, unknown> = {}): KubeObject {
   return {
@@ -79,7 +83,7 @@ before(async () => {
   agent = await AgentProcess.start({
     deviceId: NODE,
     // Certificates in `default` may present acme (the Secret rotation test); Secrets are read there.
-    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...policyArgs({ tenantGrants: { default: ['acme'] }, secretNamespaces: ['default'] })],
+    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...policyArgs({ tenantGrants: { default: ['acme'] }, secretNamespaces: ['default'] }), '--file-write-allow-prefix', sysfs],
   });
 });
 
@@ -89,6 +93,7 @@ after(async () => {
   await fake?.close();
   await broker?.stop();
   pki?.remove();
+  rmSync(sysfs, { recursive: true, force: true });
   if (agent) rmSync(agent.stateDir, { recursive: true, force: true });
   assert.equal(code, 0, `agent exit code (stderr: ${agent?.stderr.slice(-2000)})`);
 });
@@ -135,6 +140,47 @@ test('delete: the Sensor stops and leaves the agent', async () => {
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(await countIn('beta', 1_500), 0, 'no readings of beta after delete');
   assertOneStream('beta');
+});
+
+test('Actuator: applied through the API server, written, its status reported there; deleted, its fail-safe written', async () => {
+  const brightness = path.join(sysfs, 'class', 'backlight', 'panel', 'brightness');
+  mkdirSync(path.dirname(brightness), { recursive: true });
+  writeFileSync(brightness, '0\n');
+  fake.apply({
+    apiVersion: GROUP,
+    kind: 'Actuator',
+    metadata: { name: 'panel-backlight', namespace: 'default' },
+    spec: { driver: { file: { path: brightness } }, desired: 180, bounds: { min: 10, max: 255 }, onStop: { set: 255 } },
+  });
+  const entry = await waitFor(
+    () => {
+      const found = serverEntry('Actuator', 'panel-backlight');
+      return found?.conditions?.find((condition: { type: string }) => condition.type === 'InSync')?.status === 'True' ? found : undefined;
+    },
+    { timeoutMs: 15_000, what: 'panel-backlight InSync=True on the API server' },
+  );
+  assert.equal(readFileSync(brightness, 'utf8'), '180\n');
+  assert.equal(entry.observed, 180);
+  assert.equal(entry.writes, 1);
+  assert.equal(entry.driver, 'file');
+  assert.equal(entry.observedGeneration, 1);
+  // Out of bounds through the API server: nothing written, OutOfBounds at the field path.
+  fake.apply({
+    apiVersion: GROUP,
+    kind: 'Actuator',
+    metadata: { name: 'panel-backlight', namespace: 'default' },
+    spec: { driver: { file: { path: brightness } }, desired: 999, bounds: { min: 10, max: 255 }, onStop: { set: 255 } },
+  });
+  const outOfBounds = await waitFor(
+    () => serverEntry('Actuator', 'panel-backlight')?.conditions?.find((condition: { type: string; reason: string }) => condition.type === 'InSync' && condition.reason === 'OutOfBounds'),
+    { timeoutMs: 15_000, what: 'OutOfBounds on the API server' },
+  );
+  assert.match(outOfBounds.message, /spec\.desired: 999 is above bounds\.max 255/);
+  assert.equal(readFileSync(brightness, 'utf8'), '180\n');
+  assert.ok(fake.delete('Actuator', 'default', 'panel-backlight'));
+  await waitFor(async () => !(await agent.resource('Actuator', 'panel-backlight')), { what: 'panel-backlight gone from the agent' });
+  // The invalid generation stopped the loop without its fail-safe (the value is held); a delete writes it.
+  await waitFor(() => readFileSync(brightness, 'utf8') === '255\n', { timeoutMs: 5_000, what: 'the fail-safe on delete' });
 });
 
 test('node labels: a Sensor with a nodeSelector starts and stops without a restart', async () => {
@@ -236,7 +282,7 @@ test('status writes: server-side apply by sensorlet/node-a, only its own entry, 
   const patches = fake.patches.filter((patch) => patch.status !== 0);
   assert.ok(patches.length > 0);
   for (const patch of patches) {
-    assert.match(patch.path, /^\/apis\/sensorlet\.io\/v1alpha1\/namespaces\/default\/(sensors|sinks|certificates)\/[^/]+\/status$/);
+    assert.match(patch.path, /^\/apis\/sensorlet\.io\/v1alpha1\/namespaces\/default\/(sensors|sinks|certificates|actuators)\/[^/]+\/status$/);
     assert.equal(patch.contentType, 'application/apply-patch+yaml');
     assert.equal(patch.fieldManager, FIELD_MANAGER);
     assert.equal(patch.status, 200, `${patch.path} accepted`);

@@ -64,7 +64,7 @@ test('every YAML under manifests/ and helm/sensorlet/crds parses into objects wi
 test('the kustomization lists files that exist and includes the generated CRDs', () => {
   const objects = deployObjects();
   const crds = objects.filter((doc) => doc.kind === 'CustomResourceDefinition').map((doc) => doc.metadata?.name).sort();
-  assert.deepEqual(crds, ['certificates.sensorlet.io', 'firmwares.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
+  assert.deepEqual(crds, ['actuators.sensorlet.io', 'certificates.sensorlet.io', 'firmwares.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
   find(objects, 'Namespace', 'sensorlet-system');
   find(objects, 'ServiceAccount', 'sensorlet');
   find(objects, 'DaemonSet', 'sensorlet');
@@ -77,8 +77,8 @@ test('RBAC grants exactly: read the kinds, patch their status, read nodes, read 
   const objects = deployObjects();
   const clusterRole = find(objects, 'ClusterRole') as { rules: unknown[] };
   assert.deepEqual(clusterRole.rules, [
-    { apiGroups: ['sensorlet.io'], resources: ['sensors', 'sinks', 'certificates', 'firmwares'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: ['sensorlet.io'], resources: ['sensors/status', 'sinks/status', 'certificates/status', 'firmwares/status'], verbs: ['patch'] },
+    { apiGroups: ['sensorlet.io'], resources: ['sensors', 'sinks', 'certificates', 'firmwares', 'actuators'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['sensorlet.io'], resources: ['sensors/status', 'sinks/status', 'certificates/status', 'firmwares/status', 'actuators/status'], verbs: ['patch'] },
     // list+watch: the Node informer (field selector metadata.name=<node>) needs them.
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
   ]);

@@ -49,6 +49,7 @@ const RESOURCE_TYPES: ResourceType[] = [
   { kind: 'Sink', plural: 'sinks', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
   { kind: 'Certificate', plural: 'certificates', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
   { kind: 'Firmware', plural: 'firmwares', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
+  { kind: 'Actuator', plural: 'actuators', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
   { kind: 'Node', plural: 'nodes', apiVersion: 'v1', namespaced: false, itemsCarryKind: false },
   { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true, itemsCarryKind: false },
 ];

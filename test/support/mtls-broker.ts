@@ -27,6 +27,8 @@ export interface MtlsBrokerOptions {
   tenants?: string[];
   /** Let anonymous clients of the plain listener write under this prefix (the bench's plain lane). */
   plainWritePrefix?: string;
+  /** Let each tenant also read under `sensorlet/<tenant>/#` (command topics); by default tenants only write. */
+  tenantsRead?: boolean;
 }
 
 export async function startMtlsBroker(pki: TestPki, server: IssuedCertificate, options: MtlsBrokerOptions = {}): Promise<MtlsBroker> {
@@ -44,7 +46,7 @@ export async function startMtlsBroker(pki: TestPki, server: IssuedCertificate, o
         // Lines before the first `user` apply to anonymous clients: only the plain listener has them.
         'topic read #',
         ...(options.plainWritePrefix ? [`topic write ${options.plainWritePrefix}/#`] : []),
-        ...(options.tenants ?? ['acme', 'globex', 'initech']).map((tenant) => `\nuser ${tenant}\ntopic write sensorlet/${tenant}/#`),
+        ...(options.tenants ?? ['acme', 'globex', 'initech']).map((tenant) => `\nuser ${tenant}\ntopic ${options.tenantsRead ? 'readwrite' : 'write'} sensorlet/${tenant}/#`),
       ];
       writeFileSync(aclFile, acl.join('\n') + '\n');
       return [

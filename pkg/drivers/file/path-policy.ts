@@ -35,12 +35,25 @@ function bothForms(prefixes: readonly string[]): string[] {
   return [...forms];
 }
 
+/** What a policy decides on: reading (the file driver) or writing (the file actuator driver). */
+export interface FileAccess {
+  /** Words for messages: "the file driver may read". */
+  who: string;
+  verb: 'read' | 'written';
+  /** The flag that lists the allowed prefixes. */
+  flag: string;
+}
+
+const READ_ACCESS: FileAccess = { who: 'the file driver', verb: 'read', flag: '--file-allow-prefix' };
+export const WRITE_ACCESS: FileAccess = { who: 'the file actuator driver', verb: 'written', flag: '--file-write-allow-prefix' };
+
 export class FilePathPolicy {
   private readonly allowed: string[];
   private readonly denied: string[];
 
-  constructor(policy: Pick<DriverPolicy, 'fileAllowPrefixes' | 'fileDenyPrefixes'>) {
-    this.allowed = bothForms(policy.fileAllowPrefixes);
+  /** `allowed` replaces policy.fileAllowPrefixes (the write prefixes); the denied prefixes always apply. */
+  constructor(policy: Pick<DriverPolicy, 'fileAllowPrefixes' | 'fileDenyPrefixes'>, private readonly access: FileAccess = READ_ACCESS, allowed = policy.fileAllowPrefixes) {
+    this.allowed = bothForms(allowed);
     this.denied = bothForms(policy.fileDenyPrefixes);
   }
 
@@ -50,10 +63,12 @@ export class FilePathPolicy {
    */
   refusal(realPath: string, shown: string): string | undefined {
     if (PER_PROCESS_PROC.test(realPath) || KEY_MATERIAL_NAME.test(path.basename(realPath)) || this.denied.some((prefix) => isUnder(realPath, prefix))) {
-      return `${shown} is never readable by the file driver (secrets, key material, process memory and environment, or the agent's own state), and --file-allow-prefix cannot allow it`;
+      const never = this.access.verb === 'read' ? 'never readable by' : 'never written by';
+      return `${shown} is ${never} ${this.access.who} (secrets, key material, process memory and environment, or the agent's own state), and ${this.access.flag} cannot allow it`;
     }
     if (!this.allowed.some((prefix) => isUnder(realPath, prefix))) {
-      return refusal(`${shown} is outside the paths the file driver may read`, `--file-allow-prefix`);
+      const may = this.access.verb === 'read' ? 'may read' : 'may write';
+      return refusal(`${shown} is outside the paths ${this.access.who} ${may}`, this.access.flag);
     }
     return undefined;
   }

@@ -25,15 +25,21 @@ const FUNCTION_NAMES = { 1: 'read coils', 2: 'read discrete inputs', 3: 'read ho
 const MAX_BITS = 2000;
 const MAX_REGISTERS = 125;
 
-/** One TCP connection or RTU bus, shared by reference count through context.shared. */
-class ModbusLink {
+/** Where a link goes: the part of a Sensor's or an Actuator's modbus config that names the device. */
+export type ModbusEndpoint = Pick<ModbusConfig, 'tcp' | 'rtu'>;
+
+/**
+ * One TCP connection or RTU bus, shared by reference count through the agent's shared map by every
+ * Sensor and Actuator that names it: its queue is what keeps a write from interleaving with a read.
+ */
+export class ModbusLink {
   readonly queue = new SerialQueue();
   references = 0;
   private client: ModbusClient | undefined;
 
   constructor(
     readonly key: string,
-    private readonly config: ModbusConfig,
+    private readonly config: ModbusEndpoint,
     private readonly logger: Logger,
   ) {}
 
@@ -80,8 +86,93 @@ function connectError(key: string, error: unknown): SensorletError {
   return new SensorletError('ConnectionFailed', `${key}: ${message}`, { cause: error });
 }
 
-function linkKey(config: ModbusConfig): string {
+function linkKey(config: ModbusEndpoint): string {
   return config.tcp ? `modbus:tcp:${config.tcp.host}:${config.tcp.port ?? 502}` : `modbus:rtu:${config.rtu!.port}`;
+}
+
+/** The agent-wide link to the device `config` names, created on first use; release it when done. */
+export function acquireModbusLink(shared: Map<string, unknown>, config: ModbusEndpoint, logger: Logger): ModbusLink {
+  const key = linkKey(config);
+  let link = shared.get(key) as ModbusLink | undefined;
+  if (!link) shared.set(key, (link = new ModbusLink(key, config, logger)));
+  link.references++;
+  return link;
+}
+
+/** Drops one reference; the last one closes the connection (after the requests queued on it). */
+export async function releaseModbusLink(shared: Map<string, unknown>, link: ModbusLink): Promise<void> {
+  if (--link.references > 0) return;
+  if (shared.get(link.key) === link) shared.delete(link.key);
+  await link.queue.run(() => link.disconnect());
+}
+
+/** Modbus exception codes (application protocol v1.1b3, 7) by the names the specification gives them. */
+const EXCEPTION_NAMES: Record<number, string> = {
+  1: 'IllegalFunction',
+  2: 'IllegalDataAddress',
+  3: 'IllegalDataValue',
+  4: 'ServerDeviceFailure',
+  5: 'Acknowledge',
+  6: 'ServerDeviceBusy',
+  8: 'MemoryParityError',
+  10: 'GatewayPathUnavailable',
+  11: 'GatewayTargetDeviceFailedToRespond',
+};
+
+export function modbusExceptionName(code: number): string {
+  return EXCEPTION_NAMES[code] ?? `Exception${code}`;
+}
+
+/**
+ * A failed request as a SensorletError: a Modbus exception (the device answered no), a timeout, or
+ * a link that is unusable (then it is closed, to reconnect with the next request).
+ */
+export function modbusRequestError(error: unknown, what: string, timeoutMs: number, link: ModbusLink): SensorletError {
+  if (error instanceof SensorletError) return error;
+  const modbusCode = (error as { modbusCode?: number }).modbusCode;
+  if (modbusCode !== undefined) {
+    return new SensorletError('ModbusException', `${what}: Modbus exception ${modbusExceptionName(modbusCode)} (${modbusCode})`, { cause: error });
+  }
+  const errno = (error as { errno?: string }).errno;
+  if (errno === 'ETIMEDOUT') return new SensorletError('Timeout', `${what}: no response within ${timeoutMs} ms`, { cause: error });
+  void link.disconnect();
+  return new SensorletError('DeviceGone', `${what}: ${messageOf(error) || errno}`, { cause: error });
+}
+
+/** Encodes typed values into raw 16-bit registers: the exact inverse of decodeRegisters. */
+export function encodeRegisters(values: number[], type: RegisterType, wordOrder: 'bigEndian' | 'littleEndian'): number[] {
+  const registers: number[] = [];
+  const bytes = Buffer.alloc(4);
+  for (const value of values) {
+    switch (type) {
+      case 'int16':
+        bytes.writeInt16BE(value, 0);
+        registers.push(bytes.readUInt16BE(0));
+        continue;
+      case 'uint16':
+        bytes.writeUInt16BE(value, 0);
+        registers.push(bytes.readUInt16BE(0));
+        continue;
+      case 'int32':
+        bytes.writeInt32BE(value, 0);
+        break;
+      case 'uint32':
+        bytes.writeUInt32BE(value, 0);
+        break;
+      case 'float32':
+        bytes.writeFloatBE(value, 0);
+        break;
+    }
+    const high = bytes.readUInt16BE(0);
+    const low = bytes.readUInt16BE(2);
+    registers.push(...(wordOrder === 'bigEndian' ? [high, low] : [low, high]));
+  }
+  return registers;
+}
+
+/** Registers one value of `type` takes. */
+export function registerWords(type: RegisterType): number {
+  return WORDS[type];
 }
 
 /** Decodes raw 16-bit registers into typed values; exact, since it goes through the bytes. */
@@ -106,11 +197,8 @@ export function decodeRegisters(registers: number[], type: RegisterType, wordOrd
 export function createModbusDriver(config: ModbusConfig, context: DriverContext): Driver {
   if (config.rtu) checkSerialDevice(config.rtu.port, context.policy, 'spec.driver.modbus.rtu.port');
   const logger = context.logger.child({ driver: 'modbus' });
-  const key = linkKey(config);
-  let link = context.shared.get(key) as ModbusLink | undefined;
-  if (!link) context.shared.set(key, (link = new ModbusLink(key, config, logger)));
-  link.references++;
-  const shared = link;
+  const shared = acquireModbusLink(context.shared, config, logger);
+  const key = shared.key;
 
   const fn = (config.function ?? 3) as 1 | 2 | 3 | 4;
   const unitId = config.unitId ?? 1;
@@ -139,18 +227,7 @@ export function createModbusDriver(config: ModbusConfig, context: DriverContext)
     }
   }
 
-  function requestError(error: unknown): SensorletError {
-    if (error instanceof SensorletError) return error;
-    const modbusCode = (error as { modbusCode?: number }).modbusCode;
-    if (modbusCode !== undefined) {
-      return new SensorletError('ModbusException', `${what}: ${messageOf(error)}`, { cause: error });
-    }
-    const errno = (error as { errno?: string }).errno;
-    if (errno === 'ETIMEDOUT') return new SensorletError('Timeout', `${what}: no response within ${context.timeoutMs} ms`, { cause: error });
-    // Anything else (port closed, socket reset) means the link is unusable: reconnect next time.
-    void shared.disconnect();
-    return new SensorletError('DeviceGone', `${what}: ${messageOf(error) || errno}`, { cause: error });
-  }
+  const requestError = (error: unknown) => modbusRequestError(error, what, context.timeoutMs, shared);
 
   return {
     async read(signal: AbortSignal): Promise<Sample[]> {
@@ -175,9 +252,7 @@ export function createModbusDriver(config: ModbusConfig, context: DriverContext)
     async close() {
       if (closed) return;
       closed = true;
-      if (--shared.references > 0) return;
-      if (context.shared.get(key) === shared) context.shared.delete(key);
-      await shared.queue.run(() => shared.disconnect());
+      await releaseModbusLink(context.shared, shared);
     },
   };
 }

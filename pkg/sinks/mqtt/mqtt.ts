@@ -8,9 +8,10 @@ import mqtt, { type IClientOptions, type IDisconnectPacket, type MqttClient } fr
 import type { Reading } from '../../api/reading.js';
 import type { FieldError, SinkSpec } from '../../api/resource.js';
 import { parseDuration } from '../../api/units.js';
-import type { Transport, TransportContext, TransportFactory } from '../transport.js';
+import { messageOf } from '../../api/errors.js';
+import type { CommandOutcome, Transport, TransportContext, TransportFactory } from '../transport.js';
 import { registerTransport } from '../registry.js';
-import { renderTopic, topicTemplateErrors } from '../topic.js';
+import { commandTopic, commandTopicErrors, renderTopic, topicTemplateErrors } from '../topic.js';
 import { classifyConnectionError } from './errors.js';
 import { redactCredentials, urlHasPassword } from '../../api/redact.js';
 import { sinkTlsOptions } from '../tls.js';
@@ -19,6 +20,11 @@ import { SENML_CBOR_MEDIA_TYPE, SENML_JSON_MEDIA_TYPE, encodeSenmlCbor, encodeSe
 export type MqttConfig = NonNullable<SinkSpec['mqtt']>;
 
 export const DEFAULT_TOPIC = 'sensorlet/{tenant}/{device}/{sensor}';
+export const DEFAULT_COMMAND_TOPIC = 'sensorlet/{tenant}/{device}/actuators/{actuator}/set';
+/** A command is a value and an optional duration: anything longer is not one. */
+const MAX_COMMAND_BYTES = 1024;
+/** Commands handled at once per connection; more are refused (Busy) rather than queued without bound. */
+const MAX_COMMANDS_IN_FLIGHT = 16;
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 30_000;
 /** MQTT 5 DISCONNECT reason: another client connected with this client id. */
@@ -199,6 +205,49 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     ...(context.credentials?.password !== undefined ? { password: context.credentials.password } : {}),
   } as IClientOptions;
 
+  /**
+   * Subscribes to this connection's command topic (again after every reconnect: clean sessions)
+   * and answers each command on its topic + /reply. Only this connection's tenant and device are in
+   * the filter, so a command arrives on the connection of the tenant that may publish it.
+   */
+  function listenForCommands(active: MqttClient, commands: NonNullable<MqttConfig['commands']>, onCommand: NonNullable<TransportContext['onCommand']>): void {
+    let topics: ReturnType<typeof commandTopic>;
+    try {
+      topics = commandTopic(commands.topic ?? DEFAULT_COMMAND_TOPIC, { tenant: tenantOfConnection ?? 'default', device: context.identity.device, namespace: context.sink.namespace });
+    } catch (error) {
+      logger.error({ reason: 'TopicInjection', err: (error as Error).message }, 'not listening for commands');
+      return;
+    }
+    const commandQos = (commands.qos ?? 1) as 0 | 1;
+    let inFlight = 0;
+    active.on('connect', () => {
+      active.subscribe(topics.filter, { qos: commandQos }, (error, granted) => {
+        const refused = granted?.some((grant) => grant.qos === 0x80);
+        if (error || refused) logger.warn({ filter: topics.filter, err: error ? messageOf(error) : 'the broker refused the subscription' }, 'not listening for commands');
+        else logger.info({ filter: topics.filter }, 'listening for commands');
+      });
+    });
+    active.on('message', (topic, payload) => {
+      const actuator = topics.actuatorOf(topic);
+      if (actuator === undefined) return;
+      const reply = (outcome: CommandOutcome) => {
+        if (active.connected) active.publish(`${topic}/reply`, JSON.stringify(outcome), { qos: commandQos });
+      };
+      if (payload.length > MAX_COMMAND_BYTES) {
+        reply({ accepted: false, reason: 'InvalidCommand', message: `a command of ${payload.length} bytes; at most ${MAX_COMMAND_BYTES}` });
+        return;
+      }
+      if (inFlight >= MAX_COMMANDS_IN_FLIGHT) {
+        reply({ accepted: false, reason: 'Busy', message: `${MAX_COMMANDS_IN_FLIGHT} commands are being applied on this connection; try again` });
+        return;
+      }
+      inFlight++;
+      onCommand({ actuator, payload, tenant: tenantOfConnection })
+        .then(reply, (error: unknown) => reply({ accepted: false, reason: 'CommandFailed', message: messageOf(error) }))
+        .finally(() => inFlight--);
+    });
+  }
+
   return {
     // One message per reading: each batch is up to maxReadings QoS 1/2 messages held by mqtt.js
     // until acknowledged. Two batches keep the link as busy as four (the same drain rate) with
@@ -217,6 +266,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       }
       client = mqtt.connect(config.url, options);
       established = false;
+      if (config.commands && context.onCommand) listenForCommands(client, config.commands, context.onCommand);
       client.on('connect', () => {
         // Closed by a broker that stayed up (this is the first reconnect since): MQTT 3.1.1 brokers,
         // and some MQTT 5 ones, close the older connection without a word when a client connects
@@ -342,6 +392,8 @@ export const mqttTransport: TransportFactory<MqttConfig> = {
     // One error per field: the first problem is the one to fix first.
     const [problem] = topicTemplateErrors(config.topic ?? DEFAULT_TOPIC);
     if (problem) errors.push({ path: `${path}.topic`, message: problem, reason: 'InvalidSpec' });
+    const [commandProblem] = config.commands ? commandTopicErrors(config.commands.topic ?? DEFAULT_COMMAND_TOPIC) : [];
+    if (commandProblem) errors.push({ path: `${path}.commands.topic`, message: commandProblem, reason: 'InvalidSpec' });
     return errors;
   },
   create: createMqttTransport,
