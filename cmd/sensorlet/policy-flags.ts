@@ -16,7 +16,7 @@ import {
   type OperatorPolicy,
 } from '../../pkg/policy/policy.js';
 
-/** A flag value the agent cannot start with; main prints it and exits 1. */
+/** A flag value the agent cannot start with; main prints it on one line and exits 2 (a usage error). */
 export class PolicyFlagError extends Error {}
 
 export function addPolicyOptions(command: Command): Command {

@@ -164,7 +164,7 @@ test('target: command through the agent: Succeeded, status facts and Ready=UpToD
     assert.equal(node.lastError, null);
     await agent.waitForCondition('Firmware', 'modem', 'Ready', 'True', 'UpToDate');
     assert.ok(s.installed()!.equals(s.artifact.body));
-    assert.match(await agent.metrics(), new RegExp(`sensorlet_ota_download_bytes\\{firmware="modem"\\} ${SIZE}`));
+    assert.match(await agent.metrics(), new RegExp(`sensorlet_firmware_download_bytes\\{namespace="default",firmware="modem"\\} ${SIZE}`));
   } finally {
     await agent.stop();
     await s.server.close();
