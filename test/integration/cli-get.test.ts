@@ -172,21 +172,13 @@ test('/metrics: namespace on every per-resource series, counters as counters, pr
   for (const name of used) assert.ok(exported.has(name), `the dashboard queries ${name}, which the agent does not export`);
 });
 
-test('get: every name of every kind, in any case, shows the same table; an unknown kind exits 1 listing the kinds; --help lists every kind', () => {
-  for (const kind of KINDS) {
-    const names = KIND_NAMES[kind];
-    const expected = get(names.plural);
-    assert.equal(expected.status, 0, expected.stderr);
-    for (const name of [kind, names.singular, names.plural.toUpperCase(), ...names.shortNames, ...(names.cliNames ?? [])]) {
-      const result = get(name, '-o', 'json');
-      assert.equal(result.status, 0, `get ${name}: ${result.stderr}`);
-      const listed = JSON.parse(result.stdout) as { items: { kind: string }[] };
-      assert.ok(listed.items.every((item) => item.kind === kind), `get ${name} lists only ${kind}`);
-    }
-  }
-  for (const alias of ['sen', 'Sensors', 'SENSOR']) assert.deepEqual(rows(get(alias).stdout).map((row) => row.NAME).sort(), ['big', 'big', 'pair', 'scaled']);
-  for (const alias of ['firmware', 'firmwares', 'fw', 'Firmware']) assert.equal(rows(get(alias).stdout)[0]?.NAME, 'modem', `get ${alias}`);
-  for (const alias of ['cert', 'certificates']) assert.match(get(alias).stdout, /^No certificates found\.$/m);
+test('get: a kind by its short, singular or plural name in any case; an unknown kind exits 1 listing the kinds; --help lists every kind', () => {
+  // Every name of every kind is resolved in get.test.ts; here a few, through the real CLI.
+  assert.deepEqual(rows(get('sen').stdout).map((row) => row.NAME).sort(), ['big', 'big', 'pair', 'scaled']);
+  const firmwares = get('Firmwares', '-o', 'json');
+  assert.equal(firmwares.status, 0, firmwares.stderr);
+  assert.deepEqual((JSON.parse(firmwares.stdout) as { items: { kind: string }[] }).items.map((item) => item.kind), ['Firmware']);
+  assert.match(get('cert').stdout, /^No certificates found\.$/m);
 
   const bogus = get('bogus');
   assert.equal(bogus.status, 1);
