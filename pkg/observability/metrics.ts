@@ -7,7 +7,8 @@
 //   holding the resource's name (`sensor`, `sink`, `firmware`, `certificate`, `actuator`, ...):
 //   Sensors of the same name in two namespaces are two series. Build the label names with
 //   `resourceLabelNames(kind, ...)` and the labels with `resourceLabels(kind, ref, ...)`, never by hand.
-// - A per-resource gauge is removed when its resource goes away (`forgetResource`); counters stay.
+// - A per-resource gauge is removed when its resource goes away: the controller manager calls
+//   `forgetResource` for every kind after the reconcile that finds it deleted; counters stay.
 // - A total kept elsewhere (the outbox persists its drop counts) is exported as a counter through
 //   `advanceCounter`, which adds only what is new since the last report.
 // - Node's default process metrics keep their standard names (`process_*`, `nodejs_*`), so stock

@@ -235,3 +235,16 @@ test('admin API: a wrong method is 405 with Allow; every reload (POST /reload, S
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(reloadLines('SIGHUP').length, 1, 'one line per reload');
 });
+
+test('a deleted Sink leaves /metrics: its gauges go, the others stay', async () => {
+  const before = await agent.metrics();
+  assert.match(before, /^sensorlet_sink_queue_depth\{namespace="default",sink="uplink"\} /m);
+  writeFileSync(path.join(manifests, 'sinks.yaml'), readFileSync(path.join(manifests, 'sinks.yaml'), 'utf8').split('---\n')[0]);
+  await waitFor(async () => !/sink="uplink"/.test((await agent.metrics()).split('\n').filter((line) => /^sensorlet_(sink_queue_depth|sink_connected|outbox_bytes|outbox_oldest_seconds)\{/.test(line)).join('\n')), {
+    timeoutMs: 10_000,
+    what: 'the gauges of Sink uplink removed',
+  });
+  const after = await agent.metrics();
+  assert.match(after, /^sensorlet_sink_queue_depth\{namespace="default",sink="console"\} /m);
+  assert.match(after, /^sensorlet_sink_connected\{namespace="default",sink="console",connection="default"\} 1$/m);
+});

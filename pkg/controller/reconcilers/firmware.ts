@@ -3,7 +3,7 @@
 // durable record as status: phase, currentVersion, targetVersion, progress, lastError, conditions.
 import path from 'node:path';
 import type { FirmwareSpec, StoredResource } from '../../api/resource.js';
-import { parseKey, resourceKey } from '../../api/resource.js';
+import { resourceKey } from '../../api/resource.js';
 import { resourceLabels } from '../../observability/metrics.js';
 import { matchesNodeSelector } from '../../router/selector.js';
 import { OtaCoordinator } from '../../ota/coordinator.js';
@@ -128,7 +128,6 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
       // A download stops; an install under way finishes (it cannot be cut safely).
       coordinators.get(key)?.abortDownload();
       runtime.status.delete(key);
-      await metrics.forgetResource('firmware', parseKey(key));
       return {};
     }
     if (resource.errors.length > 0 || !resource.object) {

@@ -1,7 +1,7 @@
 // Sink reconciler: one SinkRunner per Sink, with one connection per tenant identity. Identities
 // come from the Certificates the Sink references. A Certificate that has not loaded still gets its
 // connection, a waiting one: readings are kept in its outbox (Ready=False) and go out once it loads.
-import { parseKey, type StoredResource } from '../../api/resource.js';
+import type { StoredResource } from '../../api/resource.js';
 import { CertificateError } from '../../pki/problems.js';
 import { allowedPath, manifestSecretAccess } from '../../pki/secrets.js';
 import { refusal, tenantGranted } from '../../policy/policy.js';
@@ -96,7 +96,6 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
     if (!resource) {
       await stopRunner(key);
       runtime.status.delete(key);
-      await runtime.metrics.forgetResource('sink', parseKey(key));
       return {};
     }
     if (resource.errors.length > 0 || !resource.object) {
