@@ -191,7 +191,10 @@ export class Metrics {
    */
   async forgetResource(kind: string, ref: ResourceRef): Promise<void> {
     for (const metric of this.registry.getMetricsAsArray()) {
-      if (!(metric instanceof Gauge)) continue;
+      // Only this kind's gauges: get() on the others would run their collect functions (the process
+      // metrics read /proc) once per deleted resource.
+      const labelNames = (metric as unknown as { labelNames?: string[] }).labelNames ?? [];
+      if (!(metric instanceof Gauge) || !labelNames.includes(kind)) continue;
       const data = await metric.get();
       for (const sample of data.values) {
         const labels = sample.labels as Record<string, string>;
