@@ -1,4 +1,4 @@
-// Start-up smoke test: the agent runs the bundled examples and prints readings within 5 s.
+// Start-up smoke test: the agent runs the quick start examples and prints readings within 5 s.
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const stateDir = mkdtempSync(path.join(tmpdir(), 'sensorlet-smoke-'));
 const started = Date.now();
 // Launched as `npm start` launches it (same Node flags), with this script's Node.
-const child = spawn(process.execPath, ['--max-semi-space-size=1', '--max-old-space-size=512', '--v8-pool-size=2', path.join(root, 'dist/cmd/sensorlet/main.js'), 'run', '--manifests', path.join(root, 'manifests/examples'), '--state-dir', stateDir, '--admin-addr', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+const child = spawn(process.execPath, ['--max-semi-space-size=1', '--max-old-space-size=512', '--v8-pool-size=2', path.join(root, 'dist/cmd/sensorlet/main.js'), 'run', '--manifests', path.join(root, 'manifests/examples/quickstart'), '--state-dir', stateDir, '--admin-addr', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
 let stderr = '';
 child.stderr.on('data', (chunk) => (stderr += chunk));
 const timer = setTimeout(() => {

@@ -1,12 +1,14 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --max-old-space-size=512 --v8-pool-size=2
 // The sensorlet CLI: run, validate, get, crds, cert inspect, firmware statement/sign, outbox stats.
-import { Command, Option } from 'commander';
+import { statSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
 import yaml from 'js-yaml';
 import { buildAllCrds } from '../../pkg/api/crds.js';
 import { defaultDeviceId, defaultStateDir, startAgent, type Agent } from '../../pkg/agent/agent.js';
 import { applyMemoryPolicy } from '../../pkg/agent/memory-policy.js';
-import { SensorletError } from '../../pkg/api/errors.js';
-import { getCommand } from './get.js';
+import { FlagError } from '../../pkg/api/errors.js';
+import { parseHostPort } from '../../pkg/admin/server.js';
+import { describeKinds, getCommand } from './get.js';
 import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../../pkg/ota/launcher.js';
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
@@ -15,7 +17,49 @@ import { addPolicyOptions, PolicyFlagError, policyFromOptions } from './policy-f
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
 /** Well inside Kubernetes' default 30 s grace period (a clean stop takes well under 2 s). */
 const STOP_DEADLINE_MS = 10_000;
-const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
+/** Exit status of a usage error (a flag or argument the command cannot work with), as with most CLIs. */
+const USAGE_EXIT_CODE = 2;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const program = new Command('sensorlet')
+  .description('Declarative data collection for edge devices.')
+  // Commander's own usage errors (an unknown option, a missing value) exit 2 like ours; help exits 0.
+  .exitOverride((error: CommanderError) => {
+    process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
+  });
+
+/** An operator's mistake on the command line: one line naming the flag, exit 2, no stack trace. */
+function usageError(message: string): never {
+  console.error(`error: ${message}`);
+  process.exit(USAGE_EXIT_CODE);
+}
+
+/** The `run` flags checked before anything starts, so a typo is one clear line rather than a failure later. */
+function checkRunFlags(options: { manifests?: string; kubeconfig?: string; stateDir: string; adminAddr: string; logLevel: string }): void {
+  const kindOf = (file: string) => {
+    try {
+      return statSync(file).isDirectory() ? 'folder' : 'file';
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `unreadable (${(error as NodeJS.ErrnoException).code})`;
+    }
+  };
+  if (options.manifests !== undefined) {
+    const found = kindOf(options.manifests);
+    if (found === 'missing') usageError(`--manifests ${options.manifests}: no such folder`);
+    if (found !== 'folder') usageError(`--manifests ${options.manifests}: not a folder (${found}); give the folder that holds the manifests`);
+  }
+  if (options.kubeconfig !== undefined) {
+    const found = kindOf(options.kubeconfig);
+    if (found !== 'file') usageError(`--kubeconfig ${options.kubeconfig}: ${found === 'missing' ? 'no such file' : `not a readable file (${found})`}`);
+  }
+  const stateDir = kindOf(options.stateDir);
+  if (stateDir !== 'folder' && stateDir !== 'missing') usageError(`--state-dir ${options.stateDir}: not a folder (${stateDir})`);
+  if (!LOG_LEVELS.includes(options.logLevel)) usageError(`--log-level ${JSON.stringify(options.logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
+  try {
+    parseHostPort(options.adminAddr);
+  } catch (error) {
+    usageError((error as Error).message);
+  }
+}
 
 const run = program
   .command('run')
@@ -33,8 +77,9 @@ const run = program
   .option('--self-update', 'standalone: run under a launcher so that a Firmware with target: agent can update this agent (A/B slots in the state dir)');
 addPolicyOptions(run).action(async (options) => {
     const modes = [options.manifests, options.kubeconfig, options.inCluster].filter(Boolean).length;
-    if (modes !== 1) program.error('error: give exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
-    if (options.selfUpdate && !options.manifests) program.error('error: --self-update needs --manifests (in a cluster the DaemonSet image updates the agent)');
+    if (modes !== 1) usageError('give exactly one of --manifests DIR, --kubeconfig FILE, --in-cluster');
+    if (options.selfUpdate && !options.manifests) usageError('--self-update needs --manifests (in a cluster the DaemonSet image updates the agent)');
+    checkRunFlags(options);
     let restarting: Promise<void> | undefined;
     const agentUpdater =
       options.manifests && isLaunchedChild()
@@ -48,11 +93,11 @@ addPolicyOptions(run).action(async (options) => {
     try {
       policy = policyFromOptions(options);
     } catch (error) {
-      if (error instanceof PolicyFlagError) program.error(`error: ${error.message}`);
+      if (error instanceof PolicyFlagError) usageError(error.message);
       throw error;
     }
     // The device id goes into topics: a level separator or wildcard there would forge other topics.
-    if (/[+#/\u0000]/.test(options.deviceId)) program.error(`error: --device-id ${JSON.stringify(options.deviceId)} must not contain +, #, / or NUL`);
+    if (/[+#/\u0000]/.test(options.deviceId)) usageError(`--device-id ${JSON.stringify(options.deviceId)} must not contain +, #, / or NUL`);
     // Self-update: this process becomes the launcher and runs the agent (the active build) as its
     // child; see pkg/ota/launcher.ts.
     if (options.manifests && shouldLaunch(options.stateDir, options.selfUpdate ?? false)) {
@@ -100,12 +145,15 @@ addPolicyOptions(run).action(async (options) => {
       policy,
       agentUpdater,
     }).catch((error: Error) => {
+      // A flag the agent cannot start with is a usage error (2); anything else a failure (1).
+      if (error instanceof FlagError) usageError(error.message);
       console.error(`error: ${error.message}`);
       process.exit(1);
     });
     started = agent;
     if (stopRequested) stop();
-    process.on('SIGHUP', () => void agent.reload());
+    // The agent logs every reload, and a failed one (with its reason): nothing more to do here.
+    process.on('SIGHUP', () => void agent.reload('SIGHUP').catch(() => undefined));
     if (agentUpdater) watchLauncher(stop);
   });
 
@@ -121,13 +169,15 @@ program
 program
   .command('get')
   .description('show resources of a running agent, kubectl-style')
-  .argument('[kind]', 'sensor, sink, certificate or actuator')
+  .argument('[kind]', 'which kind (any of its names below, any case); all kinds when left out')
   .argument('[name]')
   .addOption(new Option('-o, --output <format>').choices(['wide', 'yaml', 'json']))
+  .option('-w, --watch', 'keep watching: print again whenever something shown changes (Ctrl-C ends)')
   .option('--admin-addr <host:port>', 'admin API address of the agent', DEFAULT_ADMIN_ADDR)
   .option('--token-file <file>', 'bearer token for an admin API that needs one (the agent\'s --admin-token-file, or a Kubernetes token)')
+  .addHelpText('after', `\nKinds (plural, then the other names accepted):\n${describeKinds().replace(/^/gm, '  ')}`)
   .action(async (kind, name, options) => {
-    process.exitCode = await getCommand(options.adminAddr, kind, name, options.output, options.tokenFile);
+    process.exitCode = await getCommand(options.adminAddr, kind, name, { output: options.output, tokenFile: options.tokenFile, watch: options.watch === true });
   });
 
 program

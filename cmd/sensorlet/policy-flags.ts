@@ -16,7 +16,7 @@ import {
   type OperatorPolicy,
 } from '../../pkg/policy/policy.js';
 
-/** A flag value the agent cannot start with; main prints it and exits 1. */
+/** A flag value the agent cannot start with; main prints it on one line and exits 2 (a usage error). */
 export class PolicyFlagError extends Error {}
 
 export function addPolicyOptions(command: Command): Command {
@@ -139,7 +139,9 @@ function readGrantsFile(file: string): Record<string, string[]> {
   try {
     parsed = yaml.load(readFileSync(file, 'utf8'), { schema: yaml.FAILSAFE_SCHEMA });
   } catch (error) {
-    throw new PolicyFlagError(`--tenant-grants-file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).name}: ${(error as Error).message.split('\n')[0]}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    // A file the agent cannot read says which way (ENOENT, EACCES); a YAML error gives its first line.
+    throw new PolicyFlagError(`--tenant-grants-file ${file}: ${code === 'ENOENT' ? 'no such file' : code ? `cannot be read (${code})` : `${(error as Error).name}: ${(error as Error).message.split('\n')[0]}`}`);
   }
   if (parsed === undefined || parsed === null) return {};
   if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new PolicyFlagError(`--tenant-grants-file ${file}: expected a map NAMESPACE: [TENANT, ...]`);

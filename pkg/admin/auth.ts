@@ -8,7 +8,7 @@ import { lookup } from 'node:dns/promises';
 import { readFile, stat } from 'node:fs/promises';
 import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import { SensorletError } from '../api/errors.js';
+import { FlagError, SensorletError } from '../api/errors.js';
 
 /** The outcome of checking one request. */
 export type AuthResult = { allowed: true } | { allowed: false; status: 401 | 403; message: string };
@@ -107,8 +107,8 @@ export async function tokenFileAuthenticator(file: string, onProblem: (message: 
   try {
     await load(true);
   } catch (error) {
-    if (error instanceof SensorletError) throw new SensorletError(error.code, `${error.message} (--admin-token-file)`);
-    throw new SensorletError('AdminTokenInvalid', `the admin token file ${file} cannot be read (${(error as NodeJS.ErrnoException).code}) (--admin-token-file)`);
+    if (error instanceof SensorletError) throw new FlagError('--admin-token-file', error.code, `${error.message} (--admin-token-file)`);
+    throw new FlagError('--admin-token-file', 'AdminTokenInvalid', `the admin token file ${file} cannot be read (${(error as NodeJS.ErrnoException).code}) (--admin-token-file)`);
   }
   checkedAt = Date.now();
 

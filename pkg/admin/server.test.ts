@@ -56,7 +56,7 @@ test('/metrics written family by family is exactly what registry.metrics() retur
   let streamed = '';
   for await (const piece of metricsText(metrics.registry)) streamed += piece;
   // Process metrics (CPU time, memory) move between two reads: compare the rest.
-  const stable = (text: string) => text.split('\n').filter((line) => !line.startsWith('sensorlet_process_')).join('\n');
+  const stable = (text: string) => text.split('\n').filter((line) => !/^(process|nodejs)_/.test(line)).join('\n');
   assert.equal(stable(streamed), stable(await metrics.registry.metrics()));
   assert.match(streamed, /sink="quote\\" backslash\\\\ newline\\n"\} Nan/);
 });
@@ -72,4 +72,48 @@ test('a non-loopback address without an authenticator is refused unless the oper
   await checkAdminExposure('[::]:9470', { authenticated: false, allowUnauthenticated: true });
   await checkAdminExposure('127.0.0.5:9470', { authenticated: false });
   await checkAdminExposure('[::1]:9470', { authenticated: false });
+});
+
+test('a known path asked with the wrong method is 405 with Allow; an unknown path stays 404', async () => {
+  const admin = await startAdminServer('127.0.0.1:0', {
+    ready: () => true,
+    resources: () => ({ apiVersion: 'v1', kind: 'List', items: [], errors: [] }),
+    reload: async () => {},
+    registry: new Registry(),
+  });
+  try {
+    const ask = (method: string, path: string) => fetch(`http://${admin.address}${path}`, { method });
+    const getReload = await ask('GET', '/reload');
+    assert.equal(getReload.status, 405);
+    assert.equal(getReload.headers.get('allow'), 'POST');
+    assert.match(await getReload.text(), /use POST/);
+    for (const path of ['/metrics', '/api/v1/resources', '/healthz', '/readyz']) {
+      const posted = await ask('POST', path);
+      assert.equal(posted.status, 405, path);
+      assert.equal(posted.headers.get('allow'), 'GET, HEAD', path);
+      await posted.text();
+    }
+    assert.equal((await ask('HEAD', '/healthz')).status, 200, 'HEAD is GET without a body');
+    assert.equal((await ask('POST', '/reload')).status, 200);
+    assert.equal((await ask('GET', '/nowhere')).status, 404);
+  } finally {
+    await admin.close();
+  }
+});
+
+test('an admin address in use or malformed is a FlagError naming --admin-addr', async () => {
+  const { FlagError } = await import('../api/errors.js');
+  const handlers = { ready: () => true, resources: () => ({ apiVersion: 'v1' as const, kind: 'List' as const, items: [], errors: [] }), reload: async () => {}, registry: new Registry() };
+  const first = await startAdminServer('127.0.0.1:0', handlers);
+  try {
+    await assert.rejects(startAdminServer(first.address, handlers), (error: Error) => {
+      assert.ok(error instanceof FlagError);
+      assert.equal((error as InstanceType<typeof FlagError>).code, 'AdminAddressInUse');
+      assert.match(error.message, /^--admin-addr 127\.0\.0\.1:\d+: the address is already in use/);
+      return true;
+    });
+  } finally {
+    await first.close();
+  }
+  await assert.rejects(startAdminServer('127.0.0.1:70000', handlers), /--admin-addr "127\.0\.0\.1:70000": expected HOST:PORT/);
 });

@@ -9,10 +9,10 @@ import http from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { SensorletError } from '../api/errors.js';
+import { FlagError } from '../api/errors.js';
 import { redactCredentials } from '../api/redact.js';
 import { isLoopbackHost, type Authenticator } from './auth.js';
-import { isConsoleAsset, serveConsoleAsset } from '../console/assets.js';
+import { CONSOLE_ASSET_PATHS, isConsoleAsset, serveConsoleAsset } from '../console/assets.js';
 
 /** The longest an answer keeps the event loop busy before it lets other requests in. */
 const SLICE_MS = 10;
@@ -59,9 +59,39 @@ export interface AdminServer {
 
 export function parseHostPort(address: string): { host: string; port: number } {
   const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
-  if (!match) throw new Error(`--admin-addr must be HOST:PORT, got ${JSON.stringify(address)}`);
-  return { host: match[1] || '127.0.0.1', port: Number(match[2]) };
+  const port = Number(match?.[2]);
+  if (!match || !(port >= 0 && port <= 65535)) {
+    throw new FlagError('--admin-addr', 'AdminAddressInvalid', `--admin-addr ${JSON.stringify(address)}: expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:9470`);
+  }
+  return { host: match[1] || '127.0.0.1', port };
 }
+
+/** Why the admin API cannot listen, naming the flag: the usual operator mistakes get their own words. */
+function listenError(address: string, error: NodeJS.ErrnoException): Error {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new FlagError('--admin-addr', 'AdminAddressInUse', `--admin-addr ${address}: the address is already in use (another sensorlet agent?); give each agent its own --admin-addr`);
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new FlagError('--admin-addr', 'AdminAddressUnavailable', `--admin-addr ${address}: no network interface of this machine has that address`);
+    case 'EACCES':
+      return new FlagError('--admin-addr', 'AdminAddressNotPermitted', `--admin-addr ${address}: not permitted (ports below 1024 need privileges)`);
+    default:
+      return error;
+  }
+}
+
+/** The methods of every path the admin API serves (HEAD answers as GET does in Node's http). */
+const ALLOWED_METHODS: Record<string, string[]> = {
+  '/healthz': ['GET', 'HEAD'],
+  '/readyz': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
+  '/api/v1/resources': ['GET', 'HEAD'],
+  '/reload': ['POST'],
+  '/console/events': ['GET', 'HEAD'],
+  ...Object.fromEntries(CONSOLE_ASSET_PATHS.map((path) => [path, ['GET', 'HEAD']])),
+};
 
 /** How long close() lets requests under way finish before cutting their connections. */
 const CLOSE_GRACE_MS = 300;
@@ -73,7 +103,8 @@ const CLOSE_GRACE_MS = 300;
 export async function checkAdminExposure(address: string, security: { authenticated: boolean; allowUnauthenticated?: boolean }): Promise<void> {
   const { host } = parseHostPort(address);
   if (security.authenticated || security.allowUnauthenticated || (await isLoopbackHost(host))) return;
-  throw new SensorletError(
+  throw new FlagError(
+    '--admin-addr',
     'AdminAuthRequired',
     `--admin-addr ${address} is not a loopback address and the admin API would answer anyone: give --admin-token-file FILE (or --admin-insecure-no-auth to accept that)`,
   );
@@ -179,7 +210,13 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
       response.end(body);
     };
     const pathname = new URL(request.url ?? '/', 'http://localhost').pathname;
-    const route = `${request.method} ${pathname}`;
+    // HEAD is GET without a body (Node's http leaves the body out).
+    const route = `${request.method === 'HEAD' ? 'GET' : request.method} ${pathname}`;
+    // A known path asked with another method: 405 naming the methods it takes (RFC 9110 15.5.6).
+    const allowed = ALLOWED_METHODS[pathname];
+    if (allowed && !allowed.includes(request.method ?? '')) {
+      return send(405, `method ${request.method} not allowed on ${pathname}; use ${allowed.join(' or ')}\n`, 'text/plain; charset=utf-8', { allow: allowed.join(', ') });
+    }
     // The kubelet's probes carry no credentials; their answers reveal nothing.
     if (route === 'GET /healthz') return send(200, 'ok\n');
     // The console's page is static and holds no data (a browser opening it cannot send a token);
@@ -228,7 +265,7 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error) => reject(listenError(address, error)));
     server.listen(port, host, () => resolve());
   });
   const bound = server.address() as AddressInfo;

@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { StoredResource } from '../api/resource.js';
+import { parseKey, type StoredResource } from '../api/resource.js';
 import { API_VERSION } from '../api/schemas.js';
 import { ResourceStore } from '../controller/store.js';
 import { StatusStore } from '../controller/status.js';
@@ -14,13 +14,13 @@ import { applyRemoteCommand } from '../controller/remote-commands.js';
 import { Router } from '../router/router.js';
 import { checkAdminExposure, parseHostPort, startAdminServer, type AdminServer, type ResourceList } from '../admin/server.js';
 import { anyOf, isLoopbackHost, tokenFileAuthenticator, type Authenticator } from '../admin/auth.js';
-import { SensorletError } from '../api/errors.js';
-import { redactCredentialsIn } from '../api/redact.js';
+import { FlagError, messageOf, reasonOf } from '../api/errors.js';
+import { redactCredentials, redactCredentialsIn } from '../api/redact.js';
 import { coalesced } from './coalesce.js';
 import { ReadingHistory } from '../console/history.js';
 import { ConsoleFeed } from '../console/feed.js';
 import { createLogger, type Logger, type LogFormat } from '../observability/logger.js';
-import { Metrics } from '../observability/metrics.js';
+import { Metrics, resourceLabels } from '../observability/metrics.js';
 import { systemClock } from '../observability/clock.js';
 import { createDirectorySource } from '../sources/directory.js';
 import type { ResourceSource } from '../sources/source.js';
@@ -83,9 +83,13 @@ export interface Agent {
   adminAddress: string;
   runtime: Runtime;
   ready(): boolean;
-  reload(): Promise<void>;
+  /** Re-reads every manifest and resyncs every resource; logged with what asked for it. */
+  reload(trigger?: ReloadTrigger): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** What asked for a reload, as the log line names it. */
+export type ReloadTrigger = 'SIGHUP' | 'POST /reload' | 'API';
 
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const logger = options.logger ?? createLogger({ level: options.logLevel, format: options.logFormat });
@@ -118,10 +122,10 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
   store.onPersist = (error) => writeHealth.report('generations', error);
   const status = new StatusStore(options.nodeName, systemClock, options.stateDir);
   status.onPersist = (error) => writeHealth.report('status', error);
-  const router = new Router((sensorKey, count) => metrics.unrouted.inc({ sensor: sensorKey.split('/')[2] }, count));
+  const router = new Router((sensorKey, count) => metrics.unrouted.inc(resourceLabels('sensor', parseKey(sensorKey)), count));
   const cluster = !options.manifests;
-  if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new Error('give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
-  if (policy.firmware.trustSecret && !cluster) throw new Error('--firmware-trust-secret needs cluster mode; standalone, use --firmware-trust-dir DIR');
+  if (policy.firmware.trustDir && policy.firmware.trustSecret) throw new FlagError('--firmware-trust-dir', 'FlagConflict', 'give one Firmware trust store: --firmware-trust-dir or --firmware-trust-secret');
+  if (policy.firmware.trustSecret && !cluster) throw new FlagError('--firmware-trust-secret', 'FlagConflict', '--firmware-trust-secret needs cluster mode; standalone, use --firmware-trust-dir DIR');
   // Cluster mode with --firmware-trust-secret replaces it with the Secret's store (cluster.ts).
   const trust = policy.firmware.trustDir ? directoryTrustStore(policy.firmware.trustDir, options.stateDir) : noTrustStore(cluster);
   const sequences = await SequenceStore.open(path.join(options.stateDir, 'sequences'));
@@ -214,7 +218,7 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
   const authenticators = [adminTokens, tokenReview].filter((each): each is Authenticator => each !== undefined);
   const authenticator = authenticators.length > 0 ? anyOf(authenticators) : undefined;
   // POST /reload and SIGHUP: concurrent requests join the run in progress (or its one follow-up).
-  const reload = coalesced(async () => {
+  const resync = coalesced(async () => {
     if (stopping) return;
     await authenticator?.refresh();
     await source.resync();
@@ -226,12 +230,27 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     acknowledged: () => metrics.published.get(),
     history: readingHistory,
   });
+  // One log line per reload asked for, saying who asked: an operator sees that SIGHUP arrived.
+  const reloadLogger = logger.child({ component: 'reload' });
+  const reload = async (trigger: ReloadTrigger = 'API') => {
+    const started = performance.now();
+    try {
+      await resync();
+    } catch (error) {
+      reloadLogger.error({ trigger, err: redactCredentials(messageOf(error)) }, `reload (${trigger}) failed`);
+      metrics.errorsLogged.inc({ component: 'reload', reason: reasonOf(error, 'ReloadFailed') });
+      throw error;
+    }
+    if (stopping) return;
+    const resources = runtime.store.list().length;
+    reloadLogger.info({ trigger, resources, ms: Math.round(performance.now() - started) }, `reloaded (${trigger}): manifests re-read, ${resources} resource(s) resynced`);
+  };
   const admin: AdminServer = await startAdminServer(
     options.adminAddr,
     {
       ready: () => manager.initialSyncApplied,
       resources: () => listResources(runtime),
-      reload,
+      reload: () => reload('POST /reload'),
       registry: metrics.registry,
       onDenied: (status) => metrics.adminDenied.inc({ status: String(status) }),
       console: consoleFeed,
@@ -288,9 +307,9 @@ async function settleWithin(ms: number, work: Promise<unknown>[], late: (pending
 async function adminTokenFile(policy: OperatorPolicy, options: AgentOptions, onProblem: (message: string) => void): Promise<Authenticator | undefined> {
   const admin = policy.admin;
   if (admin.insecureNoAuth && (admin.tokenFile || admin.tokenReview)) {
-    throw new SensorletError('AdminAuthConflict', '--admin-insecure-no-auth contradicts --admin-token-file / --admin-token-review: give one or the other');
+    throw new FlagError('--admin-insecure-no-auth', 'AdminAuthConflict', '--admin-insecure-no-auth contradicts --admin-token-file / --admin-token-review: give one or the other');
   }
-  if (admin.tokenReview && options.manifests) throw new SensorletError('AdminAuthConflict', '--admin-token-review needs cluster mode (--kubeconfig or --in-cluster)');
+  if (admin.tokenReview && options.manifests) throw new FlagError('--admin-token-review', 'AdminAuthConflict', '--admin-token-review needs cluster mode (--kubeconfig or --in-cluster)');
   if (!admin.tokenFile) return undefined;
   return tokenFileAuthenticator(admin.tokenFile, onProblem);
 }

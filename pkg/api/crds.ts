@@ -5,7 +5,13 @@ import { API_GROUP, inlineRefs, loadSchema, walkSchema, type JsonSchema, type Ki
 interface KindNames {
   plural: string;
   singular: string;
+  /** The CRD's short names (kubectl); they must not collide with other projects' CRDs. */
   shortNames: string[];
+  /**
+   * Further names `sensorlet get` accepts, which would collide in a cluster (cert-manager's
+   * Certificate owns `cert`), so they are not CRD short names.
+   */
+  cliNames?: string[];
   columns: { name: string; type: string; jsonPath: string; priority?: number }[];
 }
 
@@ -16,6 +22,7 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
     plural: 'sensors',
     singular: 'sensor',
     shortNames: ['sn'],
+    cliNames: ['sen'],
     // JSONPath cannot print which key of the driver union is set: the agent reports it as a fact.
     columns: [
       { name: 'Driver', type: 'string', jsonPath: '.status.nodes[0].driver' },
@@ -41,6 +48,7 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
     plural: 'certificates',
     singular: 'certificate',
     shortNames: ['slcert'],
+    cliNames: ['cert', 'certs'],
     columns: [
       { name: 'Tenant', type: 'string', jsonPath: '.status.nodes[0].tenant' },
       { name: 'Ready', type: 'string', jsonPath: READY_NODES },

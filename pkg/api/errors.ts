@@ -13,6 +13,21 @@ export class SensorletError extends Error {
   }
 }
 
+/**
+ * A command-line flag the agent cannot start with: an operator's mistake, not a fault. The CLI
+ * prints the message (which names the flag) on one line and exits 2, as for any usage error.
+ */
+export class FlagError extends SensorletError {
+  constructor(
+    readonly flag: string,
+    code: string,
+    message: string,
+  ) {
+    super(code, message, { terminal: true });
+    this.name = 'FlagError';
+  }
+}
+
 /** The condition reason for any thrown value. */
 export function reasonOf(error: unknown, fallback = 'Error'): string {
   if (error instanceof SensorletError) return error.code;

@@ -46,6 +46,9 @@ function load(dir: string): Map<string, LoadedAsset> {
   return assets;
 }
 
+/** The URL paths of the console's files (the admin server answers 405 on them for other methods). */
+export const CONSOLE_ASSET_PATHS = Object.keys(ASSETS);
+
 export function isConsoleAsset(pathname: string): boolean {
   return Object.prototype.hasOwnProperty.call(ASSETS, pathname);
 }

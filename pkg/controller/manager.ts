@@ -102,8 +102,12 @@ export class Manager {
   }
 
   private async reconcile(key: string) {
-    const kind = parseKey(key).kind;
+    const ref = parseKey(key);
+    const kind = ref.kind;
     const result = await this.reconcilers[kind](key);
+    // Gone: its gauges leave /metrics (a deleted Sink's queue depth would stay on dashboards), for
+    // every kind alike; its counters stay true and stay.
+    if (!this.runtime.store.get(key)) await this.runtime.metrics.forgetResource(kind.toLowerCase(), ref);
     // A Sensor changes routing only through the router (which reports it); after every Sensor of a
     // resync, a pass over all Sensors would cost O(sensors²).
     if (kind !== 'Sensor') this.scheduleRoutingStatus();

@@ -7,7 +7,7 @@ import { SensorletError, messageOf, reasonOf } from '../api/errors.js';
 import { parseDuration } from '../api/units.js';
 import type { StatusStore } from '../controller/status.js';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import { resourceLabels, type Metrics } from '../observability/metrics.js';
 import type { Clock } from '../observability/clock.js';
 import { refusal } from '../policy/policy.js';
 import type { Driver, DriverFactory, DriverPolicy } from './driver.js';
@@ -118,7 +118,7 @@ export class SensorRunner {
     this.timeoutMs = parseDuration(spec.timeout ?? '2s');
     this.admit = deps.reportFilter?.(resource);
     this.logger = deps.logger.child({ sensor: `${resource.namespace}/${resource.name}` });
-    this.readingsCounter = deps.metrics.readings.labels({ sensor: resource.name });
+    this.readingsCounter = deps.metrics.readings.labels(resourceLabels('sensor', resource));
   }
 
   start(): void {
@@ -357,7 +357,7 @@ export class SensorRunner {
     this.errorsCount++;
     const reason = reasonOf(error, 'DriverError');
     const message = messageOf(error);
-    this.deps.metrics.driverErrors.inc({ sensor: this.resource.name, reason });
+    this.deps.metrics.driverErrors.inc(resourceLabels('sensor', this.resource, { reason }));
     this.deps.metrics.errorsLogged.inc({ component: 'driver', reason });
     this.logger.warn({ reason, err: message, failures: this.failures }, 'sensor read failed');
     this.deps.status.update(this.key, {
@@ -372,7 +372,7 @@ export class SensorRunner {
   private dropUnnumbered(count: number, error: unknown): void {
     const reason = reasonOf(error, 'SequenceStateWriteFailed');
     this.unnumbered += count;
-    this.deps.metrics.sensorDropped.inc({ sensor: this.resource.name, reason }, count);
+    this.deps.metrics.sensorDropped.inc(resourceLabels('sensor', this.resource, { reason }), count);
     if (this.unnumberedReason !== reason) this.logger.warn({ reason, err: messageOf(error) }, 'readings dropped: their sequence numbers cannot be made durable');
     this.unnumberedReason = reason;
     this.deps.status.update(this.key, {

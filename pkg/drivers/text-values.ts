@@ -5,6 +5,7 @@ import type { Sample } from '../api/reading.js';
 import { SensorletError } from '../api/errors.js';
 import { describeUntrusted } from '../api/untrusted.js';
 import { compilePattern, groupText, type UserPattern } from '../api/pattern.js';
+import { scaleValue } from './scale.js';
 
 export interface TextValueConfig {
   pattern?: string;
@@ -50,7 +51,7 @@ export function createTextParser(config: TextValueConfig): TextParser {
     if (!Number.isFinite(number) || (number === 0 && raw.trim() === '')) {
       throw new SensorletError('BadFrame', `${name} is not a number (${describeUntrusted(raw)})`);
     }
-    return number * scale + offset;
+    return scaleValue(number, scale, offset);
   };
 
   return (text) => {

@@ -15,6 +15,7 @@ import { PAUSE_ENV, pauseFor } from './failpoint.js';
 import { MAX_HEALTH_BOOTS, OtaStateFile, TERMINAL_PHASES, type OtaRecord, type Phase } from './state.js';
 import { verifyArtifact } from './verify.js';
 import { verifyIntent } from './statement.js';
+import { redactCredentials } from '../api/redact.js';
 
 export type HealthRequirement = 'sinksConnected' | 'sensorsReady';
 
@@ -228,6 +229,8 @@ export class OtaCoordinator {
         ...this.options.download,
         onProgress: (bytes, total) => {
           // The file is the truth for resuming; the record's copy is for status after a restart.
+          // Bytes flow again: the link is no longer stalled.
+          if (this.state.record.stalled && bytes > (this.state.record.progress?.bytes ?? 0)) (this.state.record as OtaRecord).stalled = undefined;
           if (Math.abs(bytes - persisted) >= PROGRESS_PERSIST_BYTES || bytes === total) {
             persisted = bytes;
             this.state.patch({ progress: { bytes, total } });
@@ -242,7 +245,16 @@ export class OtaCoordinator {
           }
         },
         onAttempt: (info) => {
-          if (info.error) this.log('warn', 'download interrupted; resuming', { from: info.from, error: info.error });
+          if (!info.error) return;
+          this.log('warn', 'download interrupted; resuming', { from: info.from, error: info.error });
+          // Shown in status (not persisted): a download retrying says why instead of a bare "Downloading".
+          const previous = this.state.record.stalled;
+          (this.state.record as OtaRecord).stalled = {
+            since: previous?.since ?? new Date().toISOString(),
+            attempts: (previous?.attempts ?? 0) + 1,
+            message: redactCredentials(info.error).slice(0, 200),
+          };
+          this.emit();
         },
       });
     } catch (error) {

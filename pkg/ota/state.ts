@@ -94,6 +94,11 @@ export interface OtaRecord {
   drained?: { queued: number; at: string };
   /** ISO time of the last transition. */
   since?: string;
+  /**
+   * Downloading, but the last attempts failed and it is retrying (kept in memory, not persisted):
+   * since when, how many attempts in a row, and the last error.
+   */
+  stalled?: { since: string; attempts: number; message: string };
 }
 
 export function initialRecord(): OtaRecord {
@@ -132,7 +137,7 @@ export class OtaStateFile {
   /** Moves to a phase (durably, before the caller starts its action). */
   transition(phase: Phase, change: Partial<Omit<OtaRecord, 'version' | 'phase'>> = {}): OtaRecord {
     if (!NEXT[this.current.phase].includes(phase)) throw new Error(`OTA: illegal transition ${this.current.phase} → ${phase}`);
-    return this.write({ ...this.current, ...change, phase, since: new Date().toISOString() });
+    return this.write({ ...this.current, ...change, phase, since: new Date().toISOString(), stalled: undefined });
   }
 
   /** Changes facts without a transition (progress); durable as well, since it is cheap and rare. */
@@ -141,7 +146,9 @@ export class OtaStateFile {
   }
 
   private write(next: OtaRecord): OtaRecord {
-    writeFileDurable(this.file, JSON.stringify(next, null, 2));
+    // `stalled` describes this run's link, not the update: never persisted.
+    const { stalled: _stalled, ...durable } = next;
+    writeFileDurable(this.file, JSON.stringify(durable, null, 2));
     this.current = next;
     return next;
   }

@@ -15,6 +15,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { refusal } from '../policy/policy.js';
 import { OtaError } from './errors.js';
+import { FlagError } from '../api/errors.js';
 
 export const KEY_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 /** A PEM public key is well under 1 KiB; anything above this is not one. */
@@ -55,7 +56,7 @@ export function directoryTrustStore(dir: string, stateDir: string): TrustStore {
   try {
     root = realpathSync(dir);
   } catch (error) {
-    throw new Error(`--firmware-trust-dir ${dir}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (error as Error).message}`);
+    throw new FlagError('--firmware-trust-dir', 'FlagInvalid', `--firmware-trust-dir ${dir}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : (error as Error).message}`);
   }
   let state: string;
   try {
@@ -64,7 +65,7 @@ export function directoryTrustStore(dir: string, stateDir: string): TrustStore {
     state = path.resolve(stateDir);
   }
   if (isInside(root, state) || isInside(state, root)) {
-    throw new Error(`--firmware-trust-dir ${dir} overlaps the state dir ${stateDir}: the trust store must hold only keys the operator placed`);
+    throw new FlagError('--firmware-trust-dir', 'FlagInvalid', `--firmware-trust-dir ${dir} overlaps the state dir ${stateDir}: the trust store must hold only keys the operator placed`);
   }
   const describe = `--firmware-trust-dir ${dir}`;
   return {

@@ -8,7 +8,7 @@ import type { StoredResource } from '../api/resource.js';
 import { parseDuration, parseQuantity } from '../api/units.js';
 import type { StatusStore } from '../controller/status.js';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import { resourceLabels, type Metrics } from '../observability/metrics.js';
 import type { Outbox, OutboxOptions, OutboxWarning, StorageFault } from '../outbox/outbox.js';
 import { MAX_UNWRITTEN_BYTES } from '../outbox/core.js';
 import type { RouteTarget } from '../router/router.js';
@@ -52,6 +52,9 @@ export class SinkRunner implements RouteTarget {
   /** The storage fault last reported (reason), '' once reported as cleared, undefined when never seen. */
   private storageReported: string | undefined;
   private warningReported = false;
+  private stopped = false;
+  /** The transport's name (mqtt, coap, stdout), for messages. */
+  private protocol = '';
   private unroutable = 0;
   /** Per code, how much of the rejected total the metric already counts. */
   private readonly rejectedCounted: Record<string, number> = {};
@@ -109,7 +112,7 @@ export class SinkRunner implements RouteTarget {
     const spec = this.resource.object!.spec;
     const { factory, config } = selectedTransport(spec);
     const options = outboxOptions(this.resource);
-    const sinkLabel = this.resource.name;
+    const sinkLabels = resourceLabels('sink', this.resource);
     for (const identity of this.identities) {
       // Keyed by Certificate (known before it loads, unlike its tenant) so a backlog kept while it
       // was broken is found again; anonymous connections by the Sink alone.
@@ -129,24 +132,24 @@ export class SinkRunner implements RouteTarget {
                 credentials: this.credentials,
                 logger: this.logger,
                 onState,
-                onTakeover: () => this.deps.metrics.takeovers.inc({ sink: sinkLabel }),
+                onTakeover: () => this.deps.metrics.takeovers.inc(sinkLabels),
                 onCommand: this.deps.onCommand && ((command) => this.deps.onCommand!({ namespace: this.resource.namespace, name: this.resource.name }, command)),
               }),
         {
           onState: () => this.reportConnection(),
-          onDelivered: (count) => this.deps.metrics.published.inc({ sink: sinkLabel }, count),
-          onSendError: (reason) => this.deps.metrics.sendErrors.inc({ sink: sinkLabel, reason }),
+          onDelivered: (count) => this.deps.metrics.published.inc(sinkLabels, count),
+          onSendError: (reason) => this.deps.metrics.sendErrors.inc({ ...sinkLabels, reason }),
           onForeignTenant: (count) => (this.unroutable += count),
-          onConnectionLost: (reason) => this.deps.metrics.connectionsLost.inc({ sink: sinkLabel, reason }),
+          onConnectionLost: (reason) => this.deps.metrics.connectionsLost.inc({ ...sinkLabels, reason }),
         },
         this.logger.child({ tenant: identity.tenant }),
       );
       this.lanes.push(lane);
     }
+    this.protocol = factory.name;
     await Promise.all(this.lanes.map((lane) => lane.start()));
     this.deps.status.update(this.key, {
       observedGeneration: this.generation,
-      conditions: [{ type: 'Ready', status: 'True', reason: 'Started', message: `${factory.name} sink started with ${this.lanes.length} connection(s)` }],
       // Facts for `kubectl get sinks` (JSONPath cannot name a union's key); undefined clears a stale url.
       facts: { protocol: factory.name, url: typeof (config as { url?: unknown } | undefined)?.url === 'string' ? redactCredentials((config as { url: string }).url) : undefined },
     });
@@ -185,8 +188,11 @@ export class SinkRunner implements RouteTarget {
 
   async stop(): Promise<void> {
     if (this.statsTimer) clearInterval(this.statsTimer);
+    this.stopped = true;
     await Promise.all(this.lanes.map((lane) => lane.stop()));
     this.reportQueue();
+    // A replacement runner reports its own connections (their tenants may differ).
+    for (const lane of this.lanes) this.deps.metrics.connected.remove(this.connectionLabels(lane));
   }
 
   private updateFull(): void {
@@ -204,16 +210,39 @@ export class SinkRunner implements RouteTarget {
     if (this.resource.object!.spec.outbox?.whenFull === 'block') this.deps.onFullChange(this.key, full);
   }
 
-  private reportConnection(): void {
+  /** The `connection` label of a lane's sensorlet_sink_connected series. */
+  private connectionLabels(lane: Lane): Record<string, string> {
+    return resourceLabels('sink', this.resource, { connection: lane.tenant ?? lane.identity.certificate ?? 'default' });
+  }
+
+  /**
+   * Connected, and Ready with it: a Sink is ready when it can deliver, so a connection down (a
+   * broker unreachable, a Certificate not loaded) is Ready=False with the same reason, while its
+   * readings wait in the outbox.
+   */
+  reportConnection(): void {
+    if (this.stopped) return;
+    for (const lane of this.lanes) this.deps.metrics.connected.set(this.connectionLabels(lane), lane.state.connected ? 1 : 0);
     const down = this.lanes.filter((lane) => !lane.state.connected);
     const connected = down.length === 0;
     const first = down[0]?.state;
+    const reason = first?.reason ?? 'Disconnected';
+    const described = down.map((lane) => lane.tenant ?? lane.identity.certificate).filter(Boolean).join(', ');
     this.deps.status.update(this.key, {
-      conditions: [
-        connected
-          ? { type: 'Connected', status: 'True', reason: 'Connected', message: `${this.lanes.length} connection(s) up` }
-          : { type: 'Connected', status: 'False', reason: first?.reason ?? 'Disconnected', message: first?.message ?? '' },
-      ],
+      conditions: connected
+        ? [
+            { type: 'Connected', status: 'True', reason: 'Connected', message: `${this.lanes.length} connection(s) up` },
+            { type: 'Ready', status: 'True', reason: 'Connected', message: `${this.protocol} sink delivering over ${this.lanes.length} connection(s)` },
+          ]
+        : [
+            { type: 'Connected', status: 'False', reason, message: first?.message ?? '' },
+            {
+              type: 'Ready',
+              status: 'False',
+              reason,
+              message: `${down.length} of ${this.lanes.length} connection(s) down${described ? ` (${described})` : ''}: ${first?.message || reason}; readings wait in the outbox`,
+            },
+          ],
       facts: { connected },
     });
   }
@@ -238,22 +267,23 @@ export class SinkRunner implements RouteTarget {
       if (stats.oldestTime !== undefined) oldest = oldest === undefined ? stats.oldestTime : Math.min(oldest, stats.oldestTime);
       for (const [reason, count] of Object.entries(stats.dropped)) dropped[reason] = (dropped[reason] ?? 0) + count;
     }
-    const sink = this.resource.name;
+    const sink = resourceLabels('sink', this.resource);
     const metrics = this.deps.metrics;
     const rejected = this.rejectedTotals();
     for (const [code, count] of Object.entries(rejected)) {
       const delta = count - (this.rejectedCounted[code] ?? 0);
-      if (delta > 0) metrics.rejected.inc({ sink, code }, delta);
+      if (delta > 0) metrics.rejected.inc({ ...sink, code }, delta);
       this.rejectedCounted[code] = count;
     }
-    metrics.queueDepth.set({ sink }, readings);
-    metrics.outboxReadings.set({ sink }, readings);
-    metrics.outboxBytes.set({ sink }, bytes);
-    metrics.outboxOldest.set({ sink }, oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
-    metrics.outboxCorrupt.set({ sink }, corrupt);
-    for (const [reason, count] of Object.entries(dropped)) metrics.outboxDropped.set({ sink, reason }, count);
-    metrics.outboxUnwrittenBytes.set({ sink }, unwritten);
-    metrics.outboxStorageFull.set({ sink }, storage ? 1 : 0);
+    metrics.queueDepth.set(sink, readings);
+    metrics.outboxReadings.set(sink, readings);
+    metrics.outboxBytes.set(sink, bytes);
+    metrics.outboxOldest.set(sink, oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+    // The outbox keeps these totals (persisted): exported as counters of what is new.
+    metrics.advanceCounter(metrics.outboxCorrupt, sink, corrupt);
+    for (const [reason, count] of Object.entries(dropped)) metrics.advanceCounter(metrics.outboxDropped, { ...sink, reason }, count);
+    metrics.outboxUnwrittenBytes.set(sink, unwritten);
+    metrics.outboxStorageFull.set(sink, storage ? 1 : 0);
     this.reportStorage(storage, unwritten);
     if (warning && !this.warningReported) {
       this.warningReported = true;

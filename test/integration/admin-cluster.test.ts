@@ -95,7 +95,7 @@ test('--admin-token-review needs cluster mode: standalone, the agent refuses to 
       [...AGENT_NODE_FLAGS, CLI, 'run', '--manifests', dir, '--state-dir', path.join(dir, 'state'), '--admin-addr', `0.0.0.0:${await freePort()}`, '--admin-token-review'],
       { encoding: 'utf8', timeout: 15_000 },
     );
-    assert.equal(result.status, 1);
+    assert.equal(result.status, 2, 'a usage error');
     assert.match(result.stderr.trim(), /^error: --admin-token-review needs cluster mode/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -473,7 +473,7 @@ test('4.xx is permanent: dropped with a reason, visible as sensorlet_sink_reject
   assert.equal(new Set(sent).size, sent.length, 'a refused reading is never sent again');
   const metrics = await agent.metrics();
   const counted = metricValue(metrics, 'sensorlet_sink_rejected_total', 'code="4.03"');
-  assert.ok(/sensorlet_sink_rejected_total\{sink="coap-refused",code="4.03"\} \d+/.test(metrics), 'metric labelled with sink and code');
+  assert.ok(/sensorlet_sink_rejected_total\{namespace="default",sink="coap-refused",code="4.03"\} \d+/.test(metrics), 'metric labelled with namespace, sink and code');
   assert.ok(counted >= 20, `sensorlet_sink_rejected_total ${counted}`);
   assert.equal(metricValue(metrics, 'sensorlet_sink_rejected_total', 'sink="coap-accepted"'), 0);
   assert.deepEqual((await sinkFacts(agent, 'coap-accepted')).rejected, {});

@@ -61,6 +61,17 @@ test('rotation under load: files renamed over while 3000 readings/s stream; reco
       what: 'the Certificate status shows the new fingerprint',
     });
     await agent.waitForCondition('Certificate', 'device', 'Ready', 'True');
+    // One info line says so, with the old and the new fingerprint.
+    const rotations = agent.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string; oldFingerprint?: string; newFingerprint?: string })
+      .filter((entry) => entry.oldFingerprint !== undefined);
+    assert.equal(rotations.length, 1, JSON.stringify(rotations));
+    assert.equal(rotations[0].level, 30);
+    assert.match(rotations[0].msg, /^certificate default\/device rotated/);
+    assert.equal(hex(rotations[0].oldFingerprint!), hex(before));
+    assert.equal(hex(rotations[0].newFingerprint!), expected);
     await waitFor(() => connections() > connectionsBefore, { timeoutMs: 15_000, what: 'the Sink reconnected to the broker' });
     await agent.waitForCondition('Sink', 'rotating', 'Connected', 'True', undefined, 15_000);
 

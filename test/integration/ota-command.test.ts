@@ -164,7 +164,10 @@ test('target: command through the agent: Succeeded, status facts and Ready=UpToD
     assert.equal(node.lastError, null);
     await agent.waitForCondition('Firmware', 'modem', 'Ready', 'True', 'UpToDate');
     assert.ok(s.installed()!.equals(s.artifact.body));
-    assert.match(await agent.metrics(), new RegExp(`sensorlet_ota_download_bytes\\{firmware="modem"\\} ${SIZE}`));
+    const metrics = await agent.metrics();
+    assert.match(metrics, new RegExp(`sensorlet_firmware_download_bytes\\{namespace="default",firmware="modem"\\} ${SIZE}`));
+    assert.match(metrics, /^sensorlet_firmware_download_progress_ratio\{namespace="default",firmware="modem"\} 1$/m);
+    assert.match(metrics, /^sensorlet_firmware_phase\{namespace="default",firmware="modem",phase="Succeeded"\} 1$/m);
   } finally {
     await agent.stop();
     await s.server.close();

@@ -181,7 +181,7 @@ test('read-only state dir: the agent runs and says why it keeps nothing; it reco
     health.watch(agent);
     // Nothing can be numbered durably: readings are dropped, and the Sensor says so.
     await agent.waitForCondition('Sensor', 'ro-sensor', 'StorageFull', 'True', 'SequenceStateWriteFailed', 15_000);
-    await waitFor(async () => /sensorlet_sensor_readings_dropped_total\{sensor="ro-sensor",reason="SequenceStateWriteFailed"\} [1-9]/.test(await agent!.metrics()), { what: 'dropped metric' });
+    await waitFor(async () => /sensorlet_sensor_readings_dropped_total\{namespace="default",sensor="ro-sensor",reason="SequenceStateWriteFailed"\} [1-9]/.test(await agent!.metrics()), { what: 'dropped metric' });
     await new Promise((resolve) => setTimeout(resolve, 5000));
     assert.equal(agent.child.exitCode, null, `the agent died on a read-only state dir: ${agent.stderr.slice(-2000)}`);
     assert.doesNotMatch(agent.stderr, /^\s+at /m, 'no stack trace');

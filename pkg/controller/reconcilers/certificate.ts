@@ -152,6 +152,13 @@ export function createCertificateReconciler(runtime: Runtime) {
     if (unchanged) {
       // Same certificate as before: keep the identity object, so the Sinks do not reconnect.
     } else if (loaded.usable && loaded.identity && loaded.slot) {
+      const oldFingerprint = previous?.identity?.fingerprint;
+      if (oldFingerprint !== undefined && oldFingerprint !== loaded.facts?.fingerprint) {
+        runtime.logger.info(
+          { component: 'certificate', certificate: `${resource.namespace}/${resource.name}`, oldFingerprint, newFingerprint: loaded.facts?.fingerprint, notAfter: loaded.facts?.notAfter },
+          `certificate ${resource.namespace}/${resource.name} rotated: the Sinks using it reconnect with the new one`,
+        );
+      }
       runtime.certificates.set(key, {
         key,
         generation: resource.generation,

@@ -2,9 +2,9 @@
 // the background (a download may take hours); reconcile only starts or resumes it and reports the
 // durable record as status: phase, currentVersion, targetVersion, progress, lastError, conditions.
 import path from 'node:path';
-import { Gauge } from 'prom-client';
 import type { FirmwareSpec, StoredResource } from '../../api/resource.js';
 import { resourceKey } from '../../api/resource.js';
+import { resourceLabels } from '../../observability/metrics.js';
 import { matchesNodeSelector } from '../../router/selector.js';
 import { OtaCoordinator } from '../../ota/coordinator.js';
 import { runtimeDataPath } from '../../ota/datapath.js';
@@ -21,13 +21,31 @@ const DOWNLOAD_RETRY_MS = 60_000;
 const TRUST_RETRY_MS = 60_000;
 const IN_FLIGHT = new Set(['Downloading', 'Verifying', 'Draining', 'Installing', 'Restarting', 'HealthCheck', 'RollingBack']);
 
+/** A download's share, 0 to 1 (0 before the size is known). */
+export function progressRatio(progress: { bytes: number; total: number } | undefined): number {
+  return progress && progress.total > 0 ? Math.min(1, progress.bytes / progress.total) : 0;
+}
+
+function describeProgress(progress: { bytes: number; total: number } | undefined): string {
+  if (!progress) return '0%';
+  return `${Math.floor(progressRatio(progress) * 100)}% (${progress.bytes} of ${progress.total} bytes)`;
+}
+
 export function conditionsOfRecord(record: Readonly<OtaRecord>, spec: FirmwareSpec): ConditionUpdate[] {
   const updating = IN_FLIGHT.has(record.phase);
   const upToDate = record.currentVersion === spec.version && !updating;
+  const stalled = record.phase === 'Downloading' ? record.stalled : undefined;
   const ready: ConditionUpdate = upToDate
     ? { type: 'Ready', status: 'True', reason: 'UpToDate', message: `version ${spec.version} is installed` }
+    : stalled
+      ? {
+          type: 'Ready',
+          status: 'False',
+          reason: 'DownloadStalled',
+          message: `download of ${record.targetVersion} stalled at ${describeProgress(record.progress)} since ${stalled.since}: ${stalled.message}; retrying (${stalled.attempts} attempt(s) without progress)`,
+        }
     : updating
-      ? { type: 'Ready', status: 'False', reason: record.phase, message: `updating to ${record.targetVersion}` }
+      ? { type: 'Ready', status: 'False', reason: record.phase, message: `updating to ${record.targetVersion}${record.phase === 'Downloading' ? `: ${describeProgress(record.progress)} downloaded` : ''}` }
       : record.lastError
         ? { type: 'Ready', status: 'False', reason: record.lastError.reason, message: `${record.phase}: ${record.lastError.message}` }
         : { type: 'Ready', status: 'False', reason: 'Pending', message: `waiting to update to ${spec.version}` };
@@ -42,20 +60,19 @@ export function conditionsOfRecord(record: Readonly<OtaRecord>, spec: FirmwareSp
 export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
   const coordinators = new Map<string, OtaCoordinator>();
   const dataPath = runtimeDataPath(runtime);
-  const bytes = new Gauge({ name: 'sensorlet_ota_download_bytes', help: 'Bytes of the artifact downloaded so far.', labelNames: ['firmware'], registers: [runtime.metrics.registry] });
-  const total = new Gauge({ name: 'sensorlet_ota_download_total_bytes', help: 'Size of the artifact being downloaded.', labelNames: ['firmware'], registers: [runtime.metrics.registry] });
-  const phaseGauge = new Gauge({ name: 'sensorlet_ota_phase', help: 'The OTA phase of a Firmware on this node (1 for the current phase).', labelNames: ['firmware', 'phase'], registers: [runtime.metrics.registry] });
+  const metrics = runtime.metrics;
   const logger = runtime.logger.child({ component: 'ota' });
 
   const report = (resource: StoredResource<'Firmware'>, record: Readonly<OtaRecord>) => {
     const spec = resource.object!.spec;
-    const name = resource.name;
+    const labels = resourceLabels('firmware', resource);
     if (record.progress) {
-      bytes.set({ firmware: name }, record.progress.bytes);
-      total.set({ firmware: name }, record.progress.total);
+      metrics.firmwareDownloadedBytes.set(labels, record.progress.bytes);
+      metrics.firmwareSizeBytes.set(labels, record.progress.total);
+      metrics.firmwareProgress.set(labels, progressRatio(record.progress));
     }
     // Only this Firmware's series: 1 for its phase, 0 for the others (reset() would clear every Firmware's).
-    for (const phase of PHASES) phaseGauge.set({ firmware: name, phase }, phase === record.phase ? 1 : 0);
+    for (const phase of PHASES) metrics.firmwarePhase.set({ ...labels, phase }, phase === record.phase ? 1 : 0);
     runtime.status.update(resource.key, {
       observedGeneration: resource.generation,
       conditions: conditionsOfRecord(record, spec),
@@ -65,6 +82,7 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
         targetVersion: record.targetVersion ?? spec.version,
         progress: record.progress ?? null,
         lastError: record.lastError ?? null,
+        stalled: (record.phase === 'Downloading' && record.stalled) || null,
       },
     });
   };
@@ -110,10 +128,6 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
       // A download stops; an install under way finishes (it cannot be cut safely).
       coordinators.get(key)?.abortDownload();
       runtime.status.delete(key);
-      const name = key.split('/')[2];
-      bytes.remove({ firmware: name });
-      total.remove({ firmware: name });
-      for (const phase of PHASES) phaseGauge.remove({ firmware: name, phase });
       return {};
     }
     if (resource.errors.length > 0 || !resource.object) {

@@ -68,12 +68,6 @@ function sameIdentities(a: ConnectionIdentity[], b: ConnectionIdentity[]): boole
   return describe(a) === describe(b);
 }
 
-function readiness(waitingFor: string[], lanes: number) {
-  return waitingFor.length > 0
-    ? { type: 'Ready', status: 'False' as const, reason: 'CertificateNotReady', message: `waiting for Certificate ${waitingFor.join(', ')} to load; its readings wait in the outbox` }
-    : { type: 'Ready', status: 'True' as const, reason: 'Started', message: `sink started with ${lanes} connection(s)` };
-}
-
 /** `spec.tls.caFile` is read only from the operator's certificate folders, like Certificate files. */
 async function caFileRefusal(runtime: Runtime, sink: StoredResource<'Sink'>): Promise<CertificateError | undefined> {
   const caFile = sink.object?.spec.tls?.caFile;
@@ -156,7 +150,7 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
         }
         // New tenants change where readings go: re-evaluate routes and Routed conditions.
         if (tenantsChanged) runtime.router.setTarget(running);
-        runtime.status.update(key, { conditions: [readiness(waitingFor, identities.length)] });
+        running.reportConnection();
         return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
       }
     }
@@ -191,7 +185,8 @@ export function createSinkReconciler(runtime: Runtime, onFullChange: (sinkKey: s
       throw error;
     }
     runtime.router.setTarget(runner);
-    runtime.status.update(key, { conditions: [readiness(waitingFor, identities.length)] });
+    // Ready follows the connections (a waiting Certificate's lane is down with CertificateNotReady).
+    runner.reportConnection();
     return waitingFor.length > 0 ? { requeueAfter: CERTIFICATE_RETRY_MS } : {};
   };
 }

@@ -12,6 +12,7 @@ import type { Driver, DriverContext, DriverFactory } from '../driver.js';
 import { registerDriver } from '../registry.js';
 import { checkSerialDevice } from '../device-path.js';
 import { SerialQueue, abortError, raceAbort } from '../serialize.js';
+import { scaleValue } from '../scale.js';
 
 export type ModbusConfig = NonNullable<Sensor['spec']['driver']['modbus']>;
 type RegisterType = NonNullable<ModbusConfig['type']>;
@@ -243,7 +244,7 @@ export function createModbusDriver(config: ModbusConfig, context: DriverContext)
       // The modbus-serial timeout bounds the transaction itself, so the queue never stays stuck.
       const raw = await raceAbort(task, signal, what);
       const time = context.clock.now();
-      const values = raw.map((value) => (bits ? value : value * scale + offset));
+      const values = raw.map((value) => (bits ? value : scaleValue(value, scale, offset)));
       if (values.length === 1) return [{ value: values[0], time }];
       const named: Record<string, number> = {};
       values.forEach((value, index) => (named[String(config.address + index * stride)] = value));

@@ -16,6 +16,7 @@ import { describeUntrusted } from '../../api/untrusted.js';
 import { frameHub, type FrameConsumer, type FrameHub } from './frame-hub.js';
 import { BinaryFramer, TextFramer, type BinaryLayout, type Framer } from './framer.js';
 import { acquireSharedPort, releaseSharedPort, type LineSettings, type SharedSerialPort } from './shared-port.js';
+import { scaleValue } from '../scale.js';
 
 export type SerialConfig = NonNullable<Sensor['spec']['driver']['serial']>;
 type BinaryConfig = NonNullable<SerialConfig['frame']['binary']>;
@@ -45,7 +46,7 @@ function createBinaryParser(binary: BinaryConfig): FrameParser {
       if (field.byteOffset + FIELD_SIZE[type] > frame.length - checksumWidth) {
         throw new SensorletError('BadFrame', `frame of ${frame.length} bytes is too short for field ${field.name} at ${field.byteOffset}`);
       }
-      values[field.name] = readField(frame, field.byteOffset, type) * (field.scale ?? 1) + (field.offset ?? 0);
+      values[field.name] = scaleValue(readField(frame, field.byteOffset, type), field.scale, field.offset);
     }
     return single ? { value: values.value } : { values };
   };
