@@ -105,6 +105,7 @@ test('patterns whose backtracking could take more than linear time stay on RE2',
     'T{=(?<value>[0-9]+)', // a brace RE2 reads as a literal
     '[[:digit:]]+',
     '\\pN+',
+    '\ud83d=(?<value>[0-9]+)', // a lone surrogate in the source
   ]) {
     assert.equal(nativeEquivalent(source), undefined, source);
   }

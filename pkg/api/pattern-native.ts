@@ -138,8 +138,7 @@ function parse(source: string): Parsed {
     } else if ('|*+?{^$'.includes(c)) {
       throw new Unsupported();
     } else {
-      const point = c.codePointAt(0)!;
-      ranges = [point, point];
+      ranges = literal(c);
       at++;
     }
     let min = 1;
@@ -205,11 +204,18 @@ function parseClass(chars: string[], at: number): [number[], number] {
 /** One class member: a code point, or a set (`\d`...), and the index after it. */
 function classAtom(chars: string[], at: number): [number, number[] | undefined, number] {
   const c = chars[at];
-  if (c !== '\\') return [c.codePointAt(0)!, undefined, at + 1];
+  if (c !== '\\') return [literal(c)[0], undefined, at + 1];
   const escaped = escapeSet(chars[at + 1]);
   if (!escaped) throw new Unsupported();
   if (escaped.length === 2 && escaped[0] === escaped[1]) return [escaped[0], undefined, at + 2];
   return [0, escaped, at + 2];
+}
+
+/** A character of the source as a one-point set; a lone surrogate in the source is left to RE2. */
+function literal(c: string): number[] {
+  const point = c.codePointAt(0)!;
+  if (point >= 0xd800 && point <= 0xdfff) throw new Unsupported();
+  return [point, point];
 }
 
 /** What `\c` stands for in RE2, for the escapes handled here. */
