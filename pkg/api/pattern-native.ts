@@ -229,7 +229,7 @@ function escapeSet(c: string | undefined): number[] | undefined {
     case 's': return SPACE;
     case 'S': return complement(SPACE);
   }
-  if (c in CONTROL_ESCAPES) return [CONTROL_ESCAPES[c], CONTROL_ESCAPES[c]];
+  if (Object.hasOwn(CONTROL_ESCAPES, c)) return [CONTROL_ESCAPES[c], CONTROL_ESCAPES[c]];
   // RE2: an escaped ASCII punctuation character (or space) is that character.
   if (/^[!-/:-@[-`{-~ ]$/.test(c)) return [c.charCodeAt(0), c.charCodeAt(0)];
   return undefined; // \b, \A, \z, \x, \p, \Q, octal...
