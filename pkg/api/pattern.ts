@@ -5,10 +5,13 @@
 // event loop for minutes there. RE2 matches in time linear in the input, but its constant grows
 // with the size of the compiled program and the number of groups it tracks, so every match also has
 // a budget: a pattern is refused when it is too large to scan a useful amount of text, and a text
-// longer than a pattern may scan is reported instead of matched.
+// longer than a pattern may scan is reported instead of matched. A pattern whose syntax proves that
+// V8's own engine gives the same matches in linear time also runs there (see pattern-native.ts):
+// RE2 still accepts it and sets its budget.
 import type { RE2JS, RE2JSSyntaxException } from 're2js';
 import { SensorletError } from './errors.js';
 import { lazyRequire } from './lazy-require.js';
+import { nativeEquivalent } from './pattern-native.js';
 
 /** Loaded with the first pattern: an agent whose manifests have none does not pay its ~3 MB of RSS. */
 const re2js = lazyRequire<typeof import('re2js')>('re2js');
@@ -45,11 +48,11 @@ export interface UserPattern {
   /** The longest text (in UTF-16 code units) one match may scan. */
   readonly maxInputLength: number;
   /**
-   * Searches `text` (unanchored, leftmost-first like RegExp.exec): the capture positions
-   * `[start0, end0, start1, end1, ...]` (-1 for a group that took no part), or undefined when it
-   * does not match. Throws PatternInputTooLong when `text` is longer than `maxInputLength`.
+   * Searches `text` (unanchored, leftmost-first like RegExp.exec): the text of each group (index
+   * 0: the whole match; undefined for a group that took no part), or undefined when it does not
+   * match. Throws PatternInputTooLong when `text` is longer than `maxInputLength`.
    */
-  exec(text: string): readonly number[] | undefined;
+  exec(text: string): readonly (string | undefined)[] | undefined;
 }
 
 /** RE2's descriptions of what JavaScript (backtracking) syntax accepts but RE2 does not. */
@@ -81,18 +84,29 @@ export function compilePattern(source: string): UserPattern {
     );
   }
   const groupIndex: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, compiled.namedGroups());
+  // The V8 form must number its groups as RE2 does (`x|` matches the empty text with every group unset).
+  const candidate = nativeEquivalent(source);
+  const native = candidate && new RegExp(`${candidate.source}|`, candidate.flags).exec('')!.length === ngroup ? candidate : undefined;
+  const tooLong = (text: string) =>
+    new SensorletError('PatternInputTooLong', `text of ${text.length} characters is longer than the ${maxInputLength} this pattern may scan`);
   return {
     source,
     groupCount,
     groupIndex,
     maxInputLength,
-    exec(text) {
-      if (text.length > maxInputLength) {
-        throw new SensorletError('PatternInputTooLong', `text of ${text.length} characters is longer than the ${maxInputLength} this pattern may scan`);
-      }
-      const [matched, positions] = program.matchWithGroup(text, 0, text.length, UNANCHORED, ngroup);
-      return matched && positions ? positions : undefined;
-    },
+    exec: native
+      ? (text) => {
+          if (text.length > maxInputLength) throw tooLong(text);
+          return native.exec(text) ?? undefined;
+        }
+      : (text) => {
+          if (text.length > maxInputLength) throw tooLong(text);
+          const [matched, positions] = program.matchWithGroup(text, 0, text.length, UNANCHORED, ngroup);
+          if (!matched || !positions) return undefined;
+          const groups: (string | undefined)[] = new Array(ngroup);
+          for (let i = 0; i < ngroup; i++) groups[i] = positions[2 * i] < 0 ? undefined : text.slice(positions[2 * i], positions[2 * i + 1]);
+          return groups;
+        },
   };
 }
 
@@ -104,12 +118,6 @@ export function patternProblem(source: string): string | undefined {
   } catch (error) {
     return (error as Error).message;
   }
-}
-
-/** The text of group `index` of a match from `exec`, or undefined when it took no part. */
-export function groupText(text: string, positions: readonly number[], index: number): string | undefined {
-  const start = positions[2 * index];
-  return start === undefined || start < 0 ? undefined : text.slice(start, positions[2 * index + 1]);
 }
 
 function syntaxDetail(source: string, error: RE2JSSyntaxException): string {

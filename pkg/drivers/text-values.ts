@@ -4,7 +4,7 @@ import type { FieldError } from '../api/resource.js';
 import type { Sample } from '../api/reading.js';
 import { SensorletError } from '../api/errors.js';
 import { describeUntrusted } from '../api/untrusted.js';
-import { compilePattern, groupText, type UserPattern } from '../api/pattern.js';
+import { compilePattern, type UserPattern } from '../api/pattern.js';
 import { scaleValue } from './scale.js';
 
 export interface TextValueConfig {
@@ -56,27 +56,27 @@ export function createTextParser(config: TextValueConfig): TextParser {
 
   return (text) => {
     if (pattern === undefined) return { value: toNumber(text, 'value') };
-    let positions: readonly number[] | undefined;
+    let groups: readonly (string | undefined)[] | undefined;
     try {
-      positions = pattern.exec(text);
+      groups = pattern.exec(text);
     } catch (error) {
       throw new SensorletError('BadFrame', `not matched: ${(error as Error).message}`, { cause: error });
     }
-    if (!positions) return undefined;
+    if (!groups) return undefined;
     if (onlyValue !== undefined) {
-      const raw = groupText(text, positions, onlyValue);
+      const raw = groups[onlyValue];
       if (raw !== undefined) return { value: toNumber(raw, 'value') };
     }
     // The named groups that took part in the match; without any, the first group is the value.
     let values: Record<string, number> | undefined;
     let taken = 0;
     for (let i = 0; i < named.length; i++) {
-      const raw = groupText(text, positions, named[i].index);
+      const raw = groups[named[i].index];
       if (raw === undefined) continue;
       (values ??= {})[named[i].name] = toNumber(raw, named[i].name);
       taken++;
     }
-    if (values === undefined) return { value: toNumber(groupText(text, positions, 1) ?? '', 'value') };
+    if (values === undefined) return { value: toNumber(groups[1] ?? '', 'value') };
     if (taken === 1 && values.value !== undefined) return { value: values.value };
     return { values };
   };

@@ -1,7 +1,7 @@
 // The tenant and device a certificate speaks for, read from its SAN with named groups of a
 // linear-time pattern (the pattern comes from the manifest: see pkg/api/pattern.ts).
 import type { CertificateSpec } from '../api/resource.js';
-import { compilePattern, groupText, type UserPattern } from '../api/pattern.js';
+import { compilePattern, type UserPattern } from '../api/pattern.js';
 import { CertificateError } from './problems.js';
 import type { SubjectAltNames } from './x509.js';
 
@@ -31,10 +31,10 @@ export function extractIdentity(sans: SubjectAltNames, identitySpec: Certificate
     for (const value of values) {
       // A SAN longer than the pattern may scan cannot be this device's identity.
       if (value.length > regex.maxInputLength) continue;
-      const positions = regex.exec(value);
-      if (!positions) continue;
-      const tenant = groupOf(regex, value, positions, 'tenant');
-      const device = groupOf(regex, value, positions, 'device');
+      const groups = regex.exec(value);
+      if (!groups) continue;
+      const tenant = groupOf(regex, groups, 'tenant');
+      const device = groupOf(regex, groups, 'device');
       if (!tenant || !device) {
         throw new CertificateError('InvalidIdentity', `${kind}:${value} matches but the pattern does not capture both named groups tenant and device`);
       }
@@ -59,7 +59,7 @@ function compile(pattern: string, field: string): UserPattern {
   }
 }
 
-function groupOf(regex: UserPattern, value: string, positions: readonly number[], name: string): string | undefined {
+function groupOf(regex: UserPattern, groups: readonly (string | undefined)[], name: string): string | undefined {
   const index = regex.groupIndex[name];
-  return index === undefined ? undefined : groupText(value, positions, index);
+  return index === undefined ? undefined : groups[index];
 }

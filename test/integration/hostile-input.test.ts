@@ -1,5 +1,6 @@
 // Hostile manifests and device input against the real agent: patterns that would backtrack
-// catastrophically (serial frames on a real pty, a file, a certificate SAN) and files over their
+// catastrophically (serial frames on a real pty, a file, a certificate SAN), the longest scan of a
+// pattern that runs on V8's engine and files over their
 // parsing budget (a YAML alias bomb, JSON nested 4,000 deep) added to a running agent. Throughout,
 // /healthz answers within 100 ms and a healthy Sensor keeps producing; `validate` reports each file
 // in one line and exits 1.
@@ -16,6 +17,9 @@ import { PTY_SERIAL_ARGS, startPtyPair, tempDir } from '../support/socat.js';
 const CATASTROPHIC = '^(a+)+(?<value>[0-9])$';
 /** 40 characters that the pattern above almost matches: 2^40 paths for a backtracking engine. */
 const NEAR_MISS = `${'a'.repeat(40)}!`;
+/** A pattern whose syntax proves V8's engine linear on it, so it runs there, and its longest scan. */
+const RUNS_ON_V8 = 'T=(?<temperature>-?[0-9.]+) H=(?<humidity>[0-9.]+)';
+const V8_LONGEST_SCAN = `T=${'1.'.repeat(30_000)} H`;
 const HEALTHY_INTERVAL_MS = 200;
 
 const STEADY_SENSOR = `apiVersion: sensorlet.io/v1alpha1
@@ -103,6 +107,14 @@ spec:
 ---
 apiVersion: sensorlet.io/v1alpha1
 kind: Sensor
+metadata: { name: serial-v8 }
+spec:
+  driver:
+    serial: { port: ${pty.a}, baudRate: 9600, frame: { delimiter: "\\n", pattern: "${RUNS_ON_V8}" } }
+  interval: 200ms
+---
+apiVersion: sensorlet.io/v1alpha1
+kind: Sensor
 metadata: { name: lookahead }
 spec:
   driver:
@@ -150,7 +162,7 @@ spec:
       // the same pattern reads a near miss: no reading, no freeze.
       for (const end = Date.now() + 3000; Date.now() < end; writes++) {
         if (writes === 3) writeFileSync(path.join(manifests, 'file-sensor.yaml'), fileSensor);
-        send(`${writes % 5 === 0 ? 'a'.repeat(20_000) : NEAR_MISS}\n`);
+        send(`${writes % 5 === 0 ? 'a'.repeat(20_000) : writes % 5 === 1 ? V8_LONGEST_SCAN : NEAR_MISS}\n`);
         await sleep(100);
       }
     })();
@@ -168,6 +180,10 @@ spec:
     await waitFor(() => running.stdout.includes('"sensor":"serial-backtracker"'), { timeoutMs: 5000, what: 'a reading from the serial Sensor' });
     const reading = running.stdout.split('\n').find((line) => line.includes('"sensor":"serial-backtracker"'))!;
     assert.equal(JSON.parse(reading).value, 7);
+    send('T=-21.5 H=40\n');
+    await waitFor(() => running.stdout.includes('"sensor":"serial-v8"'), { timeoutMs: 5000, what: 'a reading from the Sensor whose pattern runs on V8' });
+    const v8Reading = running.stdout.split('\n').find((line) => line.includes('"sensor":"serial-v8"'))!;
+    assert.deepEqual(JSON.parse(v8Reading).values, { temperature: -21.5, humidity: 40 });
   } finally {
     if (tty !== undefined) closeSync(tty);
     await agent?.kill();

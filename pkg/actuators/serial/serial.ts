@@ -6,7 +6,7 @@
 import type { Actuator, FieldError } from '../../api/resource.js';
 import { SensorletError } from '../../api/errors.js';
 import { describeUntrusted } from '../../api/untrusted.js';
-import { compilePattern, groupText } from '../../api/pattern.js';
+import { compilePattern } from '../../api/pattern.js';
 import { checkSerialDevice } from '../../drivers/device-path.js';
 import { abortError, raceAbort } from '../../drivers/serialize.js';
 import { validatePattern } from '../../drivers/text-values.js';
@@ -56,10 +56,10 @@ export function createSerialActuator(config: SerialActuatorConfig, context: Actu
 
   /** The confirmation a reply line gives, or ReadBackMismatch. */
   const confirm = (line: string, sent: string): ReadBack => {
-    const positions = pattern!.exec(line);
-    if (!positions) throw new SensorletError('ReadBackMismatch', `${config.port}: the reply (${describeUntrusted(line)}) did not match reply.pattern`);
+    const groups = pattern!.exec(line);
+    if (!groups) throw new SensorletError('ReadBackMismatch', `${config.port}: the reply (${describeUntrusted(line)}) did not match reply.pattern`);
     if (valueGroup === undefined) return { value: Number(sent), holds: () => true };
-    const raw = Number(groupText(line, positions, valueGroup) ?? '');
+    const raw = Number(groups[valueGroup] ?? '');
     if (!Number.isFinite(raw)) throw new SensorletError('ReadBackMismatch', `${config.port}: the reply's value group is not a number`);
     return textReadBack(raw, config, asBoolean);
   };
