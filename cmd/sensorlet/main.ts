@@ -11,11 +11,16 @@ import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../..
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
 import { addPolicyOptions, PolicyFlagError, policyFromOptions } from './policy-flags.js';
+import { buildInfo } from '../../pkg/api/version.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
 /** Well inside Kubernetes' default 30 s grace period (a clean stop takes well under 2 s). */
 const STOP_DEADLINE_MS = 10_000;
-const program = new Command('sensorlet').description('Declarative data collection for edge devices.').showHelpAfterError();
+const build = buildInfo();
+const program = new Command('sensorlet')
+  .description('Declarative data collection for edge devices.')
+  .version(`sensorlet ${build.version} (commit ${build.commit})`, '-V, --version', 'print the version and the commit it was built from')
+  .showHelpAfterError();
 
 const run = program
   .command('run')
