@@ -52,6 +52,9 @@ export function runtimeModules(): string[] {
     }
   };
   const visit = (name: string, from: string, optional: boolean) => {
+    // Type declarations only; and packages for the Bare runtime, which tar-fs's `imports` map loads
+    // only there (on Node it takes node:fs and node:path).
+    if (name.startsWith('@types/') || name.startsWith('bare-')) return;
     const dir = resolve(name, from);
     if (!dir) {
       if (optional) return;
@@ -91,15 +94,17 @@ export function appTree(root: string, platform: Platform): Tree {
   const manifest = { name: project.name, version: project.version, description: project.description, license: project.license, type: 'module', engines: { node: `>=${NODE_RUNTIME_VERSION.split('.')[0]}` } };
   tree.data(`${root}/package.json`, `${JSON.stringify(manifest, null, 2)}\n`);
   tree.file(`${root}/dist/cmd/sensorlet/main.js`, bundle, 0o644);
-  tree.copy(`${root}/schemas`, path.join(PACKAGE_ROOT, 'schemas'));
+  tree.copy(`${root}/schemas`, path.join(PACKAGE_ROOT, 'schemas'), 0o644);
   for (const module of runtimeModules()) {
     const source = realpathSync(path.join(PACKAGE_ROOT, module));
     const isBindings = module.endsWith(path.join('@serialport', 'bindings-cpp'));
-    tree.copy(`${root}/${module.split(path.sep).join('/')}`, source, (relative, isDir) => {
+    // Every file as 0644: nothing in node_modules is run as a program.
+    tree.copy(`${root}/${module.split(path.sep).join('/')}`, source, 0o644, (relative, isDir) => {
       const parts = relative.split('/');
       // Nested node_modules are packages of their own, found (or not) by the walk above.
       if (parts[0] === 'node_modules') return false;
-      if (parts[0] === '.github') return false;
+      // Dot files are the packages' tooling (.npmignore, .eslintrc, .github/...).
+      if (parts.some((part) => part.startsWith('.'))) return false;
       if (!isDir && DROPPED_FILES.test(relative)) return false;
       // The addon's C++ sources: the prebuild is what loads.
       if (isBindings && parts[0] === 'src') return false;

@@ -193,7 +193,7 @@ export async function buildImage(platforms: Platform[], outDir: string): Promise
     writeFileSync(path.join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: [index] }));
     const archive = path.join(outDir, imageArchiveName());
     const files = new Tree().file('oci-layout', path.join(layout, 'oci-layout'), 0o644).file('index.json', path.join(layout, 'index.json'), 0o644);
-    files.copy('blobs', path.join(layout, 'blobs'));
+    files.copy('blobs', path.join(layout, 'blobs'), 0o644);
     writeTar(`${archive}.partial`, files.list(), epoch);
     renameSync(`${archive}.partial`, archive);
     return { archive, index, images };

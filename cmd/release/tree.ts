@@ -34,8 +34,11 @@ export class Tree {
     return this;
   }
 
-  /** Adds a folder from disk under `target`, skipping what `keep` refuses (relative paths). Symlinks stay symlinks. */
-  copy(target: string, source: string, keep: (relative: string, isDir: boolean) => boolean = () => true): this {
+  /**
+   * Adds a folder from disk under `target`, skipping what `keep` refuses (relative paths). Symlinks
+   * stay symlinks; files get `fileMode`, or 0755/0644 by their execute bit.
+   */
+  copy(target: string, source: string, fileMode?: number, keep: (relative: string, isDir: boolean) => boolean = () => true): this {
     const walk = (relative: string) => {
       const from = path.join(source, relative);
       for (const name of readdirSync(from).sort()) {
@@ -47,7 +50,7 @@ export class Tree {
         else if (stat.isDirectory()) {
           this.dir(to);
           walk(child);
-        } else if (stat.isFile()) this.file(to, path.join(source, child));
+        } else if (stat.isFile()) this.file(to, path.join(source, child), fileMode);
       }
     };
     this.dir(target);
