@@ -44,6 +44,16 @@ test('package.json, sensorlet --version, the built image, the DaemonSet and the 
   const images = [...template.matchAll(/image: (.+)/g)].map((match) => match[1].trim());
   assert.ok(images.length > 0, 'the chart template names an image');
   for (const image of images) assert.equal(image, '"{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}"', 'the chart defaults to appVersion');
+
+  assert.match(read('Dockerfile'), new RegExp(`org\\.opencontainers\\.image\\.version="${VERSION.replace(/\./g, '\\.')}"`), 'the Dockerfile labels the package version');
+});
+
+test('the Dockerfile configures the image as npm run image does', () => {
+  const dockerfile = read('Dockerfile');
+  const entrypoint = /^ENTRYPOINT (.+)$/m.exec(dockerfile)?.[1];
+  assert.deepEqual(JSON.parse(entrypoint ?? 'null'), imageEntrypoint());
+  assert.match(dockerfile, /^USER 65532:65532$/m);
+  assert.match(dockerfile, /^CMD \["run", "--manifests", "\/etc\/sensorlet\/manifests", "--state-dir", "\/var\/lib\/sensorlet"\]$/m);
 });
 
 test('the image entrypoint, the packages\' launcher and the DaemonSet use the V8 flags of npm start', () => {
