@@ -33,7 +33,12 @@ function cached(target: string, build: (scratch: string) => void): string {
   const scratch = mkdtempSync(`${target}.partial-`);
   try {
     build(scratch);
-    renameSync(scratch, target);
+    try {
+      renameSync(scratch, target);
+    } catch (error) {
+      // Another build filled the same entry meanwhile: theirs is as good.
+      if (!existsSync(target)) throw error;
+    }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
