@@ -15,6 +15,7 @@
 // - the lazily required ones (pkg/api/lazy-require.ts: modbus-serial, node-forge, re2js), so that an
 //   agent that does not use them does not parse them.
 // CommonJS dependencies call require() for Node built-ins; the banner gives the ES module a real one.
+// The commit the bundle is built from is baked in as SENSORLET_COMMIT (pkg/api/version.ts).
 //
 // It also builds the web console's assets into dist/console/ (served by pkg/console/assets.ts): the
 // page, one script (the console and uPlot, minified) and one stylesheet (uPlot's and the console's).
@@ -23,8 +24,8 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
-
-const EXTERNAL = ['serialport', '@serialport/*', 'modbus-serial', '@kubernetes/client-node', 'pino-pretty', 'node-forge', 're2js'];
+import { BUNDLE_EXTERNAL } from './external.js';
+import { sourceCommit } from './source.js';
 
 const result = await build({
   entryPoints: [path.join(PACKAGE_ROOT, 'cmd/sensorlet/main.ts')],
@@ -34,7 +35,8 @@ const result = await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: EXTERNAL,
+  external: BUNDLE_EXTERNAL,
+  define: { SENSORLET_COMMIT: JSON.stringify(sourceCommit()) },
   minify: true,
   sourcemap: 'linked',
   legalComments: 'none',

@@ -13,6 +13,7 @@ import { isLaunchedChild, runLauncher, shouldLaunch, watchLauncher } from '../..
 import { RESTART_EXIT_CODE, SlotUpdater } from '../../pkg/ota/slots.js';
 import { validateCommand } from './validate.js';
 import { addPolicyOptions, PolicyFlagError, policyFromOptions } from './policy-flags.js';
+import { buildInfo } from '../../pkg/api/version.js';
 
 const DEFAULT_ADMIN_ADDR = '127.0.0.1:9470';
 /** Well inside Kubernetes' default 30 s grace period (a clean stop takes well under 2 s). */
@@ -20,8 +21,10 @@ const STOP_DEADLINE_MS = 10_000;
 /** Exit status of a usage error (a flag or argument the command cannot work with), as with most CLIs. */
 const USAGE_EXIT_CODE = 2;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const build = buildInfo();
 const program = new Command('sensorlet')
   .description('Declarative data collection for edge devices.')
+  .version(`sensorlet ${build.version} (commit ${build.commit})`, '-V, --version', 'print the version and the commit it was built from')
   // Commander's own usage errors (an unknown option, a missing value) exit 2 like ours; help exits 0.
   .exitOverride((error: CommanderError) => {
     process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
