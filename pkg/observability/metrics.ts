@@ -37,6 +37,7 @@ export class Metrics {
   readonly outboxOldest = new Gauge({ name: 'sensorlet_outbox_oldest_seconds', help: 'Age of the oldest reading in the outbox.', labelNames: ['sink'], registers: [this.registry] });
   readonly outboxDropped = new Gauge({ name: 'sensorlet_outbox_dropped_total', help: 'Readings the outbox dropped, by reason.', labelNames: ['sink', 'reason'], registers: [this.registry] });
   readonly outboxCorrupt = new Gauge({ name: 'sensorlet_outbox_corrupt_chunks_total', help: 'Outbox chunks that failed their checksum and were moved aside.', labelNames: ['sink'], registers: [this.registry] });
+  readonly outboxTornFrames = new Gauge({ name: 'sensorlet_outbox_torn_frames_total', help: 'Torn frames (cut short by a crash) found in outbox chunk files at start-up; every whole frame before one was kept.', labelNames: ['sink'], registers: [this.registry] });
   readonly sensorDropped = new Counter({
     name: 'sensorlet_sensor_readings_dropped_total',
     help: 'Readings a Sensor dropped before any Sink saw them, by reason (e.g. SequenceStateWriteFailed: the disk refused to persist sequence numbers).',
