@@ -144,7 +144,7 @@ interface WriteJob {
 
 /**
  * A chunk's `.tmp` file while the chunk fills and until its group commit: frames are handed to the
- * kernel as they are encoded (no fsync), in order, through `chain`.
+ * kernel as they are encoded (a plain write, no fsync).
  */
 interface ChunkFileWriter {
   id: number;
@@ -160,7 +160,6 @@ interface ChunkFileWriter {
   failed: boolean;
   /** Acked or dropped: the file is deleted and nothing more is written. */
   cancelled: boolean;
-  chain: Promise<void>;
 }
 
 /** A group commit in progress: these chunk ids are being written. */
@@ -513,7 +512,7 @@ class DiskChunkStore implements ChunkStore {
 
   private newWriter(id: number): ChunkFileWriter {
     // While the disk refuses writes the chunk stays in memory and the group commit's retries write it.
-    const writer: ChunkFileWriter = { id, frames: [], queued: [], written: 0, fd: undefined, sealed: false, failed: this.fault !== undefined, cancelled: false, chain: Promise.resolve() };
+    const writer: ChunkFileWriter = { id, frames: [], queued: [], written: 0, fd: undefined, sealed: false, failed: this.fault !== undefined, cancelled: false };
     this.writers.set(id, writer);
     return writer;
   }
@@ -523,43 +522,50 @@ class DiskChunkStore implements ChunkStore {
     if (!writer.failed) writer.queued.push(frame);
   }
 
-  /** Queues a write of what the writer holds: handed to the kernel in order, without fsync. */
+  /**
+   * Hands what the writer holds to the kernel now, with a synchronous write (no fsync): once it
+   * returns, a process crash cannot lose it. A write into the page cache takes microseconds; the
+   * thread pool would queue it behind the group commit's fsyncs, for as long as those take.
+   */
   private handToKernel(writer: ChunkFileWriter): void {
-    if (writer.failed || writer.queued.length === 0) return;
-    writer.chain = writer.chain.then(() => this.writeQueued(writer));
-  }
-
-  private async writeQueued(writer: ChunkFileWriter): Promise<void> {
     if (writer.cancelled || writer.failed || writer.queued.length === 0) return;
     const data = writer.queued.length === 1 ? writer.queued[0] : Buffer.concat(writer.queued);
     writer.queued = [];
     const temp = this.chunkPath(writer.id) + TMP_SUFFIX;
     try {
       if (writer.fd === undefined) {
-        writer.fd = await fdOpen(temp, writer.written === 0 ? 'w' : 'r+');
+        writer.fd = fsCallback.openSync(temp, writer.written === 0 ? 'w' : 'r+');
         this.openFds++;
       }
-      await writeAll(writer.fd, data, writer.written);
+      writeAllSync(writer.fd, data, writer.written);
       writer.written += data.length;
       // Many sealed chunks waiting for a slow disk must not hold a descriptor each.
-      if (writer.sealed && this.openFds > MAX_OPEN_CHUNK_FILES) await this.closeWriterFd(writer);
+      if (writer.sealed && this.openFds > MAX_OPEN_CHUNK_FILES) this.closeWriterFd(writer);
     } catch (error) {
       // The same fault handling as chunk writes: reported once, the chunk kept in memory and
       // written whole by the group commit when the disk takes it.
       writer.failed = true;
       writer.queued = [];
-      await this.closeWriterFd(writer).catch(() => undefined);
-      await unlink(temp).catch(() => undefined);
+      this.closeWriterFd(writer);
+      try {
+        fsCallback.unlinkSync(temp);
+      } catch {
+        // a partial file that cannot be deleted is rewritten whole, or recovered frame by frame
+      }
       this.storageFailed(error, 'writing outbox chunks');
     }
   }
 
-  private async closeWriterFd(writer: ChunkFileWriter): Promise<void> {
+  private closeWriterFd(writer: ChunkFileWriter): void {
     const fd = writer.fd;
     if (fd === undefined) return;
     writer.fd = undefined;
     this.openFds--;
-    await fdClose(fd);
+    try {
+      fsCallback.closeSync(fd);
+    } catch {
+      // close reports errors of earlier writes on some file systems; fsync or the retry sees them
+    }
   }
 
   put(meta: ChunkMeta, readings: Reading[], journaled: number): { bytes: number; persisted: Promise<void> } {
@@ -680,40 +686,36 @@ class DiskChunkStore implements ChunkStore {
   private async commitChunkFile(job: WriteJob): Promise<void> {
     const id = job.info.id;
     const writer = this.writers.get(id);
-    if (!writer || writer.failed) {
-      await this.writeChunkFile(id, job.data);
-      this.writers.delete(id);
-      return;
-    }
-    const commit = writer.chain.then(async () => {
-      await this.writeQueued(writer);
-      if (writer.failed) {
-        await this.writeChunkFile(id, job.data);
-        return;
-      }
+    if (writer && !writer.failed) {
       const temp = this.chunkPath(id) + TMP_SUFFIX;
       try {
-        if (writer.fd === undefined) {
-          writer.fd = await fdOpen(temp, 'r+');
-          this.openFds++;
+        let fd: number;
+        if (writer.fd !== undefined) {
+          fd = writer.fd; // closed below whatever happens
+          writer.fd = undefined;
+          this.openFds--;
+        } else {
+          fd = await fdOpen(temp, 'r+');
         }
-        await fdSync(writer.fd);
-        await this.closeWriterFd(writer);
+        try {
+          await fdSync(fd);
+        } finally {
+          await fdClose(fd).catch(() => undefined);
+        }
         await rename(temp, this.chunkPath(id));
       } catch (error) {
         // Written whole on the retry: a partial temp file on a full disk holds the space it needs.
         writer.failed = true;
-        await this.closeWriterFd(writer).catch(() => undefined);
         await unlink(temp).catch(() => undefined);
         throw error;
       }
-    });
-    writer.chain = commit.catch(() => undefined);
-    await commit;
+    } else {
+      await this.writeChunkFile(id, job.data);
+    }
     this.writers.delete(id);
   }
 
-  /** Acked or dropped before its group commit: its `.tmp` file is deleted once its writes are done. */
+  /** Acked or dropped before its group commit: its `.tmp` file is deleted and nothing more is written. */
   private cancelWriter(id: number): void {
     const writer = this.writers.get(id);
     if (!writer) return;
@@ -721,10 +723,9 @@ class DiskChunkStore implements ChunkStore {
     writer.cancelled = true;
     writer.queued = [];
     writer.frames = [];
-    const done = writer.chain.then(async () => {
-      await this.closeWriterFd(writer).catch(() => undefined);
-      if (writer.written > 0 && !writer.failed) await unlink(this.chunkPath(id) + TMP_SUFFIX).catch(() => undefined);
-    });
+    this.closeWriterFd(writer);
+    if (writer.written === 0 || writer.failed) return;
+    const done = unlink(this.chunkPath(id) + TMP_SUFFIX).catch(() => undefined);
     this.fileOps.add(done);
     void done.finally(() => this.fileOps.delete(done));
   }
@@ -847,7 +848,7 @@ class DiskChunkStore implements ChunkStore {
     }
     while (this.writing) await this.writing;
     await Promise.all(this.fileOps);
-    for (const writer of this.writers.values()) await writer.chain.then(() => this.closeWriterFd(writer)).catch(() => undefined);
+    for (const writer of this.writers.values()) this.closeWriterFd(writer);
     if (this.pendingWrites.size > 0) {
       const readings = [...this.pendingWrites.values()].reduce((sum, job) => sum + job.info.count, 0);
       this.logger.error({ chunks: this.pendingWrites.size, readings, reason: this.fault?.reason }, 'outbox chunks could not be written before shutdown; they are lost');
@@ -873,6 +874,15 @@ export function createDurableOutbox(dir: string, options: OutboxOptions, logger?
 
 function validIndexDoc(doc: ChunkIndexDoc): boolean {
   return [doc.id, doc.count, doc.bytes].every((value) => Number.isSafeInteger(value) && value >= 0) && Number.isFinite(doc.firstTime) && Number.isFinite(doc.lastTime);
+}
+
+/** writeAll on the event loop's thread, for the few writes per turn that must reach the kernel at once. */
+function writeAllSync(fd: number, data: Buffer, position: number): void {
+  for (let offset = 0; offset < data.length; ) {
+    const written = fsCallback.writeSync(fd, data, offset, data.length - offset, position + offset);
+    if (written === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write (0 bytes written)'), { code: 'ENOSPC' });
+    offset += written;
+  }
 }
 
 /** Writes all of `data` at `position`; a full disk may accept nothing without an error, which would loop for ever. */
