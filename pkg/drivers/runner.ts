@@ -18,6 +18,11 @@ export interface SequenceSource {
   register(sensorKey: string): void;
   /** Throws when the number cannot be made durable (disk full, damaged state): the reading is dropped. */
   next(sensorKey: string): number;
+  /**
+   * Hands out `count` numbers without readings: readings shed before they were made keep their
+   * place in the sequence, so a consumer still sees the gap where readings were dropped.
+   */
+  skip?(sensorKey: string, count: number): void;
   /** Set when damaged sequence state was recovered with a forward jump (a gap, never a reuse). */
   readonly recovery?: { reason: string; message: string };
 }
@@ -302,6 +307,13 @@ export class SensorRunner {
       readings.push(reading);
     }
     if (shed > 0) {
+      if (!numberingFailed) {
+        try {
+          sequences.skip?.(key, shed);
+        } catch {
+          // Dropped either way; without their numbers a consumer just sees no gap for them.
+        }
+      }
       this.deps.shed?.(key, tenant, shed);
       this.rateWindowCount += shed;
       this.readingsCount += shed;
