@@ -433,7 +433,9 @@ export class OutboxCore implements Outbox {
 
   /** Starts reading the following chunk from disk so the sink does not wait for it. */
   private prefetchAfter(chunk: Chunk): void {
-    if (!this.store.evictable) return;
+    // While dropOldest is shedding, the next queued chunk is the next to be dropped: reading and
+    // decoding it ahead would be work spent on readings that are likely never sent.
+    if (!this.store.evictable || (this.full && this.options.whenFull === 'dropOldest')) return;
     const index = this.queue.indexOf(chunk);
     for (let i = index + 1; i < this.queue.length; i++) {
       const candidate = this.queue[i];

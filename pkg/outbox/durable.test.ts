@@ -111,7 +111,7 @@ describe('durable outbox', () => {
       await outbox.ack(first);
       await outbox.flush(); // 1..1000 sealed and fsynced; 1001..1005 sealed by flush too
       for (let seq = 1006; seq <= 1009; seq++) outbox.append([r(seq)]); // open chunk: written at the end of the turn
-      setTimeout(() => console.log('READY'), 10);
+      setTimeout(() => console.log('READY'), 200); // the open chunk's file is opened in the thread pool
       setInterval(() => {}, 1000);
     `);
     const outbox = await open(dir);

@@ -155,6 +155,8 @@ interface ChunkFileWriter {
   /** Bytes handed to the kernel: the file's length once `queued` is empty. */
   written: number;
   fd: number | undefined;
+  /** Set while the file is being opened (in the thread pool): writes wait for it. */
+  opening: Promise<void> | undefined;
   sealed: boolean;
   /** A write failed: the file is gone and the group commit writes the chunk whole (as after any storage fault). */
   failed: boolean;
@@ -512,7 +514,7 @@ class DiskChunkStore implements ChunkStore {
 
   private newWriter(id: number): ChunkFileWriter {
     // While the disk refuses writes the chunk stays in memory and the group commit's retries write it.
-    const writer: ChunkFileWriter = { id, frames: [], queued: [], written: 0, fd: undefined, sealed: false, failed: this.fault !== undefined, cancelled: false };
+    const writer: ChunkFileWriter = { id, frames: [], queued: [], written: 0, fd: undefined, opening: undefined, sealed: false, failed: this.fault !== undefined, cancelled: false };
     this.writers.set(id, writer);
     return writer;
   }
@@ -524,36 +526,65 @@ class DiskChunkStore implements ChunkStore {
 
   /**
    * Hands what the writer holds to the kernel now, with a synchronous write (no fsync): once it
-   * returns, a process crash cannot lose it. A write into the page cache takes microseconds; the
-   * thread pool would queue it behind the group commit's fsyncs, for as long as those take.
+   * returns, a process crash cannot lose it. A write into the page cache takes microseconds, while
+   * the thread pool would queue it behind the group commit's fsyncs. Creating the file is not done
+   * here: it takes the folder's lock, which renames, deletions and the folder's fsync hold for
+   * long, so the file is opened in the thread pool and its first frames are written once it is.
    */
   private handToKernel(writer: ChunkFileWriter): void {
     if (writer.cancelled || writer.failed || writer.queued.length === 0) return;
+    if (writer.fd === undefined) {
+      writer.opening ??= this.openWriterFile(writer);
+      return;
+    }
     const data = writer.queued.length === 1 ? writer.queued[0] : Buffer.concat(writer.queued);
     writer.queued = [];
-    const temp = this.chunkPath(writer.id) + TMP_SUFFIX;
     try {
-      if (writer.fd === undefined) {
-        writer.fd = fsCallback.openSync(temp, writer.written === 0 ? 'w' : 'r+');
-        this.openFds++;
-      }
       writeAllSync(writer.fd, data, writer.written);
       writer.written += data.length;
       // Many sealed chunks waiting for a slow disk must not hold a descriptor each.
       if (writer.sealed && this.openFds > MAX_OPEN_CHUNK_FILES) this.closeWriterFd(writer);
     } catch (error) {
-      // The same fault handling as chunk writes: reported once, the chunk kept in memory and
-      // written whole by the group commit when the disk takes it.
-      writer.failed = true;
-      writer.queued = [];
-      this.closeWriterFd(writer);
-      try {
-        fsCallback.unlinkSync(temp);
-      } catch {
-        // a partial file that cannot be deleted is rewritten whole, or recovered frame by frame
-      }
-      this.storageFailed(error, 'writing outbox chunks');
+      this.writerFailed(writer, error);
     }
+  }
+
+  private async openWriterFile(writer: ChunkFileWriter): Promise<void> {
+    try {
+      const fd = await fdOpen(this.chunkPath(writer.id) + TMP_SUFFIX, writer.written === 0 ? 'w' : 'r+');
+      writer.fd = fd;
+      this.openFds++;
+    } catch (error) {
+      writer.opening = undefined;
+      this.writerFailed(writer, error);
+      return;
+    }
+    writer.opening = undefined;
+    if (writer.cancelled) {
+      this.closeWriterFd(writer);
+      this.removeTmp(writer);
+      return;
+    }
+    this.handToKernel(writer);
+  }
+
+  /**
+   * The same fault handling as chunk writes: reported once, the chunk kept in memory and written
+   * whole by the group commit when the disk takes it.
+   */
+  private writerFailed(writer: ChunkFileWriter, error: unknown): void {
+    writer.failed = true;
+    writer.queued = [];
+    this.closeWriterFd(writer);
+    this.removeTmp(writer);
+    this.storageFailed(error, 'writing outbox chunks');
+  }
+
+  /** Deletes a writer's `.tmp` file in the background; close() waits for it. */
+  private removeTmp(writer: ChunkFileWriter): void {
+    const done = unlink(this.chunkPath(writer.id) + TMP_SUFFIX).catch(() => undefined);
+    this.fileOps.add(done);
+    void done.finally(() => this.fileOps.delete(done));
   }
 
   private closeWriterFd(writer: ChunkFileWriter): void {
@@ -686,6 +717,8 @@ class DiskChunkStore implements ChunkStore {
   private async commitChunkFile(job: WriteJob): Promise<void> {
     const id = job.info.id;
     const writer = this.writers.get(id);
+    if (writer?.opening) await writer.opening;
+    if (writer && !writer.failed) this.handToKernel(writer);
     if (writer && !writer.failed) {
       const temp = this.chunkPath(id) + TMP_SUFFIX;
       try {
@@ -723,11 +756,11 @@ class DiskChunkStore implements ChunkStore {
     writer.cancelled = true;
     writer.queued = [];
     writer.frames = [];
+    // A file still being opened is deleted once it is (openWriterFile).
+    if (writer.opening || writer.failed) return;
+    const created = writer.fd !== undefined || writer.written > 0;
     this.closeWriterFd(writer);
-    if (writer.written === 0 || writer.failed) return;
-    const done = unlink(this.chunkPath(id) + TMP_SUFFIX).catch(() => undefined);
-    this.fileOps.add(done);
-    void done.finally(() => this.fileOps.delete(done));
+    if (created) this.removeTmp(writer);
   }
 
   private async writeChunkFile(id: number, data: Buffer): Promise<void> {
@@ -848,7 +881,11 @@ class DiskChunkStore implements ChunkStore {
     }
     while (this.writing) await this.writing;
     await Promise.all(this.fileOps);
-    for (const writer of this.writers.values()) this.closeWriterFd(writer);
+    for (const writer of this.writers.values()) {
+      if (writer.opening) await writer.opening;
+      this.closeWriterFd(writer);
+    }
+    await Promise.all(this.fileOps);
     if (this.pendingWrites.size > 0) {
       const readings = [...this.pendingWrites.values()].reduce((sum, job) => sum + job.info.count, 0);
       this.logger.error({ chunks: this.pendingWrites.size, readings, reason: this.fault?.reason }, 'outbox chunks could not be written before shutdown; they are lost');
