@@ -1,7 +1,9 @@
 // The queue logic shared by every outbox store: the open chunk and its sealing rule, FIFO hand-out,
-// acks, rewind, limits and full policies, maxAge. A ChunkStore only keeps sealed chunks somewhere
-// (memory, disk); so both implementations behave identically by construction, and the contract
-// suite checks the stores underneath.
+// acks, rewind, limits and full policies (including room()/refuse(), which let a producer skip
+// readings dropNewest would refuse), maxAge. A ChunkStore only keeps chunks somewhere (memory,
+// disk; the open chunk's readings once per event-loop turn through journal()); so both
+// implementations behave identically by construction, and the contract suite checks the stores
+// underneath.
 import { SensorletError } from '../api/errors.js';
 import type { Reading } from '../api/reading.js';
 import type { Clock } from '../observability/clock.js';

@@ -7,29 +7,57 @@
 //   small metadata: one index document per sealed chunk ({id, count, bytes, firstTime, lastTime})
 //   and one counters document (drops by reason, corrupt chunks, next chunk id, limits for
 //   `sensorlet outbox stats`). Memory is bounded by the number of chunks, not readings.
-// * Framing (chunk-file.ts): magic "SLC1", then a header frame and a body frame, each
-//   `u32le length | u32le CRC-32 | payload`. The header is a few dozen bytes of JSON (id, count,
-//   first/last sample time); the body is the JSON array of the chunk's readings. A chunk is valid
-//   only if both checksums match and the file ends exactly after the body.
+// * Framing (chunk-file.ts): magic "SLC2", then frames, each `u32le length | u32le CRC-32 |
+//   payload`, checked one by one: a header frame (id, first sample time), one readings frame (a
+//   JSON array) per event-loop turn the chunk was open, and a fixed-size end frame (count, last
+//   sample time) that seals it. A sealed chunk is valid only if every checksum matches, the count
+//   is right and the file ends exactly after the end frame. (Chunks of the earlier "SLC1" format,
+//   one header and one body frame, are still read.)
 // * Sealing: readings are appended synchronously to the open chunk in memory. It is sealed at
 //   `maxReadings` readings, `maxDelayMs` after its first reading, at a quarter of `maxBytes` (so
 //   dropOldest can always free whole chunks), on flush() and on close().
-// * fsync policy: a sealed chunk is written to `chunks/<id>.chunk.tmp`, fsynced, renamed to
-//   `chunks/<id>.chunk`, and the directory is fsynced; only then is it durable. Chunks sealed
-//   while a write is in flight are written as one group with one directory fsync (group commit).
-//   No per-reading fsync, nedb write or promise. The index document is written after the rename
-//   without fsync: the chunk file, not the index, is the source of truth. A chunk acknowledged (or
-//   dropped) before its group commit started is never written: a sink that keeps up costs no I/O
-//   beyond what the disk can absorb in the background.
-// * Power cut: the open chunk (at most maxReadings readings or maxDelayMs of data) and chunks
-//   whose group commit had not finished are lost; everything durable is delivered after restart.
-//   An acked chunk's file is deleted at once, in the background, whatever came before it; a
-//   chunk acked but not yet deleted is delivered again (at-least-once; consumers dedupe on
+// * Process crashes (kill -9, the OOM killer, a native crash) lose nothing appended: a chunk's file
+//   `chunks/<id>.chunk.tmp` is filled as the chunk fills. At the end of each event-loop turn the
+//   readings appended to the open chunk during that turn are encoded once, as one frame, and
+//   written to the file with a plain synchronous write (no fsync): from then on they are in the
+//   kernel's page cache, which survives the process. A chunk sealed within the turn it started
+//   (the usual case under load) is written whole at sealing, in one write. So the cost is a write
+//   per turn per open chunk, never one per reading, and the encoding is the one sealing needed
+//   anyway. Creating the file takes the folder's lock (held by renames, deletions and the folder's
+//   fsync), so it is done in the thread pool; a chunk's first turn reaches the kernel once its
+//   file is open, usually within a millisecond.
+// * fsync policy (unchanged by the above): a sealed chunk's `.tmp` file is fsynced, renamed to
+//   `chunks/<id>.chunk`, and the directory is fsynced; only then is it durable against a power cut.
+//   Chunks sealed while a commit is in flight are committed as one group with one directory fsync
+//   (group commit). No per-reading fsync, nedb write or promise. The index document is written
+//   after the rename without fsync: the chunk file, not the index, is the source of truth. A
+//   chunk acknowledged (or dropped) before its group commit started is never fsynced: its `.tmp`
+//   file is deleted, and the page cache rarely ever reaches the disk.
+// * Power cut: what was not fsynced may be lost: the open chunk (at most maxReadings readings or
+//   maxDelayMs of data, written but not synced) and the sealed chunks whose group commit had not
+//   finished (normally the few sealed within the last fsync's time; at most MAX_UNWRITTEN_BYTES
+//   when the disk is behind). Their `.tmp` files may then come back empty, short or with torn
+//   frames: start-up keeps every whole frame, as below. Everything committed is delivered after
+//   restart. An acked chunk's file is deleted at once, in the background, whatever came before
+//   it; a chunk acked but not yet deleted is delivered again (at-least-once; consumers dedupe on
 //   (device, sensor, seq)).
-// * What a crash mid-write leaves, and how open() recovers it, reading no chunk bodies:
-//     - `*.tmp` files: a write that never completed and was never durable: deleted.
+// * Shedding under overload (core.ts): with `whenFull: dropNewest` a full outbox says so before
+//   readings are made (room()), so the Sensor does not make, number-store or encode what would be
+//   refused: it counts them (refuse(), exactly as append() counts its refusals) and skips their
+//   sequence numbers, so consumers still see the gap. dropOldest must keep every new reading, so
+//   it sheds at the other end: whole chunks at the head, whose writes are skipped when they have
+//   not started, and no prefetch of a head chunk that is about to be dropped.
+// * What a crash leaves, and how open() recovers it, reading no chunk bodies but those of `.tmp`
+//   files:
+//     - `*.tmp` files (the open chunk, and sealed chunks not committed yet): read frame by frame
+//       by their checksums. Every whole frame is kept; a torn last frame (cut short or failing its
+//       checksum: the process died mid-write, or a power cut lost unsynced pages) is cut off,
+//       logged and counted (stats.tornFrames: the bytes cannot say how many readings it held).
+//       The end frame is written if missing, then fsync, rename and a folder fsync, as a group
+//       commit would: the chunk is delivered like any other. A file without a whole header holds
+//       nothing and is deleted (counted when it was not empty).
 //     - a chunk file with no index document (crash between rename and index write): its header
-//       frame is read (first 4 KiB) and it is indexed again.
+//       and end frames are read (first 4 KiB and last 21 bytes) and it is indexed again.
 //     - an index document with no file (crash between delete and index removal): dropped.
 //     - a chunk whose size differs from its index (truncated): moved aside to `corrupt/`.
 //     - other corruption (bit flips) is found when the chunk is handed out by next(): the chunk is
@@ -38,7 +66,8 @@
 //   Every remaining chunk is queued again, oldest first, before any new reading.
 // * Reading back: only handed-out chunks, a few recently sealed ones and one prefetched chunk
 //   hold their readings in memory; the rest are read from disk when next() reaches them.
-// * Storage faults (ENOSPC, EROFS, EIO, ...) never escape: a chunk the disk refuses stays in memory
+// * Storage faults (ENOSPC, EROFS, EIO, ...) never escape, whether a turn's write, a file's
+//   creation or a commit fails: a chunk the disk refuses stays in memory
 //   (its encoded form), is still delivered, and its write is retried with a backoff (0.5 s doubling
 //   to 5 s) until it succeeds or the chunk is acked or dropped; its partial `.tmp` file is deleted
 //   at once so it does not hold the space the retry needs. Memory is the limit then: past
