@@ -69,16 +69,40 @@ export function encodeReadingsFrame(readings: readonly Reading[]): Buffer {
 
 export function encodeEndFrame(count: number, lastTime: number): Buffer {
   const out = Buffer.allocUnsafe(END_FRAME_BYTES);
-  out[FRAME_HEADER_BYTES] = END;
-  out.writeUInt32LE(count, FRAME_HEADER_BYTES + 1);
-  out.writeDoubleLE(lastTime, FRAME_HEADER_BYTES + 5);
-  sealFrame(out, 0, out.length);
+  writeEndFrame(out, 0, count, lastTime);
   return out;
 }
 
-/** A whole sealed chunk in one buffer (start, one R frame, end): the usual case, nothing written before sealing. */
+function writeEndFrame(out: Buffer, start: number, count: number, lastTime: number): void {
+  out[start + FRAME_HEADER_BYTES] = END;
+  out.writeUInt32LE(count, start + FRAME_HEADER_BYTES + 1);
+  out.writeDoubleLE(lastTime, start + FRAME_HEADER_BYTES + 5);
+  sealFrame(out, start, start + END_FRAME_BYTES);
+}
+
+/**
+ * A whole sealed chunk (start, one R frame, end), encoded straight into one buffer: the usual case
+ * under load, a chunk sealed within the turn it started.
+ */
 export function encodeChunk(meta: ChunkMeta, readings: readonly Reading[]): Buffer {
-  return Buffer.concat([encodeChunkStart(meta.id, meta.firstTime), encodeReadingsFrame(readings), encodeEndFrame(meta.count, meta.lastTime)]);
+  const header = JSON.stringify({ id: meta.id, firstTime: meta.firstTime });
+  const text = JSON.stringify(readings);
+  const headerBytes = Buffer.byteLength(header);
+  const textBytes = Buffer.byteLength(text);
+  const out = Buffer.allocUnsafe(MAGIC.length + 2 * (FRAME_HEADER_BYTES + 1) + headerBytes + textBytes + END_FRAME_BYTES);
+  MAGIC.copy(out, 0);
+  let start = MAGIC.length;
+  out[start + FRAME_HEADER_BYTES] = HEADER;
+  out.write(header, start + FRAME_HEADER_BYTES + 1, 'utf8');
+  let end = start + FRAME_HEADER_BYTES + 1 + headerBytes;
+  sealFrame(out, start, end);
+  start = end;
+  out[start + FRAME_HEADER_BYTES] = READINGS;
+  out.write(text, start + FRAME_HEADER_BYTES + 1, 'utf8');
+  end = start + FRAME_HEADER_BYTES + 1 + textBytes;
+  sealFrame(out, start, end);
+  writeEndFrame(out, end, meta.count, meta.lastTime);
+  return out;
 }
 
 /** Writes length and checksum of the frame spanning [start, end) of `out`. */

@@ -37,7 +37,9 @@ export interface OverloadDetails extends OverloadResult {
 
 export type DropPolicy = 'dropOldest' | 'dropNewest';
 
-const WARMUP_MS = 3000;
+/** At most this long for the outbox (16 MiB) to fill before the warm-up starts. */
+const FILL_TIMEOUT_MS = 30_000;
+const WARMUP_MS = 2000;
 const WINDOW_MS = 6000;
 const SAMPLE_MS = 100;
 
@@ -49,7 +51,7 @@ spec:
   selector: {}
   mqtt: { url: "${url}", qos: 1, payload: reading, topic: "bench/{sensor}" }
   batch: { maxReadings: 500, maxDelay: 50ms }
-  outbox: { maxBytes: 64Mi, whenFull: ${whenFull} }
+  outbox: { maxBytes: 16Mi, whenFull: ${whenFull} }
 `;
 }
 
@@ -72,6 +74,12 @@ export async function benchOverloadDetailed(brokerUrl?: string, whenFull: DropPo
   let stopped = false;
   try {
     const pid = agent.child.pid!;
+    // The window measures a full outbox shedding, not one still filling up.
+    const fillEnd = Date.now() + FILL_TIMEOUT_MS;
+    while (Date.now() < fillEnd && (await agent.condition('Sink', 'bench', 'BufferFull'))?.status !== 'True') {
+      peakRss = Math.max(peakRss, rssMb(pid));
+      await sleep(SAMPLE_MS);
+    }
     const warmupEnd = Date.now() + WARMUP_MS;
     while (Date.now() < warmupEnd) {
       peakRss = Math.max(peakRss, rssMb(pid));
