@@ -133,3 +133,26 @@ test('the operator limits: a schedule beyond them is refused before the driver e
   assert.equal(condition('Degraded')?.status, 'False');
   await runner.stop();
 });
+
+test('readings no Sink has room for are never made: counted as shed, their seqs skipped so the gap shows', async () => {
+  behaviour = async () => Array.from({ length: 10 }, (_, i) => ({ value: i }));
+  const status = new StatusStore('node', systemClock);
+  const readings: Reading[] = [];
+  const shed: number[] = [];
+  let seq = 0;
+  const metrics = new Metrics();
+  const runner = new SensorRunner(resource('1h', '1s'), {
+    device: 'd', clock: systemClock, logger: silentLogger(), metrics, status,
+    sequences: { register: () => undefined, next: () => ++seq, skip: (_key, count) => void (seq += count) }, policy: defaultPolicy().drivers, shared: new Map(),
+    emit: (_key, batch) => readings.push(...batch),
+    room: (_key, _tenant, count) => Math.min(count, 3),
+    shed: (_key, _tenant, count) => void shed.push(count),
+  });
+  runner.start();
+  await sleep(50);
+  await runner.stop();
+  assert.deepEqual(readings.map((r) => r.value), [0, 1, 2], 'the oldest of the read are made');
+  assert.deepEqual(shed, [7]);
+  assert.equal(seq, 10, 'the shed readings used their numbers');
+  assert.equal((await metrics.registry.getSingleMetric('sensorlet_readings_total')!.get()).values[0].value, 10, 'every reading read is counted');
+});

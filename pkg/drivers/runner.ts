@@ -18,6 +18,11 @@ export interface SequenceSource {
   register(sensorKey: string): void;
   /** Throws when the number cannot be made durable (disk full, damaged state): the reading is dropped. */
   next(sensorKey: string): number;
+  /**
+   * Hands out `count` numbers without readings: readings shed before they were made keep their
+   * place in the sequence, so a consumer still sees the gap where readings were dropped.
+   */
+  skip?(sensorKey: string, count: number): void;
   /** Set when damaged sequence state was recovered with a forward jump (a gap, never a reuse). */
   readonly recovery?: { reason: string; message: string };
 }
@@ -33,6 +38,13 @@ export interface SensorRunnerDeps {
   shared: Map<string, unknown>;
   /** Hands readings to the router. */
   emit(sensorKey: string, readings: Reading[]): void;
+  /**
+   * How many of `count` new readings some Sink would keep now. The rest would be refused on
+   * arrival (every Sink fed is full with `whenFull: dropNewest`), so they are never made: no
+   * sequence number, no object, no encoding; shed() has the Sinks count them as dropped.
+   */
+  room?(sensorKey: string, tenant: string | undefined, count: number): number;
+  shed?(sensorKey: string, tenant: string | undefined, count: number): void;
   /** Optional report-by-exception filter built from spec.report. */
   reportFilter?: (resource: StoredResource<'Sensor'>) => ((sample: Sample, now: number) => boolean) | undefined;
 }
@@ -253,11 +265,19 @@ export class SensorRunner {
     const admit = this.admit;
     const now = this.deps.clock.now();
     const readings: Reading[] = [];
+    // Under overload the cheapest reading is the one never made: what no Sink has room for is
+    // counted as dropped (by the Sinks, exactly as if refused on arrival) and costs nothing more.
+    const room = this.deps.room ? this.deps.room(key, tenant, to - from) : to - from;
+    let shed = 0;
     let numberingFailed = false;
     for (let i = from; i < to; i++) {
       const sample = samples[i];
       const time = sample.time ?? now;
       if (admit && !admit(sample, time)) continue;
+      if (readings.length >= room) {
+        shed++;
+        continue;
+      }
       // toISOString costs more than the rest of the reading; samples of a burst share milliseconds.
       if (time !== this.isoMs) {
         this.isoMs = time;
@@ -285,6 +305,19 @@ export class SensorRunner {
       if (sample.values !== undefined) reading.values = sample.values;
       if (unit) reading.unit = unit;
       readings.push(reading);
+    }
+    if (shed > 0) {
+      if (!numberingFailed) {
+        try {
+          sequences.skip?.(key, shed);
+        } catch {
+          // Dropped either way; without their numbers a consumer just sees no gap for them.
+        }
+      }
+      this.deps.shed?.(key, tenant, shed);
+      this.rateWindowCount += shed;
+      this.readingsCount += shed;
+      this.readingsCounter.inc(shed);
     }
     if (readings.length === 0) return;
     this.rateWindowCount += readings.length;

@@ -85,6 +85,12 @@ export class Metrics {
     labelNames: resourceLabelNames('sink'),
     registers: [this.registry],
   });
+  readonly outboxTornFrames = new Counter({
+    name: 'sensorlet_outbox_torn_frames_total',
+    help: 'Torn frames (cut short by a crash) found in outbox chunk files at start-up; every whole frame before one was kept.',
+    labelNames: resourceLabelNames('sink'),
+    registers: [this.registry],
+  });
   readonly sensorDropped = new Counter({
     name: 'sensorlet_sensor_readings_dropped_total',
     help: 'Readings a Sensor dropped before any Sink saw them, by reason (e.g. SequenceStateWriteFailed: the disk refused to persist sequence numbers).',

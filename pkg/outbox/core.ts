@@ -1,7 +1,9 @@
 // The queue logic shared by every outbox store: the open chunk and its sealing rule, FIFO hand-out,
-// acks, rewind, limits and full policies, maxAge. A ChunkStore only keeps sealed chunks somewhere
-// (memory, disk); so both implementations behave identically by construction, and the contract
-// suite checks the stores underneath.
+// acks, rewind, limits and full policies (including room()/refuse(), which let a producer skip
+// readings dropNewest would refuse), maxAge. A ChunkStore only keeps chunks somewhere (memory,
+// disk; the open chunk's readings once per event-loop turn through journal()); so both
+// implementations behave identically by construction, and the contract suite checks the stores
+// underneath.
 import { SensorletError } from '../api/errors.js';
 import type { Reading } from '../api/reading.js';
 import type { Clock } from '../observability/clock.js';
@@ -18,6 +20,8 @@ export interface SealedChunkInfo extends ChunkMeta {
 export interface Counters {
   dropped: Record<DropReason, number>;
   corruptChunks: number;
+  /** Frames of chunk files left by a crash that were cut short or failed their checksum (see OutboxStats). */
+  tornFrames: number;
 }
 
 export interface RecoveredState {
@@ -31,10 +35,17 @@ export interface RecoveredState {
 export interface ChunkStore {
   recover(): Promise<RecoveredState>;
   /**
-   * Takes a freshly sealed chunk. Encoding is synchronous so its byte cost is known at once;
-   * `persisted` resolves once it is durable (immediately for memory).
+   * Takes a freshly sealed chunk: all its readings, of which the first `journaled` went to
+   * journal() already. Encoding is synchronous so its byte cost is known at once; `persisted`
+   * resolves once it is durable (immediately for memory).
    */
-  put(meta: ChunkMeta, readings: Reading[]): { bytes: number; persisted: Promise<void> };
+  put(meta: ChunkMeta, readings: Reading[], journaled: number): { bytes: number; persisted: Promise<void> };
+  /**
+   * The open chunk's readings appended since the last call, once per event-loop turn. A store that
+   * writes hands them to the kernel at once (the chunk's file, not synced), so that a process
+   * crash loses nothing appended; put() later seals the chunk with the readings not journaled yet.
+   */
+  journal?(chunk: { id: number; firstTime: number }, readings: Reading[]): void;
   /** Reads a chunk's readings back; rejects with ChunkCorruptError when it fails its checks. */
   load(chunk: SealedChunkInfo): Promise<Reading[]>;
   /** Deletes acknowledged or dropped chunks; one whose put() was not written yet is never written. */
@@ -118,6 +129,12 @@ export class OutboxCore implements Outbox {
   private nextId = 1;
 
   private openChunk: Reading[] = [];
+  /** The open chunk's id (taken when it starts, so its journal can name it) and first sample time. */
+  private openId = 0;
+  private openFirstTimeMs = 0;
+  /** How many of the open chunk's readings went to the store's journal. */
+  private openJournaled = 0;
+  private journalScheduled = false;
   private openStartedAt = 0;
   /** Monotonic time the open chunk started, for the maxDelay seal (the injected clock may be manual). */
   private openStartedMono = 0;
@@ -131,7 +148,7 @@ export class OutboxCore implements Outbox {
   private liveChunks = 0;
   private bytesPerReading = INITIAL_BYTES_PER_READING;
 
-  private counters: Counters = { dropped: emptyDropped(), corruptChunks: 0 };
+  private counters: Counters = emptyCounters();
   private full = false;
   private readonly fullListeners: Array<(full: boolean) => void> = [];
   private waiters: Array<() => void> = [];
@@ -180,6 +197,30 @@ export class OutboxCore implements Outbox {
     this.updateFull();
   }
 
+  room(count: number): number {
+    // Only dropNewest refuses what arrives; dropOldest makes room and block pauses the producers.
+    if (this.options.whenFull !== 'dropNewest' || !this.opened || this.closed) return count;
+    this.expire();
+    let admitted = count;
+    if (this.maxBytes !== Infinity && this.totalBytes() + count * this.bytesPerReading > this.maxBytes) {
+      admitted = Math.floor(Math.max(0, this.maxBytes - this.totalBytes()) / this.bytesPerReading);
+    }
+    if (admitted > 0 && this.store.unwrittenBytes) {
+      const unwritten = this.store.unwrittenBytes();
+      if (unwritten + admitted * this.bytesPerReading > MAX_UNWRITTEN_BYTES) {
+        admitted = Math.floor(Math.max(0, MAX_UNWRITTEN_BYTES - unwritten) / this.bytesPerReading);
+      }
+    }
+    return Math.max(0, Math.min(count, admitted));
+  }
+
+  refuse(count: number): void {
+    if (count <= 0) return;
+    this.counters.dropped.dropNewest += count;
+    this.store.saveCounters(this.counters);
+    this.setFull(true);
+  }
+
   append(readings: Reading[]): AppendResult {
     if (this.closed) throw new SensorletError('OutboxClosed', 'append on a closed outbox');
     if (!this.opened) throw new SensorletError('OutboxNotOpen', 'append before open()');
@@ -216,15 +257,16 @@ export class OutboxCore implements Outbox {
     if (expired > 0) dropped.maxAge = expired;
 
     if (accepted > 0) {
-      if (this.openChunk.length === 0) this.startOpenChunk();
+      if (this.openChunk.length === 0) this.startOpenChunk(readings[0]);
       const sealAt = this.sealThreshold();
       for (let i = 0; i < accepted; i++) {
         this.openChunk.push(readings[i]);
         if (this.openChunk.length >= sealAt) {
           this.seal();
-          if (i + 1 < accepted) this.startOpenChunk();
+          if (i + 1 < accepted) this.startOpenChunk(readings[i + 1]);
         }
       }
+      this.scheduleJournal();
     }
     if (this.totalBytes() >= this.maxBytes) this.setFull(true);
     return { accepted, dropped, full: this.full };
@@ -329,6 +371,7 @@ export class OutboxCore implements Outbox {
       oldestTime,
       dropped: { ...this.counters.dropped },
       corruptChunks: this.counters.corruptChunks,
+      tornFrames: this.counters.tornFrames,
       full: this.full,
       storage: this.store.storageFault?.(),
       unwrittenBytes: this.store.unwrittenBytes?.() ?? 0,
@@ -392,7 +435,9 @@ export class OutboxCore implements Outbox {
 
   /** Starts reading the following chunk from disk so the sink does not wait for it. */
   private prefetchAfter(chunk: Chunk): void {
-    if (!this.store.evictable) return;
+    // While dropOldest is shedding, the next queued chunk is the next to be dropped: reading and
+    // decoding it ahead would be work spent on readings that are likely never sent.
+    if (!this.store.evictable || (this.full && this.options.whenFull === 'dropOldest')) return;
     const index = this.queue.indexOf(chunk);
     for (let i = index + 1; i < this.queue.length; i++) {
       const candidate = this.queue[i];
@@ -405,8 +450,32 @@ export class OutboxCore implements Outbox {
     }
   }
 
-  private startOpenChunk(): void {
+  /**
+   * What is still in the open chunk at the end of this event-loop turn goes to the store's journal
+   * in one piece: a few writes per turn, not one per reading, and nothing appended is left only in
+   * this process's memory for longer than a turn.
+   */
+  private scheduleJournal(): void {
+    if (!this.store.journal || this.journalScheduled || this.openChunk.length === 0) return;
+    this.journalScheduled = true;
+    setImmediate(() => {
+      this.journalScheduled = false;
+      this.journalOpenChunk();
+    });
+  }
+
+  private journalOpenChunk(): void {
+    if (this.closed || this.openChunk.length <= this.openJournaled) return;
+    const fresh = this.openJournaled === 0 ? this.openChunk.slice() : this.openChunk.slice(this.openJournaled);
+    this.openJournaled = this.openChunk.length;
+    this.store.journal!({ id: this.openId, firstTime: this.openFirstTimeMs }, fresh);
+  }
+
+  private startOpenChunk(first: Reading): void {
+    this.openId = this.nextId++;
+    this.openJournaled = 0;
     this.openStartedAt = this.clock.now();
+    this.openFirstTimeMs = readingTime(first) ?? this.openStartedAt;
     this.openStartedMono = performance.now();
     // One timer, re-armed when it fires early: chunks sealed by size at thousands per second
     // would otherwise each clear and create a timer.
@@ -432,10 +501,12 @@ export class OutboxCore implements Outbox {
     if (this.openChunk.length === 0 || this.closed) return;
     const readings = this.openChunk;
     this.openChunk = [];
-    const firstTime = readingTime(readings[0]) ?? this.openStartedAt;
+    const journaled = this.openJournaled;
+    this.openJournaled = 0;
+    const firstTime = this.openFirstTimeMs;
     const lastTime = readingTime(readings[readings.length - 1]) ?? this.clock.now();
-    const meta: ChunkMeta = { id: this.nextId++, count: readings.length, firstTime, lastTime };
-    const { bytes, persisted } = this.store.put(meta, readings);
+    const meta: ChunkMeta = { id: this.openId, count: readings.length, firstTime, lastTime };
+    const { bytes, persisted } = this.store.put(meta, readings, journaled);
     // A chunk far from the delivery point keeps no readings in memory: the store can load them
     // (from its write buffer while the write is pending, from disk after).
     const hot = !this.store.evictable || this.queuedChunks < HOT_CHUNKS;
@@ -466,7 +537,7 @@ export class OutboxCore implements Outbox {
   }
 
   private openFirstTime(): number {
-    return readingTime(this.openChunk[0]) ?? this.openStartedAt;
+    return this.openFirstTimeMs;
   }
 
   private countLive(chunk: Chunk, sign: 1 | -1): void {
@@ -598,5 +669,5 @@ function readingTime(reading: Reading | undefined): number | undefined {
 }
 
 export function emptyCounters(): Counters {
-  return { dropped: emptyDropped(), corruptChunks: 0 };
+  return { dropped: emptyDropped(), corruptChunks: 0, tornFrames: 0 };
 }

@@ -7,29 +7,57 @@
 //   small metadata: one index document per sealed chunk ({id, count, bytes, firstTime, lastTime})
 //   and one counters document (drops by reason, corrupt chunks, next chunk id, limits for
 //   `sensorlet outbox stats`). Memory is bounded by the number of chunks, not readings.
-// * Framing (chunk-file.ts): magic "SLC1", then a header frame and a body frame, each
-//   `u32le length | u32le CRC-32 | payload`. The header is a few dozen bytes of JSON (id, count,
-//   first/last sample time); the body is the JSON array of the chunk's readings. A chunk is valid
-//   only if both checksums match and the file ends exactly after the body.
+// * Framing (chunk-file.ts): magic "SLC2", then frames, each `u32le length | u32le CRC-32 |
+//   payload`, checked one by one: a header frame (id, first sample time), one readings frame (a
+//   JSON array) per event-loop turn the chunk was open, and a fixed-size end frame (count, last
+//   sample time) that seals it. A sealed chunk is valid only if every checksum matches, the count
+//   is right and the file ends exactly after the end frame. (Chunks of the earlier "SLC1" format,
+//   one header and one body frame, are still read.)
 // * Sealing: readings are appended synchronously to the open chunk in memory. It is sealed at
 //   `maxReadings` readings, `maxDelayMs` after its first reading, at a quarter of `maxBytes` (so
 //   dropOldest can always free whole chunks), on flush() and on close().
-// * fsync policy: a sealed chunk is written to `chunks/<id>.chunk.tmp`, fsynced, renamed to
-//   `chunks/<id>.chunk`, and the directory is fsynced; only then is it durable. Chunks sealed
-//   while a write is in flight are written as one group with one directory fsync (group commit).
-//   No per-reading fsync, nedb write or promise. The index document is written after the rename
-//   without fsync: the chunk file, not the index, is the source of truth. A chunk acknowledged (or
-//   dropped) before its group commit started is never written: a sink that keeps up costs no I/O
-//   beyond what the disk can absorb in the background.
-// * Power cut: the open chunk (at most maxReadings readings or maxDelayMs of data) and chunks
-//   whose group commit had not finished are lost; everything durable is delivered after restart.
-//   An acked chunk's file is deleted at once, in the background, whatever came before it; a
-//   chunk acked but not yet deleted is delivered again (at-least-once; consumers dedupe on
+// * Process crashes (kill -9, the OOM killer, a native crash) lose nothing appended: a chunk's file
+//   `chunks/<id>.chunk.tmp` is filled as the chunk fills. At the end of each event-loop turn the
+//   readings appended to the open chunk during that turn are encoded once, as one frame, and
+//   written to the file with a plain synchronous write (no fsync): from then on they are in the
+//   kernel's page cache, which survives the process. A chunk sealed within the turn it started
+//   (the usual case under load) is written whole at sealing, in one write. So the cost is a write
+//   per turn per open chunk, never one per reading, and the encoding is the one sealing needed
+//   anyway. Creating the file takes the folder's lock (held by renames, deletions and the folder's
+//   fsync), so it is done in the thread pool; a chunk's first turn reaches the kernel once its
+//   file is open, usually within a millisecond.
+// * fsync policy (unchanged by the above): a sealed chunk's `.tmp` file is fsynced, renamed to
+//   `chunks/<id>.chunk`, and the directory is fsynced; only then is it durable against a power cut.
+//   Chunks sealed while a commit is in flight are committed as one group with one directory fsync
+//   (group commit). No per-reading fsync, nedb write or promise. The index document is written
+//   after the rename without fsync: the chunk file, not the index, is the source of truth. A
+//   chunk acknowledged (or dropped) before its group commit started is never fsynced: its `.tmp`
+//   file is deleted, and the page cache rarely ever reaches the disk.
+// * Power cut: what was not fsynced may be lost: the open chunk (at most maxReadings readings or
+//   maxDelayMs of data, written but not synced) and the sealed chunks whose group commit had not
+//   finished (normally the few sealed within the last fsync's time; at most MAX_UNWRITTEN_BYTES
+//   when the disk is behind). Their `.tmp` files may then come back empty, short or with torn
+//   frames: start-up keeps every whole frame, as below. Everything committed is delivered after
+//   restart. An acked chunk's file is deleted at once, in the background, whatever came before
+//   it; a chunk acked but not yet deleted is delivered again (at-least-once; consumers dedupe on
 //   (device, sensor, seq)).
-// * What a crash mid-write leaves, and how open() recovers it, reading no chunk bodies:
-//     - `*.tmp` files: a write that never completed and was never durable: deleted.
+// * Shedding under overload (core.ts): with `whenFull: dropNewest` a full outbox says so before
+//   readings are made (room()), so the Sensor does not make, number-store or encode what would be
+//   refused: it counts them (refuse(), exactly as append() counts its refusals) and skips their
+//   sequence numbers, so consumers still see the gap. dropOldest must keep every new reading, so
+//   it sheds at the other end: whole chunks at the head, whose writes are skipped when they have
+//   not started, and no prefetch of a head chunk that is about to be dropped.
+// * What a crash leaves, and how open() recovers it, reading no chunk bodies but those of `.tmp`
+//   files:
+//     - `*.tmp` files (the open chunk, and sealed chunks not committed yet): read frame by frame
+//       by their checksums. Every whole frame is kept; a torn last frame (cut short or failing its
+//       checksum: the process died mid-write, or a power cut lost unsynced pages) is cut off,
+//       logged and counted (stats.tornFrames: the bytes cannot say how many readings it held).
+//       The end frame is written if missing, then fsync, rename and a folder fsync, as a group
+//       commit would: the chunk is delivered like any other. A file without a whole header holds
+//       nothing and is deleted (counted when it was not empty).
 //     - a chunk file with no index document (crash between rename and index write): its header
-//       frame is read (first 4 KiB) and it is indexed again.
+//       and end frames are read (first 4 KiB and last 21 bytes) and it is indexed again.
 //     - an index document with no file (crash between delete and index removal): dropped.
 //     - a chunk whose size differs from its index (truncated): moved aside to `corrupt/`.
 //     - other corruption (bit flips) is found when the chunk is handed out by next(): the chunk is
@@ -38,7 +66,8 @@
 //   Every remaining chunk is queued again, oldest first, before any new reading.
 // * Reading back: only handed-out chunks, a few recently sealed ones and one prefetched chunk
 //   hold their readings in memory; the rest are read from disk when next() reaches them.
-// * Storage faults (ENOSPC, EROFS, EIO, ...) never escape: a chunk the disk refuses stays in memory
+// * Storage faults (ENOSPC, EROFS, EIO, ...) never escape, whether a turn's write, a file's
+//   creation or a commit fails: a chunk the disk refuses stays in memory
 //   (its encoded form), is still delivered, and its write is retried with a backoff (0.5 s doubling
 //   to 5 s) until it succeeds or the chunk is acked or dropped; its partial `.tmp` file is deleted
 //   at once so it does not hold the space the retry needs. Memory is the limit then: past
@@ -65,7 +94,9 @@ import Datastore from 'nedb-promises';
 import type { Reading } from '../api/reading.js';
 import type { Clock } from '../observability/clock.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
-import { CHUNK_HEADER_PROBE_BYTES, ChunkCorruptError, decodeChunk, decodeChunkHeader, encodeChunk, type ChunkMeta } from './chunk-file.js';
+import {
+  CHUNK_HEADER_PROBE_BYTES, ChunkCorruptError, decodeChunk, decodeChunkHeader, encodeChunk, encodeChunkStart, encodeEndFrame, encodeReadingsFrame, END_FRAME_BYTES, scanChunk, type ChunkMeta,
+} from './chunk-file.js';
 import { emptyCounters, OutboxCore, type ChunkStore, type Counters, type RecoveredState, type SealedChunkInfo } from './core.js';
 import type { DropReason, Outbox, OutboxOptions, OutboxWarning, StorageFault } from './outbox.js';
 import { readNedbFile } from './nedb-file.js';
@@ -77,6 +108,7 @@ const fdOpen = promisify(fsCallback.open);
 const fdWrite = promisify(fsCallback.write) as (fd: number, buffer: Buffer, offset: number, length: number, position: number | null) => Promise<{ bytesWritten: number }>;
 const fdSync = promisify(fsCallback.fsync);
 const fdClose = promisify(fsCallback.close);
+const fdTruncate = promisify(fsCallback.ftruncate);
 const rename = promisify(fsCallback.rename);
 const unlink = promisify(fsCallback.unlink);
 const readFile = promisify(fsCallback.readFile) as (file: string) => Promise<Buffer>;
@@ -98,6 +130,8 @@ const WRITE_RETRY_BASE_MS = 500;
 const WRITE_RETRY_CAP_MS = 5000;
 /** How often an index that fell back to memory tries to become a file again once chunk writes work. */
 const INDEX_REATTACH_MS = 10_000;
+/** Sealed chunk files waiting for their group commit keep their descriptor open up to this many; beyond, it is opened again to sync. */
+const MAX_OPEN_CHUNK_FILES = 128;
 
 export interface ChunkIndexDoc extends SealedChunkInfo {
   _id: string;
@@ -135,6 +169,28 @@ interface WriteJob {
   data: Buffer;
   resolve: () => void;
   reject: (error: unknown) => void;
+}
+
+/**
+ * A chunk's `.tmp` file while the chunk fills and until its group commit: frames are handed to the
+ * kernel as they are encoded (a plain write, no fsync).
+ */
+interface ChunkFileWriter {
+  id: number;
+  /** Every frame encoded so far, while the chunk is open (put() joins them into the sealed chunk). */
+  frames: Buffer[];
+  /** Encoded, not yet handed to the kernel. */
+  queued: Buffer[];
+  /** Bytes handed to the kernel: the file's length once `queued` is empty. */
+  written: number;
+  fd: number | undefined;
+  /** Set while the file is being opened (in the thread pool): writes wait for it. */
+  opening: Promise<void> | undefined;
+  sealed: boolean;
+  /** A write failed: the file is gone and the group commit writes the chunk whole (as after any storage fault). */
+  failed: boolean;
+  /** Acked or dropped: the file is deleted and nothing more is written. */
+  cancelled: boolean;
 }
 
 /** A group commit in progress: these chunk ids are being written. */
@@ -180,6 +236,13 @@ class DiskChunkStore implements ChunkStore {
   private startupWarning: OutboxWarning | undefined;
   private readonly writtenListeners: Array<() => void> = [];
   private closing = false;
+  /** Chunk files being filled or waiting for their group commit, by chunk id. */
+  private readonly writers = new Map<number, ChunkFileWriter>();
+  private openFds = 0;
+  /** File operations not awaited by anyone else (deleting a cancelled chunk's file): close() waits for them. */
+  private readonly fileOps = new Set<Promise<void>>();
+  /** Frames found torn (cut short or failing their checksum) in `.tmp` files at start-up. */
+  private tornAtStart = 0;
 
   constructor(
     private readonly dir: string,
@@ -206,7 +269,7 @@ class DiskChunkStore implements ChunkStore {
       else if (doc.kind === 'counters') countersDoc = doc;
     }
     if (countersDoc) {
-      this.counters = { dropped: { ...emptyCounters().dropped, ...countersDoc.dropped }, corruptChunks: countersDoc.corruptChunks ?? 0 };
+      this.counters = { dropped: { ...emptyCounters().dropped, ...countersDoc.dropped }, corruptChunks: countersDoc.corruptChunks ?? 0, tornFrames: countersDoc.tornFrames ?? 0 };
       this.nextId = Number.isSafeInteger(countersDoc.nextId) ? countersDoc.nextId : 1;
     }
 
@@ -214,10 +277,10 @@ class DiskChunkStore implements ChunkStore {
     const chunks: SealedChunkInfo[] = [];
     const unindexed: number[] = [];
     const onDisk = new Set<number>();
+    const tmpFiles: string[] = [];
     for (const file of files) {
       if (file.endsWith(TMP_SUFFIX)) {
-        // Never fsynced and renamed, so never counted as durable.
-        await unlink(path.join(this.chunksDir, file)).catch(() => undefined); // read-only: left for a later start
+        tmpFiles.push(file);
         continue;
       }
       const id = chunkIdOf(file);
@@ -239,6 +302,26 @@ class DiskChunkStore implements ChunkStore {
       if (size !== chunk.bytes) corrupt.push(chunk);
     });
     const reindexed: SealedChunkInfo[] = [];
+    // A chunk being filled or waiting for its group commit when the process died: after a process
+    // crash its bytes are intact in the page cache, and every frame carries its checksum.
+    let recoveredTmp = false;
+    for (const file of tmpFiles.sort()) {
+      const id = chunkIdOf(file.slice(0, -TMP_SUFFIX.length));
+      if (id !== undefined && !onDisk.has(id)) {
+        const info = await this.recoverTmp(id);
+        if (info) {
+          reindexed.push(info);
+          onDisk.add(id);
+          this.nextId = Math.max(this.nextId, id + 1);
+          recoveredTmp = true;
+          continue;
+        }
+      }
+      // Unreadable, empty, or superseded by the renamed chunk: nothing in it to keep.
+      await unlink(path.join(this.chunksDir, file)).catch(() => undefined); // read-only: left for a later start
+    }
+    if (recoveredTmp) await fsyncDirAsync(this.chunksDir).catch(() => undefined);
+    this.counters.tornFrames += this.tornAtStart;
     for (const id of unindexed) {
       const info = await this.readHeader(id);
       if (info) reindexed.push(info);
@@ -371,6 +454,62 @@ class DiskChunkStore implements ChunkStore {
     this.writtenListeners.push(listener);
   }
 
+  /**
+   * Makes a `.tmp` chunk file left by a crash a sealed chunk again, as its group commit would have:
+   * every whole frame is kept, a torn last frame is cut off and counted, the end frame is written,
+   * then fsync and rename. Undefined when there is nothing to keep or it cannot be done (read-only).
+   */
+  private async recoverTmp(id: number): Promise<SealedChunkInfo | undefined> {
+    const temp = this.chunkPath(id) + TMP_SUFFIX;
+    let data: Buffer;
+    try {
+      data = await readFile(temp);
+    } catch {
+      return undefined;
+    }
+    let scan: ReturnType<typeof scanChunk>;
+    try {
+      scan = scanChunk(data);
+      if (scan.id !== id) throw new ChunkCorruptError(`file of chunk ${id} holds chunk ${scan.id}`);
+    } catch (error) {
+      // Not even a whole header: the process died as the file was created.
+      if (data.length > 0) {
+        this.tornAtStart++;
+        this.logger.warn({ chunk: id, bytes: data.length, reason: messageOf(error) }, 'outbox chunk file left by a crash holds no whole frame; deleted');
+      }
+      return undefined;
+    }
+    if (scan.torn) {
+      this.tornAtStart++;
+      this.logger.warn({ chunk: id, readings: scan.readings.length, tornBytes: data.length - scan.wholeBytes, reason: scan.torn }, 'outbox chunk file left by a crash ends in a torn frame; every whole frame before it is kept');
+    }
+    const count = scan.readings.length;
+    if (count === 0) return undefined;
+    const sealed = scan.sealed !== undefined && scan.sealed.count === count && !scan.torn;
+    const lastTime = sealed ? scan.sealed!.lastTime : (readingTimeOf(scan.readings[count - 1]) ?? scan.firstTime);
+    const bytes = sealed ? data.length : scan.wholeBytes - (scan.sealed ? END_FRAME_BYTES : 0) + END_FRAME_BYTES;
+    try {
+      const fd = await fdOpen(temp, 'r+');
+      try {
+        if (!sealed) {
+          // An end frame with the wrong count (never written by the agent) is replaced too.
+          const keep = scan.sealed ? scan.wholeBytes - END_FRAME_BYTES : scan.wholeBytes;
+          await fdTruncate(fd, keep);
+          await writeAll(fd, encodeEndFrame(count, lastTime), keep);
+        }
+        await fdSync(fd);
+      } finally {
+        await fdClose(fd);
+      }
+      await rename(temp, this.chunkPath(id));
+    } catch (error) {
+      this.logger.error({ chunk: id, readings: count, reason: storageReason(error), err: messageOf(error) }, 'could not recover an outbox chunk file left by a crash; it stays for a later start');
+      return undefined;
+    }
+    this.logger.info({ chunk: id, readings: count }, 'outbox chunk recovered from the file a crash left');
+    return { id, count, bytes, firstTime: scan.firstTime, lastTime };
+  }
+
   /** The header of a chunk the index does not know, or undefined when it cannot be read. */
   private async readHeader(id: number): Promise<SealedChunkInfo | undefined> {
     try {
@@ -379,7 +518,9 @@ class DiskChunkStore implements ChunkStore {
         const { size } = await handle.stat();
         const probe = Buffer.alloc(Math.min(size, CHUNK_HEADER_PROBE_BYTES));
         await handle.read(probe, 0, probe.length, 0);
-        const meta = decodeChunkHeader(probe);
+        const suffix = Buffer.alloc(Math.min(size, END_FRAME_BYTES));
+        await handle.read(suffix, 0, suffix.length, size - suffix.length);
+        const meta = decodeChunkHeader(probe, suffix);
         if (meta.id !== id) return undefined;
         return { ...meta, bytes: size };
       } finally {
@@ -390,8 +531,120 @@ class DiskChunkStore implements ChunkStore {
     }
   }
 
-  put(meta: ChunkMeta, readings: Reading[]): { bytes: number; persisted: Promise<void> } {
-    const data = encodeChunk(meta, readings);
+  journal(chunk: { id: number; firstTime: number }, readings: Reading[]): void {
+    let writer = this.writers.get(chunk.id);
+    if (!writer) {
+      writer = this.newWriter(chunk.id);
+      this.pushFrame(writer, encodeChunkStart(chunk.id, chunk.firstTime));
+    }
+    this.pushFrame(writer, encodeReadingsFrame(readings));
+    this.handToKernel(writer);
+  }
+
+  private newWriter(id: number): ChunkFileWriter {
+    // While the disk refuses writes the chunk stays in memory and the group commit's retries write it.
+    const writer: ChunkFileWriter = { id, frames: [], queued: [], written: 0, fd: undefined, opening: undefined, sealed: false, failed: this.fault !== undefined, cancelled: false };
+    this.writers.set(id, writer);
+    return writer;
+  }
+
+  private pushFrame(writer: ChunkFileWriter, frame: Buffer): void {
+    writer.frames.push(frame);
+    if (!writer.failed) writer.queued.push(frame);
+  }
+
+  /**
+   * Hands what the writer holds to the kernel now, with a synchronous write (no fsync): once it
+   * returns, a process crash cannot lose it. A write into the page cache takes microseconds, while
+   * the thread pool would queue it behind the group commit's fsyncs. Creating the file is not done
+   * here: it takes the folder's lock, which renames, deletions and the folder's fsync hold for
+   * long, so the file is opened in the thread pool and its first frames are written once it is.
+   */
+  private handToKernel(writer: ChunkFileWriter): void {
+    if (writer.cancelled || writer.failed || writer.queued.length === 0) return;
+    if (writer.fd === undefined) {
+      writer.opening ??= this.openWriterFile(writer);
+      return;
+    }
+    const data = writer.queued.length === 1 ? writer.queued[0] : Buffer.concat(writer.queued);
+    writer.queued = [];
+    try {
+      writeAllSync(writer.fd, data, writer.written);
+      writer.written += data.length;
+      // Many sealed chunks waiting for a slow disk must not hold a descriptor each.
+      if (writer.sealed && this.openFds > MAX_OPEN_CHUNK_FILES) this.closeWriterFd(writer);
+    } catch (error) {
+      this.writerFailed(writer, error);
+    }
+  }
+
+  private async openWriterFile(writer: ChunkFileWriter): Promise<void> {
+    try {
+      const fd = await fdOpen(this.chunkPath(writer.id) + TMP_SUFFIX, writer.written === 0 ? 'w' : 'r+');
+      writer.fd = fd;
+      this.openFds++;
+    } catch (error) {
+      writer.opening = undefined;
+      this.writerFailed(writer, error);
+      return;
+    }
+    writer.opening = undefined;
+    if (writer.cancelled) {
+      this.closeWriterFd(writer);
+      this.removeTmp(writer);
+      return;
+    }
+    this.handToKernel(writer);
+  }
+
+  /**
+   * The same fault handling as chunk writes: reported once, the chunk kept in memory and written
+   * whole by the group commit when the disk takes it.
+   */
+  private writerFailed(writer: ChunkFileWriter, error: unknown): void {
+    writer.failed = true;
+    writer.queued = [];
+    this.closeWriterFd(writer);
+    this.removeTmp(writer);
+    this.storageFailed(error, 'writing outbox chunks');
+  }
+
+  /** Deletes a writer's `.tmp` file in the background; close() waits for it. */
+  private removeTmp(writer: ChunkFileWriter): void {
+    const done = unlink(this.chunkPath(writer.id) + TMP_SUFFIX).catch(() => undefined);
+    this.fileOps.add(done);
+    void done.finally(() => this.fileOps.delete(done));
+  }
+
+  private closeWriterFd(writer: ChunkFileWriter): void {
+    const fd = writer.fd;
+    if (fd === undefined) return;
+    writer.fd = undefined;
+    this.openFds--;
+    try {
+      fsCallback.closeSync(fd);
+    } catch {
+      // close reports errors of earlier writes on some file systems; fsync or the retry sees them
+    }
+  }
+
+  put(meta: ChunkMeta, readings: Reading[], journaled: number): { bytes: number; persisted: Promise<void> } {
+    let writer = journaled > 0 ? this.writers.get(meta.id) : undefined;
+    let data: Buffer;
+    if (!writer) {
+      // Sealed within the turn it started (the usual case under load): one buffer, written in one go.
+      data = encodeChunk(meta, readings);
+      writer = this.newWriter(meta.id);
+      if (!writer.failed) writer.queued.push(data);
+    } else {
+      if (journaled < readings.length) this.pushFrame(writer, encodeReadingsFrame(readings.slice(journaled)));
+      this.pushFrame(writer, encodeEndFrame(meta.count, meta.lastTime));
+      data = Buffer.concat(writer.frames);
+    }
+    writer.frames = [];
+    writer.sealed = true;
+    // To the kernel now (a process crash loses nothing sealed); fsync and rename in the group commit.
+    this.handToKernel(writer);
     const info: SealedChunkInfo = { ...meta, bytes: data.length };
     this.nextId = Math.max(this.nextId, meta.id + 1);
     const persisted = new Promise<void>((resolve, reject) => this.pendingWrites.set(meta.id, { info, data, resolve, reject }));
@@ -428,7 +681,7 @@ class DiskChunkStore implements ChunkStore {
       try {
         // The folder may be what failed (created on a read-only disk that became writable).
         if (this.fault) await mkdir(this.chunksDir, { recursive: true });
-        await Promise.all(jobs.map((job) => this.writeChunkFile(job.info.id, job.data)));
+        await Promise.all(jobs.map((job) => this.commitChunkFile(job)));
         await fsyncDirAsync(this.chunksDir);
       } catch (error) {
         failure = error;
@@ -485,18 +738,67 @@ class DiskChunkStore implements ChunkStore {
     this.reattachIndex();
   }
 
+  /**
+   * Makes a sealed chunk durable: its `.tmp` file, already handed to the kernel, is fsynced and
+   * renamed. A chunk whose file failed (or that sealed while the disk refused writes) is written
+   * whole, as every retry is.
+   */
+  private async commitChunkFile(job: WriteJob): Promise<void> {
+    const id = job.info.id;
+    const writer = this.writers.get(id);
+    if (writer?.opening) await writer.opening;
+    if (writer && !writer.failed) this.handToKernel(writer);
+    if (writer && !writer.failed) {
+      const temp = this.chunkPath(id) + TMP_SUFFIX;
+      try {
+        let fd: number;
+        if (writer.fd !== undefined) {
+          fd = writer.fd; // closed below whatever happens
+          writer.fd = undefined;
+          this.openFds--;
+        } else {
+          fd = await fdOpen(temp, 'r+');
+        }
+        try {
+          await fdSync(fd);
+        } finally {
+          await fdClose(fd).catch(() => undefined);
+        }
+        await rename(temp, this.chunkPath(id));
+      } catch (error) {
+        // Written whole on the retry: a partial temp file on a full disk holds the space it needs.
+        writer.failed = true;
+        await unlink(temp).catch(() => undefined);
+        throw error;
+      }
+    } else {
+      await this.writeChunkFile(id, job.data);
+    }
+    this.writers.delete(id);
+  }
+
+  /** Acked or dropped before its group commit: its `.tmp` file is deleted and nothing more is written. */
+  private cancelWriter(id: number): void {
+    const writer = this.writers.get(id);
+    if (!writer) return;
+    this.writers.delete(id);
+    writer.cancelled = true;
+    writer.queued = [];
+    writer.frames = [];
+    // A file still being opened is deleted once it is (openWriterFile).
+    if (writer.opening || writer.failed) return;
+    const created = writer.fd !== undefined || writer.written > 0;
+    this.closeWriterFd(writer);
+    if (created) this.removeTmp(writer);
+  }
+
   private async writeChunkFile(id: number, data: Buffer): Promise<void> {
     const final = this.chunkPath(id);
     const temp = final + TMP_SUFFIX;
     try {
       const fd = await fdOpen(temp, 'w');
       try {
-        for (let offset = 0; offset < data.length; ) {
-          const { bytesWritten } = await fdWrite(fd, data, offset, data.length - offset, null);
-          // A full disk may accept nothing without an error: looping on it would never end.
-          if (bytesWritten === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write (0 bytes written)'), { code: 'ENOSPC' });
-          offset += bytesWritten;
-        }
+        await writeAll(fd, data, 0);
         await fdSync(fd);
       } finally {
         await fdClose(fd);
@@ -538,6 +840,7 @@ class DiskChunkStore implements ChunkStore {
         this.pendingWrites.delete(chunk.id);
         this.pendingBytes -= job.data.length;
         this.unwrittenData.delete(chunk.id);
+        this.cancelWriter(chunk.id);
         job.resolve();
       } else {
         written.push(chunk);
@@ -578,6 +881,7 @@ class DiskChunkStore implements ChunkStore {
       kind: 'counters',
       dropped: { ...this.counters.dropped } as Record<DropReason, number>,
       corruptChunks: this.counters.corruptChunks,
+      tornFrames: this.counters.tornFrames,
       nextId: this.nextId,
       maxBytes: Number.isFinite(this.options.maxBytes) ? this.options.maxBytes : 0,
       whenFull: this.options.whenFull,
@@ -605,6 +909,12 @@ class DiskChunkStore implements ChunkStore {
       this.startWriting();
     }
     while (this.writing) await this.writing;
+    await Promise.all(this.fileOps);
+    for (const writer of this.writers.values()) {
+      if (writer.opening) await writer.opening;
+      this.closeWriterFd(writer);
+    }
+    await Promise.all(this.fileOps);
     if (this.pendingWrites.size > 0) {
       const readings = [...this.pendingWrites.values()].reduce((sum, job) => sum + job.info.count, 0);
       this.logger.error({ chunks: this.pendingWrites.size, readings, reason: this.fault?.reason }, 'outbox chunks could not be written before shutdown; they are lost');
@@ -630,6 +940,29 @@ export function createDurableOutbox(dir: string, options: OutboxOptions, logger?
 
 function validIndexDoc(doc: ChunkIndexDoc): boolean {
   return [doc.id, doc.count, doc.bytes].every((value) => Number.isSafeInteger(value) && value >= 0) && Number.isFinite(doc.firstTime) && Number.isFinite(doc.lastTime);
+}
+
+/** writeAll on the event loop's thread, for the few writes per turn that must reach the kernel at once. */
+function writeAllSync(fd: number, data: Buffer, position: number): void {
+  for (let offset = 0; offset < data.length; ) {
+    const written = fsCallback.writeSync(fd, data, offset, data.length - offset, position + offset);
+    if (written === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write (0 bytes written)'), { code: 'ENOSPC' });
+    offset += written;
+  }
+}
+
+/** Writes all of `data` at `position`; a full disk may accept nothing without an error, which would loop for ever. */
+async function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    const { bytesWritten } = await fdWrite(fd, data, offset, data.length - offset, position + offset);
+    if (bytesWritten === 0) throw Object.assign(new Error('ENOSPC: no space left on device, write (0 bytes written)'), { code: 'ENOSPC' });
+    offset += bytesWritten;
+  }
+}
+
+function readingTimeOf(reading: Reading | undefined): number | undefined {
+  const time = reading ? Date.parse(reading.time) : NaN;
+  return Number.isNaN(time) ? undefined : time;
 }
 
 function ignoreMissingOrStorage(error: unknown): void {

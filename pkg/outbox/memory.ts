@@ -16,7 +16,7 @@ class MemoryChunkStore implements ChunkStore {
     return { chunks: [], counters: emptyCounters(), nextId: 1 };
   }
 
-  put(_meta: ChunkMeta, readings: Reading[]): { bytes: number; persisted: Promise<void> } {
+  put(_meta: ChunkMeta, readings: Reading[], _journaled: number): { bytes: number; persisted: Promise<void> } {
     return { bytes: Buffer.byteLength(JSON.stringify(readings)), persisted: MemoryChunkStore.durable };
   }
 

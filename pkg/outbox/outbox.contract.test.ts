@@ -199,6 +199,31 @@ for (const [name, create] of implementations) {
       await outbox.close();
     });
 
+    it('room() tells a producer what dropNewest would refuse, so it need not make it; refuse() counts it', async () => {
+      const outbox = await openOutbox({ maxBytes: 6000, whenFull: 'dropNewest' });
+      let made = 0;
+      let refused = 0;
+      for (let i = 0; i < 20; i++) {
+        const room = outbox.room(10);
+        assert.ok(room >= 0 && room <= 10);
+        const result = outbox.append(readingsFrom(1 + made, room));
+        assert.equal(result.accepted, room, 'what room() admits is accepted whole');
+        made += room;
+        outbox.refuse(10 - room);
+        refused += 10 - room;
+      }
+      assert.ok(refused > 0 && made > 0);
+      const stats = outbox.stats();
+      assert.equal(stats.dropped.dropNewest, refused, 'every reading not made is counted');
+      assert.equal(stats.readings, made);
+      assert.equal(stats.full, true);
+      await outbox.close();
+      const other = await openOutbox({ maxBytes: 6000, whenFull: 'dropOldest' });
+      for (let i = 0; i < 20; i++) other.append(readingsFrom(1 + i * 10, 10));
+      assert.equal(other.room(10), 10, 'dropOldest keeps every new reading');
+      await other.close();
+    });
+
     it('whenFull=dropOldest drops whole oldest chunks and keeps the newest readings', async () => {
       const outbox = await openOutbox({ maxBytes: 6000, whenFull: 'dropOldest' });
       let droppedByAppends = 0;

@@ -52,6 +52,12 @@ export interface OutboxStats {
   oldestTime?: number;
   dropped: Record<DropReason, number>;
   corruptChunks: number;
+  /**
+   * Torn frames found at start-up in chunk files a crash left unsealed: the process died while a
+   * frame was being written (or the disk lost it). Every whole frame before one is delivered; the
+   * torn bytes cannot say how many readings they held.
+   */
+  tornFrames: number;
   full: boolean;
   /** Set while chunks cannot be written to disk. */
   storage?: StorageFault;
@@ -64,6 +70,13 @@ export interface Outbox {
   /** Opens and recovers from the store; after it resolves, next() hands out the backlog first. */
   open(): Promise<void>;
   append(readings: Reading[]): AppendResult;
+  /**
+   * How many of `count` new readings append() would accept now. Only `dropNewest` refuses
+   * anything, so the producer can skip making what would be refused (see refuse()).
+   */
+  room(count: number): number;
+  /** Readings refused before they were made (room() said no): counted as dropNewest, as append() counts its refusals. */
+  refuse(count: number): void;
   /** The oldest batch not yet handed out; waits until one is sealed; undefined once closed. */
   next(): Promise<OutboxBatch | undefined>;
   /**

@@ -212,6 +212,17 @@ export class SequenceStore {
     return counter.next++;
   }
 
+  /** Uses up `count` numbers at once (readings dropped before they were made): as `count` calls of next(). */
+  skip(sensorKey: string, count: number): void {
+    const counter = this.counterOf(sensorKey);
+    for (let left = count; left > 0; ) {
+      if (counter.next >= counter.reservedUntil) this.reserve(counter);
+      const step = Math.min(left, counter.reservedUntil - counter.next);
+      counter.next += step;
+      left -= step;
+    }
+  }
+
   /** Persists the exact next numbers, so a clean restart continues without a gap. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -73,6 +73,7 @@ async function readOneOutbox(dir: string): Promise<OutboxStats> {
     oldestTime,
     dropped,
     corruptChunks: counters?.corruptChunks ?? 0,
+    tornFrames: counters?.tornFrames ?? 0,
     full: maxBytes > 0 && bytes >= maxBytes,
     unwrittenBytes: 0,
   };

@@ -10,6 +10,10 @@ export interface RouteTarget {
   selector: LabelSelector | undefined;
   /** Queues readings; returns nothing: the target owns limits and delivery. */
   accept(sensorKey: string, readings: Reading[]): void;
+  /** How many of `count` new readings of this Sensor accept() would keep now (all, unless it refuses the newest). */
+  room?(sensorKey: string, tenant: string | undefined, count: number): number;
+  /** Readings of this Sensor never made because no target had room: counted as refused on arrival. */
+  shed?(sensorKey: string, tenant: string | undefined, count: number): void;
 }
 
 interface SensorEntry {
@@ -76,6 +80,26 @@ export class Router {
       return;
     }
     for (const target of targets) target.accept(sensorKey, readings);
+  }
+
+  /**
+   * How many of `count` new readings of a Sensor at least one target would keep: the most any
+   * target has room for. A Sensor no target selects keeps them all (they are counted as unrouted).
+   */
+  room(sensorKey: string, tenant: string | undefined, count: number): number {
+    const targets = this.targetsOf(sensorKey);
+    if (targets.length === 0) return count;
+    let most = 0;
+    for (const target of targets) {
+      most = Math.max(most, target.room ? target.room(sensorKey, tenant, count) : count);
+      if (most >= count) return count;
+    }
+    return most;
+  }
+
+  /** Readings the Sensor did not make because room() said no target keeps them: each target counts them. */
+  shed(sensorKey: string, tenant: string | undefined, count: number): void {
+    for (const target of this.targetsOf(sensorKey)) target.shed?.(sensorKey, tenant, count);
   }
 
   private invalidate(): void {

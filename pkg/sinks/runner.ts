@@ -171,6 +171,21 @@ export class SinkRunner implements RouteTarget {
     if (result.full !== this.full) this.updateFull();
   }
 
+  room(_sensorKey: string, tenant: string | undefined, count: number): number {
+    const { lane } = this.laneFor(tenant);
+    return lane ? lane.outbox.room(count) : count;
+  }
+
+  shed(_sensorKey: string, tenant: string | undefined, count: number): void {
+    const { lane } = this.laneFor(tenant);
+    if (!lane) {
+      this.unroutable += count;
+      return;
+    }
+    lane.outbox.refuse(count);
+    if (!this.full) this.updateFull();
+  }
+
   /**
    * Certificate rotation, or a Certificate that loaded at last: reconnect the lane of that
    * Certificate (of that tenant, for identities without one) with the new identity.
@@ -253,6 +268,7 @@ export class SinkRunner implements RouteTarget {
     let oldest: number | undefined;
     const dropped: Record<string, number> = {};
     let corrupt = 0;
+    let torn = 0;
     let unwritten = 0;
     let storage: StorageFault | undefined;
     let warning: OutboxWarning | undefined;
@@ -264,6 +280,7 @@ export class SinkRunner implements RouteTarget {
       readings += stats.readings;
       bytes += stats.bytes;
       corrupt += stats.corruptChunks;
+      torn += stats.tornFrames;
       if (stats.oldestTime !== undefined) oldest = oldest === undefined ? stats.oldestTime : Math.min(oldest, stats.oldestTime);
       for (const [reason, count] of Object.entries(stats.dropped)) dropped[reason] = (dropped[reason] ?? 0) + count;
     }
@@ -281,6 +298,7 @@ export class SinkRunner implements RouteTarget {
     metrics.outboxOldest.set(sink, oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
     // The outbox keeps these totals (persisted): exported as counters of what is new.
     metrics.advanceCounter(metrics.outboxCorrupt, sink, corrupt);
+    metrics.advanceCounter(metrics.outboxTornFrames, sink, torn);
     for (const [reason, count] of Object.entries(dropped)) metrics.advanceCounter(metrics.outboxDropped, { ...sink, reason }, count);
     metrics.outboxUnwrittenBytes.set(sink, unwritten);
     metrics.outboxStorageFull.set(sink, storage ? 1 : 0);
@@ -297,6 +315,7 @@ export class SinkRunner implements RouteTarget {
         oldestQueued: oldest === undefined ? null : new Date(oldest).toISOString(),
         dropped,
         corruptChunks: corrupt,
+        tornFrames: torn,
         unroutable: this.unroutable,
         rejected,
       },

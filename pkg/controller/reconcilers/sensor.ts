@@ -43,12 +43,15 @@ export function createSensorReconciler(runtime: Runtime) {
     const running = runtime.sensors.get(key);
     if (running && running.generation === resource.generation) return {};
     await stopRunner(key);
+    const router = runtime.router;
     const runner = new SensorRunner(resource, {
       ...runtime.sensorDeps,
       emit: (sensorKey, readings) => {
         runtime.readingHistory?.record(sensorKey, readings);
-        runtime.router.route(sensorKey, readings);
+        router.route(sensorKey, readings);
       },
+      room: (sensorKey, tenant, count) => router.room(sensorKey, tenant, count),
+      shed: (sensorKey, tenant, count) => router.shed(sensorKey, tenant, count),
     });
     runtime.sensors.set(key, runner);
     runner.start();
