@@ -6,7 +6,11 @@ interface ListedResource {
   kind: string;
   metadata: { name: string; namespace: string; generation: number };
   spec?: Record<string, any>;
-  status: { nodes: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; [fact: string]: unknown }[] };
+  status: {
+    /** The fleet roll-up (here: of the agent's one node), as on the API server. */
+    readyOfDesired?: string;
+    nodes: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; [fact: string]: unknown }[];
+  };
 }
 
 const KIND_ALIASES: Record<string, string> = {
@@ -29,7 +33,8 @@ function columnsFor(kind: string, wide: boolean): [string, (resource: ListedReso
   const common: [string, (resource: ListedResource) => unknown][] = [
     ['NAMESPACE', (r) => r.metadata.namespace],
     ['NAME', (r) => r.metadata.name],
-    ['READY', (r) => condition(r, 'Ready')?.status ?? 'Unknown'],
+    // ready/desired nodes, as kubectl's READY column of the same resource reads.
+    ['READY', (r) => r.status.readyOfDesired ?? '0/0'],
     ['REASON', (r) => condition(r, 'Ready')?.reason ?? ''],
   ];
   const specific: Record<string, [string, (resource: ListedResource) => unknown][]> = {
