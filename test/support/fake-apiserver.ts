@@ -162,14 +162,17 @@ export class FakeApiServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Writes a kubeconfig for this server (plain http needs insecure-skip-tls-verify in client-node). */
-  writeKubeconfig(dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-kube-')), namespace?: string): string {
+  /**
+   * Writes a kubeconfig for this server (plain http needs insecure-skip-tls-verify in client-node).
+   * A distinct `token` per agent lets `callerStats` and `requests` tell the agents apart.
+   */
+  writeKubeconfig(dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-kube-')), namespace?: string, token = 'fake-token'): string {
     const file = path.join(dir, 'kubeconfig.yaml');
     const config = {
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'agent', user: { token: 'fake-token' } }],
+      users: [{ name: 'agent', user: { token } }],
       contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'agent', ...(namespace ? { namespace } : {}) } }],
       'current-context': 'fake',
     };
