@@ -64,11 +64,12 @@ test('every YAML under manifests/ and helm/sensorlet/crds parses into objects wi
 test('the kustomization lists files that exist and includes the generated CRDs', () => {
   const objects = deployObjects();
   const crds = objects.filter((doc) => doc.kind === 'CustomResourceDefinition').map((doc) => doc.metadata?.name).sort();
-  assert.deepEqual(crds, ['certificates.sensorlet.io', 'firmwares.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
+  assert.deepEqual(crds, ['certificates.sensorlet.io', 'firmwares.sensorlet.io', 'nodereports.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
   find(objects, 'Namespace', 'sensorlet-system');
   find(objects, 'ServiceAccount', 'sensorlet');
   find(objects, 'DaemonSet', 'sensorlet');
-  for (const doc of objects.filter((each) => !['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding'].includes(each.kind!))) {
+  const clusterScoped = ['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+  for (const doc of objects.filter((each) => !clusterScoped.includes(each.kind!))) {
     assert.equal(doc.metadata?.namespace, 'sensorlet-system', `${doc.kind}/${doc.metadata?.name} namespaced`);
   }
 });
@@ -82,20 +83,27 @@ test('RBAC grants exactly: read the kinds, patch their status, read nodes, read 
     // list+watch: the Node informer (field selector metadata.name=<node>) needs them.
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
   ]);
-  const role = find(objects, 'Role') as { metadata: { namespace: string }; rules: unknown[] };
+  const role = find(objects, 'Role', 'sensorlet-secrets') as { metadata: { namespace: string }; rules: unknown[] };
   assert.equal(role.metadata.namespace, 'sensorlet-system');
   // list+watch: the Secret informer needs them besides get.
   assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }]);
-  const plurals = Object.values(KIND_NAMES).map((names) => names.plural).sort();
+  // The fleet status, in the agent's namespace only; no delete (a node's objects go with its Node).
+  const fleet = find(objects, 'Role', 'sensorlet-fleet') as { metadata: { namespace: string }; rules: unknown[] };
+  assert.equal(fleet.metadata.namespace, 'sensorlet-system');
+  assert.deepEqual(fleet.rules, [
+    { apiGroups: ['sensorlet.io'], resources: ['nodereports'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+  ]);
+  const plurals = Object.entries(KIND_NAMES).filter(([kind]) => kind !== 'NodeReport').map(([, names]) => names.plural).sort();
   assert.deepEqual([...(clusterRole.rules[0] as { resources: string[] }).resources].sort(), plurals, 'every kind');
 
-  for (const [bindingKind, roleKind] of [['ClusterRoleBinding', 'ClusterRole'], ['RoleBinding', 'Role']]) {
-    const binding = find(objects, bindingKind) as { roleRef: { kind: string; name: string }; subjects: unknown[] };
-    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: find(objects, roleKind).metadata!.name });
+  for (const [bindingKind, roleKind, name] of [['ClusterRoleBinding', 'ClusterRole', 'sensorlet'], ['RoleBinding', 'Role', 'sensorlet-secrets'], ['RoleBinding', 'Role', 'sensorlet-fleet']]) {
+    const binding = find(objects, bindingKind, name) as { roleRef: { kind: string; name: string }; subjects: unknown[] };
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: find(objects, roleKind, name).metadata!.name });
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'sensorlet', namespace: 'sensorlet-system' }]);
   }
   // Nothing else grants anything.
-  assert.deepEqual(objects.filter((doc) => /Role/.test(doc.kind!)).map((doc) => doc.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+  assert.deepEqual(objects.filter((doc) => /Role/.test(doc.kind!)).map((doc) => doc.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'Role', 'RoleBinding', 'RoleBinding']);
 });
 
 test('the DaemonSet passes the node name, keeps state on the host and probes the admin port', () => {
@@ -181,7 +189,7 @@ test('the chart: metadata, values valid against values.schema.json, templates us
   // The chart's RBAC template grants the same verbs as manifests/deploy.
   const rbac = readFileSync(path.join(CHART, 'templates', 'rbac.yaml'), 'utf8');
   const verbs = [...rbac.matchAll(/verbs: (\[.*\])/g)].map((match) => match[1]);
-  assert.deepEqual([...new Set(verbs)].sort(), ['["get", "list", "watch"]', '["patch"]']);
+  assert.deepEqual([...new Set(verbs)].sort(), ['["get", "list", "watch", "create", "update"]', '["get", "list", "watch"]', '["patch"]']);
   assert.ok(existsSync(path.join(CHART, 'README.md')));
 });
 
