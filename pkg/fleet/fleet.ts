@@ -35,6 +35,8 @@ export interface Fleet {
   readonly leader: FleetLeader | undefined;
   readonly isLeader: boolean;
   close(): Promise<void>;
+  /** Stops without another write, as kill -9 would leave things (benchmarks: failover, stale detection). */
+  abandon(): Promise<void>;
 }
 
 export function startFleet(options: FleetOptions): Fleet {
@@ -100,6 +102,13 @@ export function startFleet(options: FleetOptions): Fleet {
         await leader?.stop();
       })();
       await Promise.race([done, new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref())]);
+    },
+    async abandon() {
+      heartbeat.stop();
+      report.abandon();
+      await elector.stop({ release: false });
+      await transition;
+      await leader?.stop();
     },
   };
 }

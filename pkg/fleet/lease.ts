@@ -104,12 +104,19 @@ export class LeaderElector {
     this.schedule(0);
   }
 
-  /** Stops campaigning; a leader releases the lease so another candidate can take over at once. */
-  async stop(): Promise<void> {
+  /**
+   * Stops campaigning; a leader releases the lease so another candidate can take over at once.
+   * `release: false` leaves the lease as a crash would (benchmarks measure failover with it).
+   */
+  async stop(options: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.attempt;
     if (!this.leading) return;
+    if (options.release === false) {
+      this.setLeading(false);
+      return;
+    }
     this.setLeading(false);
     const lease = this.current;
     if (!lease || lease.spec.holderIdentity !== this.options.identity) return;

@@ -98,6 +98,12 @@ export class NodeReportWriter {
     await Promise.race([last ?? Promise.resolve(), timeout]);
   }
 
+  /** Stops without writing what is pending. */
+  abandon(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+
   private markDirty(): void {
     this.dirty = true;
     this.schedule();

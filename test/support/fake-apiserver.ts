@@ -74,6 +74,8 @@ const RESOURCE_TYPES: ResourceType[] = [
 /** What one caller (bearer token) cost the server: writes it made, watch events it was sent. */
 export interface CallerStats {
   writes: number;
+  /** GETs: single objects and lists (a watch is counted in watchEvents, not here). */
+  reads: number;
   watchEvents: number;
 }
 
@@ -268,7 +270,7 @@ export class FakeApiServer {
   private caller(authorization: string | undefined): CallerStats {
     const token = (authorization ?? '').replace(/^Bearer\s+/i, '');
     let stats = this.callerStats.get(token);
-    if (!stats) this.callerStats.set(token, (stats = { writes: 0, watchEvents: 0 }));
+    if (!stats) this.callerStats.set(token, (stats = { writes: 0, reads: 0, watchEvents: 0 }));
     return stats;
   }
 
@@ -371,8 +373,9 @@ export class FakeApiServer {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.recordRequests) this.requests.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
     const caller = this.caller(req.headers.authorization);
-    if (req.method !== 'GET') caller.writes++;
     const url = new URL(req.url ?? '/', this.url);
+    if (req.method !== 'GET') caller.writes++;
+    else if (url.searchParams.get('watch') !== 'true' && url.searchParams.get('watch') !== '1') caller.reads++;
     if (req.method === 'POST' && (url.pathname === TOKEN_REVIEWS || url.pathname === SUBJECT_ACCESS_REVIEWS)) {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
