@@ -3,9 +3,12 @@
 // stale detection take seconds. The tests share the agents and run in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
-import { AgentProcess } from '../support/agent.js';
+import { AgentProcess, CLI } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { LeaderElector } from '../../pkg/fleet/lease.js';
 import { connectKubernetes } from '../../pkg/sources/kubernetes/connection.js';
@@ -210,4 +213,27 @@ test("a deleted Node: its report and heartbeat go with it, and it leaves every r
   assert.equal(fake.get('NodeReport', AGENT_NAMESPACE, dead), undefined, 'the report is deleted with its Node');
   assert.equal(fake.get('Lease', AGENT_NAMESPACE, `sensorlet-node-${dead}`), undefined, 'the heartbeat Lease is deleted with its Node');
   assert.equal(statusOf('everywhere').readyOfDesired, '1/1');
+});
+
+test('standalone: the same status shape for the one node, in the admin API and in `sensorlet get`', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-fleet-standalone-'));
+  writeFileSync(path.join(dir, 'sensors.yaml'), [sensor('alone'), sensor('refused-alone', { driver: { command: { argv: ['/bin/echo', '1'] } } })].map((doc) => JSON.stringify(doc)).join('\n---\n'));
+  const agent = await AgentProcess.start({ manifests: dir, deviceId: 'gateway-1' });
+  try {
+    await agent.waitForCondition('Sensor', 'alone', 'Ready', 'True');
+    const alone = (await agent.resource('Sensor', 'alone'))!.status as Record<string, any>;
+    assert.deepEqual([alone.desired, alone.ready, alone.degraded, alone.unknown, alone.readyOfDesired, alone.observedGeneration, alone.worstNodes], [1, 1, 0, 0, '1/1', 1, []]);
+    assert.equal(alone.nodes[0].name, 'gateway-1', "the agent's own entry, with its facts, as before");
+    await waitFor(async () => ((await agent.resource('Sensor', 'refused-alone'))!.status as Record<string, any>).degraded === 1, { what: 'refused-alone degraded' });
+    const refused = (await agent.resource('Sensor', 'refused-alone'))!.status as Record<string, any>;
+    assert.deepEqual(refused.worstNodes.map((node: any) => [node.name, node.state, node.reason]), [['gateway-1', 'Degraded', 'CommandNotAllowed']]);
+    const table = spawnSync(process.execPath, [CLI, 'get', 'sensors', '--admin-addr', agent.adminAddr], { encoding: 'utf8', timeout: 15_000 });
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(table.stdout, /^default\s+alone\s+1\/1\s/m);
+    assert.match(table.stdout, /^default\s+refused-alone\s+0\/1\s/m);
+  } finally {
+    await agent.stop();
+    rmSync(agent.stateDir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
