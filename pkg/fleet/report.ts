@@ -43,6 +43,8 @@ export class NodeReportWriter {
   private resourceVersion: string | undefined;
   private writtenOwner: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Looks once per interval whether the Node's uid became known (the report is then owned by it). */
+  private ownerCheck: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private closed = false;
   writes = 0;
@@ -87,11 +89,14 @@ export class NodeReportWriter {
 
   start(): void {
     this.schedule();
+    this.ownerCheck = setInterval(() => this.schedule(), this.options.intervalMs);
+    this.ownerCheck.unref();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     clearTimeout(this.timer);
+    clearInterval(this.ownerCheck);
     const last = this.dirty && !this.inFlight ? this.write() : this.inFlight;
     this.closed = true;
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.options.closeTimeoutMs ?? 500).unref());
@@ -102,6 +107,7 @@ export class NodeReportWriter {
   abandon(): void {
     this.closed = true;
     clearTimeout(this.timer);
+    clearInterval(this.ownerCheck);
   }
 
   private markDirty(): void {
