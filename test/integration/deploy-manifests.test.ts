@@ -225,3 +225,44 @@ test('every operator policy flag has a Helm value the chart renders; manifests/d
     }
   }
 });
+
+test('the node restriction policy: an agent writes only its own node report and heartbeat (its CEL evaluated)', async () => {
+  const { evaluate } = await import('@marcbachmann/cel-js');
+  const policy = find(deployObjects(), 'ValidatingAdmissionPolicy') as any;
+  const binding = find(deployObjects(), 'ValidatingAdmissionPolicyBinding') as any;
+  assert.equal(binding.spec.policyName, policy.metadata.name);
+  assert.deepEqual(binding.spec.validationActions, ['Deny']);
+  assert.equal(policy.spec.failurePolicy, 'Fail');
+  const agent = 'system:serviceaccount:sensorlet-system:sensorlet';
+  /** Admission as kube-apiserver runs it: match conditions, then variables in order, then every validation. */
+  const admitted = (request: Record<string, unknown>, object: unknown, oldObject: unknown = null): boolean => {
+    const context: Record<string, any> = { request, object, oldObject, variables: {} };
+    if (!policy.spec.matchConditions.every((condition: any) => evaluate(condition.expression, context) === true)) return true;
+    for (const variable of policy.spec.variables) context.variables[variable.name] = evaluate(variable.expression, context);
+    return policy.spec.validations.every((validation: any) => evaluate(validation.expression, context) === true);
+  };
+  const user = (node?: string, username = agent) => ({ username, extra: node ? { 'authentication.kubernetes.io/node-name': [node] } : {} });
+  const report = (name: string, nodeName = name, label = name) => ({ metadata: { name, namespace: 'sensorlet-system', labels: { 'sensorlet.io/node': label } }, nodeName, resources: [] });
+  const lease = (name: string, label?: string) => ({ metadata: { name, namespace: 'sensorlet-system', ...(label ? { labels: { 'sensorlet.io/node': label } } : {}) }, spec: {} });
+  const write = (node: string | undefined, resource: string, operation: string, object: unknown, username?: string) =>
+    admitted({ userInfo: user(node, username), operation, resource: { group: resource === 'leases' ? 'coordination.k8s.io' : 'sensorlet.io', resource } }, object, operation === 'UPDATE' ? object : null);
+
+  assert.equal(write('node-a', 'nodereports', 'CREATE', report('node-a')), true, 'its own report');
+  assert.equal(write('node-a', 'nodereports', 'UPDATE', report('node-a')), true);
+  assert.equal(write('node-a', 'nodereports', 'UPDATE', report('node-b')), false, "another node's report");
+  assert.equal(write('node-a', 'nodereports', 'CREATE', report('node-a', 'node-b')), false, 'its own name, another nodeName');
+  assert.equal(write('node-a', 'nodereports', 'CREATE', report('node-a', 'node-a', 'node-b')), false, 'its own name, another node label');
+  assert.equal(write(undefined, 'nodereports', 'CREATE', report('node-a')), false, 'no node-name claim: fail closed');
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-node-node-a', 'node-a')), true, 'its own heartbeat');
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-node-node-b', 'node-b')), false, "another node's heartbeat");
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-node-node-a', 'node-b')), false, 'its heartbeat labelled as another node');
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-leader')), true, 'the leader election Lease');
+  assert.equal(write('node-a', 'leases', 'CREATE', lease('kube-scheduler')), false, 'any other Lease');
+  assert.equal(write(undefined, 'nodereports', 'UPDATE', report('node-b'), 'system:admin'), true, 'not the agent: the policy does not apply');
+
+  // The chart renders the same policy (names and namespace from the release).
+  const expressions = (text: string) => [...text.matchAll(/expression: "(.*)"/g)].map((match) => match[1]).filter((expression) => !expression.startsWith('request.userInfo.username'));
+  const chart = readFileSync(path.join(CHART, 'templates', 'node-restriction.yaml'), 'utf8');
+  assert.deepEqual(expressions(chart), expressions(readFileSync(path.join(DEPLOY, 'node-restriction.yaml'), 'utf8')));
+  assert.match(chart, /\.Capabilities\.APIVersions\.Has "admissionregistration\.k8s\.io\/v1\/ValidatingAdmissionPolicy"/);
+});
