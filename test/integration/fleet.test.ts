@@ -100,6 +100,7 @@ test('ten candidates created in the same instant: one leader, the others lose on
     onStoppedLeading: () => leading.delete(`candidate-${index}`),
   }));
   const before = fake.callerStats.get('token-race')?.writes ?? 0;
+  const conflictsBefore = fake.conflictAnswers;
   electors.forEach((elector) => elector.start());
   try {
     await waitFor(() => leading.size === 1, { timeoutMs: 5_000, what: 'one leader' });
@@ -109,6 +110,7 @@ test('ten candidates created in the same instant: one leader, the others lose on
     const writes = fake.requests.filter((request) => request.authorization === 'Bearer token-race' && request.method !== 'GET').length;
     assert.ok(writes > 1, 'several candidates tried to write');
     assert.ok((fake.callerStats.get('token-race')?.writes ?? 0) > before);
+    assert.ok(fake.conflictAnswers - conflictsBefore >= 1, 'the losers were told 409');
     // The leader stops cleanly: it releases the lease and another candidate takes over well before it would expire.
     const [first] = leading;
     const stoppedAt = Date.now();

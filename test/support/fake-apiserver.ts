@@ -141,6 +141,8 @@ export class FakeApiServer {
   readonly reviews: { kind: string; spec: Record<string, any> }[] = [];
   /** How many watch requests were answered with a 410 Expired ERROR event. */
   goneAnswers = 0;
+  /** How many creates and updates were answered 409 (AlreadyExists or Conflict). */
+  conflictAnswers = 0;
   /** Writes and watch events per bearer token (see CallerStats). */
   readonly callerStats = new Map<string, CallerStats>();
   /** The largest object stored so far, in bytes of JSON (etcd's limit is 1.5 MiB). */
@@ -442,7 +444,10 @@ export class FakeApiServer {
       return sendStatus(res, 400, 'BadRequest', 'the namespace of the object does not match the namespace of the request');
     }
     const key = objectKey(route.type_, route.namespace, name);
-    if (this.objects.has(key)) return sendStatus(res, 409, 'AlreadyExists', `${route.type_.plural} "${name}" already exists`);
+    if (this.objects.has(key)) {
+      this.conflictAnswers++;
+      return sendStatus(res, 409, 'AlreadyExists', `${route.type_.plural} "${name}" already exists`);
+    }
     const stored = structuredClone(body);
     stored.metadata = { ...stored.metadata, ...(route.namespace ? { namespace: route.namespace } : {}) };
     delete stored.metadata.resourceVersion;
@@ -460,6 +465,7 @@ export class FakeApiServer {
     if (body.metadata?.name !== route.name) return sendStatus(res, 400, 'BadRequest', 'the name of the object does not match the name on the URL');
     const expected = body.metadata.resourceVersion;
     if (expected !== undefined && expected !== '' && expected !== previous.metadata.resourceVersion) {
+      this.conflictAnswers++;
       return sendStatus(res, 409, 'Conflict', `Operation cannot be fulfilled on ${route.type_.plural} "${route.name}": the object has been modified; please apply your changes to the latest version and try again`);
     }
     const stored = structuredClone(body);
