@@ -217,6 +217,16 @@ test("a deleted Node: its report and heartbeat go with it, and it leaves every r
   assert.equal(statusOf('everywhere').readyOfDesired, '1/1');
 });
 
+test('SIGTERM: the leader releases the lease and exits within 2 s', async () => {
+  const leader = holder()!;
+  const agent = agents.get(leader)!;
+  const startedAt = Date.now();
+  assert.equal(await agent.stop(), 0);
+  assert.ok(Date.now() - startedAt < 2_000, `stopped in ${Date.now() - startedAt} ms`);
+  assert.equal(holder(), '', 'released: holderIdentity empty, so a successor need not wait out the lease');
+  assert.equal((leaderLease()!.spec as { leaseDurationSeconds?: number }).leaseDurationSeconds, 1);
+});
+
 test('standalone: the same status shape for the one node, in the admin API and in `sensorlet get`', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-fleet-standalone-'));
   writeFileSync(path.join(dir, 'sensors.yaml'), [sensor('alone'), sensor('refused-alone', { driver: { command: { argv: ['/bin/echo', '1'] } } })].map((doc) => JSON.stringify(doc)).join('\n---\n'));
