@@ -13,16 +13,14 @@
 // - Each roll-up is a JSON merge patch of the status subresource that also removes `status.nodes`,
 //   the per-node entries earlier versions wrote: an upgrade cleans them up on the first roll-up.
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { API_GROUP } from '../api/schemas.js';
+import { API_GROUP, type Kind } from '../api/schemas.js';
 import { KIND_NAMES } from '../api/crds.js';
-import type { Kind } from '../api/schemas.js';
 import type { Logger } from '../observability/logger.js';
 import { apiErrorFrom, type KubernetesConnection } from '../sources/kubernetes/connection.js';
 import { SupervisedInformer } from '../sources/kubernetes/informer.js';
-import { HEARTBEAT_LABEL, LEASES_API, type LeaseObject } from './lease.js';
+import { HEARTBEAT_LABEL, LEASES_API, NODE_LABEL, type LeaseObject } from './lease.js';
 import { reportsPath, type NodeReportObject } from './report.js';
 import { HEARTBEAT_STALE_REASON, rollUp, type NodeOutcome, type RolledUpStatus } from './rollup.js';
-import { NODE_LABEL } from './lease.js';
 
 /** The declared resources the roll-up writes to (the agent's store). */
 export interface ResourceCatalog {

@@ -266,3 +266,27 @@ test('the node restriction policy: an agent writes only its own node report and 
   assert.deepEqual(expressions(chart), expressions(readFileSync(path.join(DEPLOY, 'node-restriction.yaml'), 'utf8')));
   assert.match(chart, /\.Capabilities\.APIVersions\.Has "admissionregistration\.k8s\.io\/v1\/ValidatingAdmissionPolicy"/);
 });
+
+test('printer columns show the fleet roll-up, and kubectl explain describes every status field and the NodeReport', () => {
+  for (const crd of buildAllCrds() as any[]) {
+    const kind = crd.spec.names.kind;
+    const version = crd.spec.versions[0];
+    const schema = version.schema.openAPIV3Schema;
+    if (kind === 'NodeReport') {
+      assert.equal(version.subresources, undefined, 'a report is written whole: no status subresource');
+      for (const field of ['nodeName', 'resources']) assert.ok(schema.properties[field].description, `NodeReport.${field} described`);
+      assert.deepEqual(Object.keys(schema.properties.resources.items.properties).sort(), ['kind', 'message', 'name', 'namespace', 'observedGeneration', 'reason', 'state']);
+      continue;
+    }
+    const columns = Object.fromEntries(version.additionalPrinterColumns.map((column: any) => [column.name, column.jsonPath]));
+    assert.equal(columns.Ready, '.status.readyOfDesired', `${kind}: READY 998/1000`);
+    assert.equal(columns.Unknown, '.status.unknown');
+    const status = schema.properties.status;
+    assert.ok(status.description, `${kind}.status described`);
+    for (const [field, property] of Object.entries(status.properties as Record<string, any>)) {
+      assert.ok(property.description, `${kind}.status.${field} has a description for kubectl explain`);
+      assert.notEqual(property['x-kubernetes-preserve-unknown-fields'], true, `${kind}.status.${field}: a known shape, not schema-less`);
+    }
+    assert.deepEqual(Object.keys(status.properties.worstNodes.items.properties).sort(), ['message', 'name', 'observedGeneration', 'reason', 'state']);
+  }
+});
