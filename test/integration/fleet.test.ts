@@ -16,7 +16,7 @@ import { silentLogger } from '../../pkg/observability/logger.js';
 
 const GROUP = 'sensorlet.io/v1alpha1';
 const AGENT_NAMESPACE = 'sensorlet-system';
-const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 3_000, leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 300, rollupIntervalMs: 200 };
+const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, rollupIntervalMs: 200 };
 const NODES = ['node-a', 'node-b'];
 
 let fake: FakeApiServer;
