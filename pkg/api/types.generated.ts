@@ -712,6 +712,10 @@ export interface NodeReport {
     message?: string;
     observedGeneration?: number;
   }[];
+  /**
+   * Resources left out of this report to keep it under its size budget (256 KiB: messages are dropped first, then entries); they are not counted in the roll-up.
+   */
+  omittedResources?: number;
 }
 /**
  * Where a credential (a broker user name or password) comes from: exactly one of env (a variable the operator exposed with the SENSORLET_SECRET_ prefix), file (under a folder the operator allowed with --credentials-dir), secretKeyRef (cluster mode: a key of a Secret in the resource's namespace). Never the value itself.

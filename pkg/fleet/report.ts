@@ -17,7 +17,14 @@ export interface NodeReportObject {
   metadata: { name: string; namespace: string; resourceVersion?: string; labels?: Record<string, string>; ownerReferences?: OwnerReference[] };
   nodeName: string;
   resources?: ReportedResource[];
+  omittedResources?: number;
 }
+
+/**
+ * A report stays far below etcd's 1.5 MiB object limit whatever manifests ask a node to run:
+ * beyond this, messages are dropped, then entries (counted in omittedResources).
+ */
+export const MAX_REPORT_BYTES = 256 * 1024;
 
 export function reportsPath(namespace: string, name?: string): string {
   return `/apis/sensorlet.io/v1alpha1/namespaces/${encodeURIComponent(namespace)}/nodereports${name ? `/${encodeURIComponent(name)}` : ''}`;
@@ -82,8 +89,7 @@ export class NodeReportWriter {
         ...(this.resourceVersion ? { resourceVersion: this.resourceVersion } : {}),
       },
       nodeName,
-      // Sorted: the same state is the same object, whatever order things happened in.
-      resources: [...this.resources.values()].sort((a, b) => (resourceKey(a) < resourceKey(b) ? -1 : 1)),
+      ...withinBudget([...this.resources.values()]),
     };
   }
 
@@ -161,4 +167,21 @@ export class NodeReportWriter {
       logger.warn({ path, err: error instanceof Error ? error.message : String(error) }, 'node report write failed; will retry');
     }
   }
+}
+
+/** The report's entries within MAX_REPORT_BYTES, sorted so that the same state is the same object. */
+function withinBudget(all: ReportedResource[]): { resources: ReportedResource[]; omittedResources?: number } {
+  const resources = all.sort((a, b) => (resourceKey(a) < resourceKey(b) ? -1 : 1));
+  const size = (entries: ReportedResource[]) => Buffer.byteLength(JSON.stringify(entries));
+  if (size(resources) <= MAX_REPORT_BYTES) return { resources };
+  const terse = resources.map(({ message: _message, ...rest }) => rest);
+  let bytes = 2;
+  let kept = 0;
+  for (const entry of terse) {
+    const next = Buffer.byteLength(JSON.stringify(entry)) + 1;
+    if (bytes + next > MAX_REPORT_BYTES) break;
+    bytes += next;
+    kept++;
+  }
+  return kept === terse.length ? { resources: terse } : { resources: terse.slice(0, kept), omittedResources: terse.length - kept };
 }
