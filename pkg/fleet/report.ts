@@ -67,9 +67,17 @@ export class NodeReportWriter {
       if (!previous) return;
       this.resources.delete(key);
     } else {
-      const next: ReportedResource = { kind: resource.kind, namespace: resource.namespace, name: resource.name, ...outcome };
-      if (previous && JSON.stringify(previous) === JSON.stringify(next)) return;
-      this.resources.set(key, next);
+      // Called on every status change (every reading updates facts): compare fields, not JSON.
+      if (
+        previous &&
+        previous.state === outcome.state &&
+        previous.reason === outcome.reason &&
+        previous.message === outcome.message &&
+        previous.observedGeneration === outcome.observedGeneration
+      ) {
+        return;
+      }
+      this.resources.set(key, { kind: resource.kind, namespace: resource.namespace, name: resource.name, ...outcome });
     }
     this.markDirty();
   }
