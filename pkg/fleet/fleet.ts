@@ -65,7 +65,7 @@ export function startFleet(options: FleetOptions): Fleet {
     logger: logger.child({ component: 'leader-election' }),
     onStartedLeading() {
       transition = transition.then(async () => {
-        leader = new FleetLeader({ connection, namespace, resources: options.resources, nodeGraceMs: timings.nodeGraceMs, rollupIntervalMs: timings.rollupIntervalMs, logger: logger.child({ component: 'fleet-leader' }) });
+        leader = new FleetLeader({ connection, namespace, resources: options.resources, nodeGraceMs: timings.nodeGraceMs, rollupIntervalMs: timings.rollupIntervalMs, rewriteIntervalMs: timings.rewriteIntervalMs, logger: logger.child({ component: 'fleet-leader' }) });
         options.onLeadership?.(true);
         await leader.start();
       });

@@ -12,6 +12,9 @@
 //   their Node (ownerReference, the garbage collector).
 // - Each roll-up is a JSON merge patch of the status subresource that also removes `status.nodes`,
 //   the per-node entries earlier versions wrote: an upgrade cleans them up on the first roll-up.
+//   Every `rewriteIntervalMs` (10 min) each roll-up is sent again even if unchanged, so entries an
+//   agent of the earlier version wrote during a rolling upgrade go too (an unchanged status is a
+//   no-op for the API server: no new resourceVersion, no watch event).
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { API_GROUP, type Kind } from '../api/schemas.js';
 import { KIND_NAMES } from '../api/crds.js';
@@ -34,6 +37,8 @@ export interface FleetLeaderOptions {
   resources: ResourceCatalog;
   nodeGraceMs: number;
   rollupIntervalMs: number;
+  /** Send every roll-up again after this long, changed or not; default 10 minutes. */
+  rewriteIntervalMs?: number;
   logger: Logger;
 }
 
@@ -50,6 +55,7 @@ export class FleetLeader {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  private lastRewriteAt = Date.now();
   statusWrites = 0;
   statusFailures = 0;
   /** When each key's roll-up last changed on the server (for tests and the bench). */
@@ -142,6 +148,10 @@ export class FleetLeader {
 
   private async rollUpAll(): Promise<void> {
     if (!this.synced) return;
+    if (Date.now() - this.lastRewriteAt >= (this.options.rewriteIntervalMs ?? 10 * 60_000)) {
+      this.lastRewriteAt = Date.now();
+      this.written.clear();
+    }
     const all = this.computeAll();
     for (const [key, status] of all) {
       if (this.stopped) return;

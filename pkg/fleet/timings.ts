@@ -22,6 +22,8 @@ export interface FleetTimings {
   retryPeriodMs: number;
   /** How often the leader folds reports and checks heartbeats (writes only what changed). */
   rollupIntervalMs: number;
+  /** How often the leader sends every roll-up again, changed or not (removes entries old versions wrote). */
+  rewriteIntervalMs: number;
 }
 
 export const DEFAULT_FLEET_TIMINGS: FleetTimings = {
@@ -32,6 +34,7 @@ export const DEFAULT_FLEET_TIMINGS: FleetTimings = {
   renewDeadlineMs: 10_000,
   retryPeriodMs: 2_000,
   rollupIntervalMs: 1_000,
+  rewriteIntervalMs: 10 * 60_000,
 };
 
 export const TEST_TIMINGS_ENV = 'SENSORLET_TEST_FLEET_TIMINGS';

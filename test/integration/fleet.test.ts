@@ -16,7 +16,7 @@ import { silentLogger } from '../../pkg/observability/logger.js';
 
 const GROUP = 'sensorlet.io/v1alpha1';
 const AGENT_NAMESPACE = 'sensorlet-system';
-const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, rollupIntervalMs: 200 };
+const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, rollupIntervalMs: 200, rewriteIntervalMs: 2_000 };
 const NODES = ['node-a', 'node-b'];
 
 let fake: FakeApiServer;
@@ -144,6 +144,16 @@ test('the roll-up: counts, worst nodes with reasons, observedGeneration and READ
 
 test('upgrade: per-node entries written by an earlier version are removed from status', async () => {
   await waitFor(() => statusOf('legacy').desired === 2 && statusOf('legacy').nodes === undefined, { timeoutMs: 10_000, what: `legacy status.nodes removed (now ${JSON.stringify(statusOf('legacy'))})` });
+  // During a rolling upgrade an agent of the earlier version still applies its entry (server-side
+  // apply, its own field manager): the periodic rewrite removes it though the roll-up did not change.
+  const applied = await fetch(`${fake.url}/apis/sensorlet.io/v1alpha1/namespaces/default/sensors/legacy/status?fieldManager=sensorlet/old-node&force=true`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/apply-patch+yaml' },
+    body: JSON.stringify({ apiVersion: GROUP, kind: 'Sensor', metadata: { name: 'legacy', namespace: 'default' }, status: { nodes: [{ name: 'old-node', conditions: [] }] } }),
+  });
+  assert.equal(applied.status, 200);
+  assert.equal(statusOf('legacy').nodes.length, 1);
+  await waitFor(() => statusOf('legacy').nodes === undefined && statusOf('legacy').desired === 2, { timeoutMs: TIMINGS.rewriteIntervalMs + 3_000, what: 'the entry an old agent wrote during the upgrade removed' });
 });
 
 test('narrow watches: only the leader watches reports and heartbeats; every agent watches only its own Node', async () => {
