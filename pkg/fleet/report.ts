@@ -53,6 +53,7 @@ export class NodeReportWriter {
   /** Looks once per interval whether the Node's uid became known (the report is then owned by it). */
   private ownerCheck: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
+  private started = false;
   private closed = false;
   writes = 0;
   failures = 0;
@@ -102,6 +103,7 @@ export class NodeReportWriter {
   }
 
   start(): void {
+    this.started = true;
     this.schedule();
     this.ownerCheck = setInterval(() => this.schedule(), this.options.intervalMs);
     this.ownerCheck.unref();
@@ -111,7 +113,7 @@ export class NodeReportWriter {
     if (this.closed) return;
     clearTimeout(this.timer);
     clearInterval(this.ownerCheck);
-    const last = this.dirty && !this.inFlight ? this.write() : this.inFlight;
+    const last = this.started && this.dirty && !this.inFlight ? this.write() : this.inFlight;
     this.closed = true;
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.options.closeTimeoutMs ?? 500).unref());
     await Promise.race([last ?? Promise.resolve(), timeout]);
@@ -130,7 +132,7 @@ export class NodeReportWriter {
   }
 
   private schedule(): void {
-    if (this.closed || this.timer || this.inFlight) return;
+    if (!this.started || this.closed || this.timer || this.inFlight) return;
     if (this.options.nodeUid() !== this.writtenOwner) this.dirty = true;
     if (!this.dirty) return;
     const due = Math.max(0, this.lastWriteAt + this.options.intervalMs - Date.now());
