@@ -10,7 +10,11 @@ interface ListedResource {
   kind: string;
   metadata: { name: string; namespace: string; generation: number };
   spec?: Record<string, any>;
-  status: { nodes: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; [fact: string]: unknown }[] };
+  status: {
+    /** The fleet roll-up (here: of the agent's one node), as on the API server. */
+    readyOfDesired?: string;
+    nodes: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; [fact: string]: unknown }[];
+  };
 }
 
 type Column = [title: string, value: (resource: ListedResource) => unknown];
@@ -101,7 +105,8 @@ function columnsFor(kind: string, wide: boolean): Column[] {
   const columns: Column[] = [
     ['NAMESPACE', (r) => r.metadata.namespace],
     ['NAME', (r) => r.metadata.name],
-    ['READY', (r) => condition(r, 'Ready')?.status ?? 'Unknown'],
+    // ready/desired nodes, as kubectl's READY column of the same resource reads.
+    ['READY', (r) => r.status.readyOfDesired ?? '0/0'],
     ['REASON', (r) => condition(r, 'Ready')?.reason ?? ''],
     ...(KIND_COLUMNS[kind as Kind] ?? []),
   ];

@@ -34,6 +34,7 @@ import { Gauge } from 'prom-client';
 import { defaultPolicy, type OperatorPolicy } from '../policy/policy.js';
 import { acquireStateDirLock, type StateDirLock } from '../storage/state-dir-lock.js';
 import { WriteHealth } from '../storage/write-health.js';
+import { outcomeOf, rollUp } from '../fleet/rollup.js';
 import '../drivers/index.js';
 import '../sinks/index.js';
 import '../actuators/index.js';
@@ -314,7 +315,11 @@ async function adminTokenFile(policy: OperatorPolicy, options: AgentOptions, onP
   return tokenFileAuthenticator(admin.tokenFile, onProblem);
 }
 
-/** Every resource as a Kubernetes object with this agent's status entry. */
+/**
+ * Every resource as a Kubernetes object with this agent's status entry and the fleet roll-up of its
+ * one node: the same status shape as on the API server in cluster mode (`desired`, `ready`,
+ * `readyOfDesired`...), so `sensorlet get` and `kubectl get` read alike.
+ */
 export function listResources(runtime: Runtime): ResourceList {
   const toObject = (resource: StoredResource) => {
     const entry = runtime.status.nodeEntry(resource.key);
@@ -324,7 +329,7 @@ export function listResources(runtime: Runtime): ResourceList {
       metadata: { name: resource.name, namespace: resource.namespace, labels: resource.labels, generation: resource.generation },
       // As declared, less any URL password: an invalid spec is shown too, so that it can be fixed.
       spec: redactCredentialsIn(resource.object?.spec ?? (resource.raw as { spec?: unknown }).spec),
-      status: { nodes: entry ? [entry] : [] },
+      status: { ...rollUp(entry ? [{ name: runtime.status.nodeName, ...outcomeOf(entry) }] : []), nodes: entry ? [entry] : [] },
       origin: resource.origin,
     };
   };

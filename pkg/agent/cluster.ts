@@ -10,6 +10,7 @@ import { secretTrustStore } from '../ota/trust.js';
 import type { Authenticator } from '../admin/auth.js';
 import { tokenReviewAuthenticator } from '../admin/token-review.js';
 import { credentialSecretsOf } from '../controller/reconcilers/sink-credentials.js';
+import type { Fleet } from '../fleet/fleet.js';
 
 export interface ClusterMode {
   source: ResourceSource;
@@ -17,12 +18,16 @@ export interface ClusterMode {
   onNodeLabels(callback: (labels: Record<string, string>) => void): void;
   /** With --admin-token-review: admin API clients authenticated by the API server. */
   tokenReview?: Authenticator;
+  /** This agent's part of the fleet roll-up. */
+  fleet: Fleet;
   close(): Promise<void>;
 }
 
 export async function startClusterMode(options: AgentOptions, runtime: Runtime, logger: Logger): Promise<ClusterMode> {
   const { connectKubernetes, createKubernetesSource } = await import('../sources/kubernetes/source.js');
-  const { createKubernetesStatusWriter } = await import('../controller/status-writer-kubernetes.js');
+  const { startFleet } = await import('../fleet/fleet.js');
+  const { fleetTimings, TEST_TIMINGS_ENV } = await import('../fleet/timings.js');
+  const { outcomeOf } = await import('../fleet/rollup.js');
   const connection = await connectKubernetes({ kubeconfigFile: options.kubeconfig, inCluster: options.inCluster });
   const source = await createKubernetesSource({
     connection,
@@ -32,17 +37,30 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
     nodeName: options.nodeName,
     logger,
   });
-  const writer = await createKubernetesStatusWriter({ connection, nodeName: options.nodeName, logger: logger.child({ component: 'status-writer' }) });
-
-  // Each agent writes only its own status.nodes[] entry; writes never block the data path. An entry
-  // that goes while its object stays (the nodeSelector stopped matching this node) is withdrawn on
-  // the server too, or a stale Ready=True from this node would remain there for ever.
-  runtime.status.onChange((key, entry, conditionFlipped) => {
-    const { kind, namespace, name } = parseKey(key);
-    if (entry) writer.write({ kind, namespace, name }, entry, conditionFlipped);
-    else if (runtime.store.get(key)) writer.withdraw({ kind, namespace, name });
-    else writer.forget({ kind, namespace, name });
+  // The fleet: this node's state goes into one NodeReport (at most one write per 10 s whatever the
+  // node runs) next to a heartbeat Lease; the elected agent rolls the reports up into each
+  // resource's status. Reports, heartbeats and the election live in the agent's own namespace.
+  const { timings, overridden } = fleetTimings();
+  if (overridden) logger.warn({ env: TEST_TIMINGS_ENV, timings }, 'fleet timings overridden for a test or benchmark');
+  const fleet = startFleet({
+    connection,
+    namespace: runtime.policy.firmware.agentNamespace ?? connection.contextNamespace ?? 'default',
+    nodeName: options.nodeName,
+    nodeUid: () => source.nodeUid(),
+    resources: { list: () => runtime.store.list() },
+    timings,
+    logger: logger.child({ component: 'fleet' }),
   });
+  // An entry that goes (the object was deleted, or its nodeSelector stopped matching this node)
+  // leaves the report, so the roll-up stops counting this node for it.
+  runtime.status.onChange((key, entry) => {
+    const { kind, namespace, name } = parseKey(key);
+    fleet.report.set({ kind, namespace, name }, entry ? outcomeOf(entry as Parameters<typeof outcomeOf>[0]) : undefined);
+  });
+  for (const key of runtime.status.keys()) {
+    const entry = runtime.status.nodeEntry(key);
+    if (entry) fleet.report.set(parseKey(key), outcomeOf(entry as Parameters<typeof outcomeOf>[0]));
+  }
 
   // Certificates may take their material from Secrets; a Secret update rotates like a file change.
   runtime.secrets = { namespaces: source.secretsNamespaces, get: (namespace, name) => source.secret(namespace, name) };
@@ -63,9 +81,10 @@ export async function startClusterMode(options: AgentOptions, runtime: Runtime, 
     nodeLabels: () => source.nodeLabels(),
     onNodeLabels: (callback) => void source.onNodeLabels(callback),
     tokenReview: options.policy?.admin.tokenReview ? tokenReviewAuthenticator(connection) : undefined,
+    fleet,
     close: async () => {
       await trust?.stop();
-      await writer.close();
+      await fleet.close();
     },
   };
 }

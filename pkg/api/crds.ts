@@ -1,6 +1,6 @@
 // Builds the CustomResourceDefinitions from schemas/: namespaced, status subresource, printer
 // columns and the `sensorlet` category, with every $ref inlined (structural schemas allow none).
-import { API_GROUP, inlineRefs, loadSchema, walkSchema, type JsonSchema, type Kind, KINDS } from './schemas.js';
+import { API_GROUP, CRD_KINDS, inlineRefs, KINDS, loadSchema, walkSchema, type CrdKind, type JsonSchema, type Kind } from './schemas.js';
 
 interface KindNames {
   plural: string;
@@ -15,20 +15,25 @@ interface KindNames {
   columns: { name: string; type: string; jsonPath: string; priority?: number }[];
 }
 
-const READY_NODES = '.status.nodes[*].conditions[?(@.type=="Ready")].status';
+// The fleet roll-up (status written by the elected agent): READY 998/1000 like a DaemonSet's, then the
+// nodes that need a look. Per-node facts (driver, last value, queue) are on each agent's admin API.
+const FLEET_COLUMNS: KindNames['columns'] = [
+  { name: 'Ready', type: 'string', jsonPath: '.status.readyOfDesired' },
+  { name: 'Degraded', type: 'integer', jsonPath: '.status.degraded' },
+  { name: 'Unknown', type: 'integer', jsonPath: '.status.unknown' },
+  { name: 'Worst', type: 'string', jsonPath: '.status.worstNodes[0].name', priority: 1 },
+  { name: 'Reason', type: 'string', jsonPath: '.status.worstNodes[0].reason', priority: 1 },
+];
 
-export const KIND_NAMES: Record<Kind, KindNames> = {
+export const KIND_NAMES: Record<CrdKind, KindNames> = {
   Sensor: {
     plural: 'sensors',
     singular: 'sensor',
     shortNames: ['sn'],
     cliNames: ['sen'],
-    // JSONPath cannot print which key of the driver union is set: the agent reports it as a fact.
     columns: [
-      { name: 'Driver', type: 'string', jsonPath: '.status.nodes[0].driver' },
       { name: 'Interval', type: 'string', jsonPath: '.spec.interval' },
-      { name: 'Ready', type: 'string', jsonPath: READY_NODES },
-      { name: 'Last', type: 'string', jsonPath: '.status.nodes[0].lastReading.value' },
+      ...FLEET_COLUMNS,
       { name: 'Unit', type: 'string', jsonPath: '.spec.unit', priority: 1 },
     ],
   },
@@ -36,24 +41,14 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
     plural: 'sinks',
     singular: 'sink',
     shortNames: ['sk'],
-    // Protocol and URL come from the agent's facts: the transport is a union (mqtt, coap, stdout).
-    columns: [
-      { name: 'Protocol', type: 'string', jsonPath: '.status.nodes[0].protocol' },
-      { name: 'URL', type: 'string', jsonPath: '.status.nodes[0].url' },
-      { name: 'Ready', type: 'string', jsonPath: READY_NODES },
-      { name: 'Queued', type: 'integer', jsonPath: '.status.nodes[*].queued' },
-    ],
+    columns: FLEET_COLUMNS,
   },
   Certificate: {
     plural: 'certificates',
     singular: 'certificate',
     shortNames: ['slcert'],
     cliNames: ['cert', 'certs'],
-    columns: [
-      { name: 'Tenant', type: 'string', jsonPath: '.status.nodes[0].tenant' },
-      { name: 'Ready', type: 'string', jsonPath: READY_NODES },
-      { name: 'Expires', type: 'string', jsonPath: '.status.nodes[0].notAfter' },
-    ],
+    columns: FLEET_COLUMNS,
   },
   Firmware: {
     plural: 'firmwares',
@@ -62,8 +57,7 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
     columns: [
       { name: 'Version', type: 'string', jsonPath: '.spec.version' },
       { name: 'Target', type: 'string', jsonPath: '.spec.target' },
-      { name: 'Phase', type: 'string', jsonPath: '.status.nodes[*].phase' },
-      { name: 'Current', type: 'string', jsonPath: '.status.nodes[*].currentVersion', priority: 1 },
+      ...FLEET_COLUMNS,
     ],
   },
   Actuator: {
@@ -71,17 +65,18 @@ export const KIND_NAMES: Record<Kind, KindNames> = {
     singular: 'actuator',
     shortNames: ['act'],
     // desired may be a number, true/false or a list: printed as the API server renders it.
-    columns: [
-      { name: 'Desired', type: 'string', jsonPath: '.spec.desired' },
-      { name: 'Observed', type: 'string', jsonPath: '.status.nodes[0].observed' },
-      { name: 'In-Sync', type: 'string', jsonPath: '.status.nodes[*].conditions[?(@.type=="InSync")].status' },
-      { name: 'Driver', type: 'string', jsonPath: '.status.nodes[0].driver', priority: 1 },
-    ],
+    columns: [{ name: 'Desired', type: 'string', jsonPath: '.spec.desired' }, ...FLEET_COLUMNS],
+  },
+  NodeReport: {
+    plural: 'nodereports',
+    singular: 'nodereport',
+    shortNames: ['nrep'],
+    columns: [{ name: 'Node', type: 'string', jsonPath: '.nodeName' }],
   },
 };
 
 /** The openAPIV3Schema of a kind: JSON Schema keywords Kubernetes does not accept are removed. */
-export function crdSchema(kind: Kind): JsonSchema {
+export function crdSchema(kind: CrdKind): JsonSchema {
   const schema = inlineRefs(loadSchema(kind));
   delete schema.$schema;
   delete schema.title;
@@ -93,8 +88,10 @@ export function crdSchema(kind: Kind): JsonSchema {
   return schema;
 }
 
-export function buildCrd(kind: Kind): JsonSchema {
+export function buildCrd(kind: CrdKind): JsonSchema {
   const names = KIND_NAMES[kind];
+  // A NodeReport is written whole by its agent: no spec/status split, so no status subresource.
+  const declared = (KINDS as readonly string[]).includes(kind);
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
@@ -115,7 +112,7 @@ export function buildCrd(kind: Kind): JsonSchema {
           name: 'v1alpha1',
           served: true,
           storage: true,
-          subresources: { status: {} },
+          ...(declared ? { subresources: { status: {} } } : {}),
           additionalPrinterColumns: [
             ...names.columns,
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
@@ -128,5 +125,5 @@ export function buildCrd(kind: Kind): JsonSchema {
 }
 
 export function buildAllCrds(): JsonSchema[] {
-  return KINDS.map(buildCrd);
+  return CRD_KINDS.map(buildCrd);
 }

@@ -9,6 +9,15 @@ export const API_VERSION = `${API_GROUP}/v1alpha1`;
 export const KINDS = ['Sensor', 'Sink', 'Certificate', 'Firmware', 'Actuator'] as const;
 export type Kind = (typeof KINDS)[number];
 
+/**
+ * The per-node report of the fleet roll-up: a CRD generated from schemas/ like the kinds above, but
+ * written by agents about themselves, never watched as a declared resource.
+ */
+export const REPORT_KIND = 'NodeReport';
+/** Every kind with a CRD. */
+export const CRD_KINDS = [...KINDS, REPORT_KIND] as const;
+export type CrdKind = (typeof CRD_KINDS)[number];
+
 export function isKind(value: unknown): value is Kind {
   return typeof value === 'string' && (KINDS as readonly string[]).includes(value);
 }
@@ -26,12 +35,12 @@ function readJson(file: string): JsonSchema {
   return JSON.parse(readFileSync(file, 'utf8')) as JsonSchema;
 }
 
-export function schemaFileFor(kind: Kind): string {
+export function schemaFileFor(kind: CrdKind): string {
   return path.join(SCHEMAS_DIR, `${kind.toLowerCase()}.schema.json`);
 }
 
 /** A kind's schema with the shared definitions merged in, so every $ref resolves locally. */
-export function loadSchema(kind: Kind): JsonSchema {
+export function loadSchema(kind: CrdKind): JsonSchema {
   const shared = readJson(path.join(SCHEMAS_DIR, 'definitions.json'));
   const schema = readJson(schemaFileFor(kind));
   return { ...schema, definitions: { ...(shared.definitions as JsonSchema), ...((schema.definitions as JsonSchema) ?? {}) } };

@@ -28,6 +28,7 @@ export interface SensorletResources {
   Certificate?: Certificate;
   Firmware?: Firmware;
   Actuator?: Actuator;
+  NodeReport?: NodeReport;
 }
 /**
  * A sensor the agent reads on a schedule through one driver.
@@ -310,18 +311,84 @@ export interface ObjectMeta {
   managedFields?: {}[];
 }
 /**
+ * The fleet's state of the resource, rolled up from every node's NodeReport by the elected agent (in standalone mode: the one agent's node).
+ *
  * This interface was referenced by `SensorletResources`'s JSON-Schema
  * via the `definition` "Status".
  */
 export interface Status {
   /**
-   * One entry per agent acting on the resource; each agent writes only its own entry.
+   * The oldest generation any reporting (not Unknown) node has acted on; equal to metadata.generation once every node caught up.
+   */
+  observedGeneration?: number;
+  /**
+   * Nodes that run the resource (their nodeSelector matches), like a DaemonSet's desiredNumberScheduled.
+   */
+  desired?: number;
+  /**
+   * Nodes where it is Ready=True and not Degraded.
+   */
+  ready?: number;
+  /**
+   * Nodes where it is Degraded=True (a driver failing, a sink backing off).
+   */
+  degraded?: number;
+  /**
+   * Nodes whose heartbeat Lease has not been renewed for 40 s: their last report may be stale.
+   */
+  unknown?: number;
+  /**
+   * ready/desired, for the READY printer column (e.g. 998/1000).
+   */
+  readyOfDesired?: string;
+  /**
+   * At most five nodes that are not Ready (Unknown first, then Degraded, then NotReady), with the reason.
+   *
+   * @maxItems 5
+   */
+  worstNodes?:
+    | []
+    | [NodeOutcome]
+    | [NodeOutcome, NodeOutcome]
+    | [NodeOutcome, NodeOutcome, NodeOutcome]
+    | [NodeOutcome, NodeOutcome, NodeOutcome, NodeOutcome]
+    | [NodeOutcome, NodeOutcome, NodeOutcome, NodeOutcome, NodeOutcome];
+  /**
+   * Served by an agent's admin API: that agent's own entry (conditions and facts). Not kept on the API server: entries written there by earlier versions are removed by the fleet roll-up.
    */
   nodes?: {
     name: string;
     observedGeneration?: number;
     conditions?: Condition[];
   }[];
+}
+/**
+ * One node's state of one resource, as compact as a fleet needs it.
+ *
+ * This interface was referenced by `SensorletResources`'s JSON-Schema
+ * via the `definition` "NodeOutcome".
+ */
+export interface NodeOutcome {
+  /**
+   * The node (agent) name.
+   */
+  name: string;
+  /**
+   * Ready: Ready=True; Degraded: Degraded=True; NotReady: Ready is not True; Unknown: the node's heartbeat Lease has not been renewed for 40 s.
+   */
+  state: 'Ready' | 'NotReady' | 'Degraded' | 'Unknown';
+  /**
+   * CamelCase reason of the condition that decided the state.
+   */
+  reason?: string;
+  /**
+   * That condition's message, cut to 256 characters.
+   */
+  message?: string;
+  /**
+   * The generation of the resource this node last acted on.
+   */
+  observedGeneration?: number;
 }
 /**
  * This interface was referenced by `SensorletResources`'s JSON-Schema
@@ -805,6 +872,42 @@ export interface Actuator {
  */
 export interface LocalObjectReference2 {
   name: string;
+}
+/**
+ * What one node's agent runs and how it is doing: one per node, in the agent's namespace, written by that node's agent only (at most every 10 s) and folded into each resource's status by the elected agent. Named after the node; deleted with the Node (ownerReference).
+ *
+ * This interface was referenced by `SensorletResources`'s JSON-Schema
+ * via the `definition` "NodeReport".
+ */
+export interface NodeReport {
+  apiVersion: 'sensorlet.io/v1alpha1';
+  kind: 'NodeReport';
+  metadata: ObjectMeta;
+  /**
+   * The node this report is about; equal to metadata.name and to the sensorlet.io/node label.
+   */
+  nodeName: string;
+  /**
+   * One entry per resource this node acts on.
+   *
+   * @maxItems 10000
+   */
+  resources?: {
+    kind: 'Sensor' | 'Sink' | 'Certificate' | 'Firmware' | 'Actuator';
+    namespace: string;
+    name: string;
+    /**
+     * Ready: Ready=True; Degraded: Degraded=True; NotReady: Ready is not True.
+     */
+    state: 'Ready' | 'NotReady' | 'Degraded';
+    reason?: string;
+    message?: string;
+    observedGeneration?: number;
+  }[];
+  /**
+   * Resources left out of this report to keep it under its size budget (256 KiB: messages are dropped first, then entries); they are not counted in the roll-up.
+   */
+  omittedResources?: number;
 }
 /**
  * Where a credential (a broker user name or password) comes from: exactly one of env (a variable the operator exposed with the SENSORLET_SECRET_ prefix), file (under a folder the operator allowed with --credentials-dir), secretKeyRef (cluster mode: a key of a Secret in the resource's namespace). Never the value itself.

@@ -1,6 +1,6 @@
 // This agent's view of each resource: conditions, observedGeneration and kind-specific facts. It is
-// served as `status.nodes[]` (one entry: this agent's), kept in the state dir across restarts, and
-// handed to a status writer (Kubernetes mode) on every change.
+// served as `status.nodes[]` (one entry: this agent's) by the admin API, kept in the state dir across
+// restarts, and, in cluster mode, handed on every change to the node's NodeReport (pkg/fleet).
 import path from 'node:path';
 import { setCondition, removeCondition, type Condition, type ConditionUpdate } from './conditions.js';
 import { readJsonFile, writeJsonFileAtomic } from './json-file.js';

@@ -1,6 +1,6 @@
 // `npm run bench`: every performance figure the issues ask for, each beside its baseline measured in
 // the same run. Throughputs are the median of several runs. `npm run bench -- NAME...` runs a subset
-// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, overload, ota, admin, console).
+// (throughput, memory, backlog, scheduler, serial, mtls, coap, cluster, fleet, overload, ota, admin, console).
 import mqtt from 'mqtt';
 import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -277,6 +277,36 @@ async function cluster(): Promise<void> {
   report('RSS in folder mode, same manifests (MB)', folderMb.toFixed(1));
 }
 
+async function fleet(): Promise<void> {
+  const { benchFleet, printFleet } = await import('./fleet.js');
+  type FleetResult = Awaited<ReturnType<typeof benchFleet>>;
+  // One run per size by default (N=1000 takes minutes on two cores); the per-node figures are
+  // medians over the nodes. FLEET_RUNS=3 takes the median of three runs of each figure.
+  const runs = Number(process.env.FLEET_RUNS ?? 1);
+  for (const nodes of (process.env.FLEET_NODES ?? '10,100,1000').split(',').map(Number)) {
+    const results: FleetResult[] = [];
+    for (let i = 0; i < runs; i++) results.push(await benchFleet({ nodes, steadySeconds: Number(process.env.FLEET_STEADY_SECONDS ?? 60) }));
+    const mid = (pick: (result: FleetResult) => number) => median(results.map(pick));
+    printFleet(
+      {
+        nodes,
+        writesPerMin: { median: mid((r) => r.writesPerMin.median), max: mid((r) => r.writesPerMin.max) },
+        readsPerMin: { median: mid((r) => r.readsPerMin.median), max: mid((r) => r.readsPerMin.max) },
+        watchEventsPerMin: { median: mid((r) => r.watchEventsPerMin.median), max: mid((r) => r.watchEventsPerMin.max) },
+        leaderWritesPerMin: mid((r) => r.leaderWritesPerMin),
+        leaderWatchEventsPerMin: mid((r) => r.leaderWatchEventsPerMin),
+        largestObjectBytes: mid((r) => r.largestObjectBytes),
+        rollupLatencyMs: mid((r) => r.rollupLatencyMs),
+        staleDetectionMs: mid((r) => r.staleDetectionMs),
+        deletedNodeMs: mid((r) => r.deletedNodeMs),
+        failoverMs: mid((r) => r.failoverMs),
+        failoverRollupMs: mid((r) => r.failoverRollupMs),
+      },
+      report,
+    );
+  }
+}
+
 /**
  * 4× overload: the Sensor offers four times the one-reading-per-message capacity, for each policy
  * that drops; delivery should stay at capacity (≥ 0.9×) and every drop be counted. The capacity
@@ -353,6 +383,7 @@ try {
   if (wanted('mtls')) await mtls();
   if (wanted('coap')) await coap();
   if (wanted('cluster')) await cluster();
+  if (wanted('fleet')) await fleet();
   if (wanted('overload')) await overload(broker, raw);
   if (wanted('ota')) await ota();
   if (wanted('admin')) await admin();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FakeApiServer, type KubeObject, type RecordedPatch } from '../support/fake-apiserver.js';
+import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
 import { Mosquitto } from '../support/mosquitto.js';
 import { Subscriber } from '../support/mqtt-subscriber.js';
 import { AgentProcess, policyArgs } from '../support/agent.js';
@@ -14,8 +14,9 @@ import { waitFor } from '../support/ports.js';
 import { TestPki, spiffeId } from '../support/pki.js';
 
 const NODE = 'node-a';
-const FIELD_MANAGER = `sensorlet/${NODE}`;
 const GROUP = 'sensorlet.io/v1alpha1';
+/** Fleet timings shortened so that a report write (normally every 10 s at most) is seen in a second. */
+const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 1_000, leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 300, rollupIntervalMs: 200 };
 
 let broker: Mosquitto;
 let subscriber: Subscriber;
@@ -47,10 +48,15 @@ const sink = (url: string): KubeObject => ({
 
 const readingsOf = (name: string) => subscriber.readingsOf(name);
 
-/** The node entry the API server holds for an object (what `kubectl get -o yaml` would show). */
-function serverEntry(kind: string, name: string): Record<string, any> | undefined {
-  const object = fake.get(kind, 'default', name);
-  return ((object?.status as { nodes?: Record<string, any>[] } | undefined)?.nodes ?? []).find((entry) => entry.name === NODE);
+/** This node's entry for an object in its NodeReport on the API server. */
+function reported(kind: string, name: string): Record<string, any> | undefined {
+  const report = fake.get('NodeReport', 'default', NODE) as { resources?: Record<string, any>[] } | undefined;
+  return (report?.resources ?? []).find((entry) => entry.kind === kind && entry.name === name);
+}
+
+/** The fleet roll-up in an object's status (what `kubectl get` shows). */
+function rolledUp(kind: string, name: string): Record<string, any> {
+  return (fake.get(kind, 'default', name)?.status ?? {}) as Record<string, any>;
 }
 
 const ready = (entry: Record<string, any> | undefined) => entry?.conditions?.find((condition: { type: string }) => condition.type === 'Ready');
@@ -84,6 +90,7 @@ before(async () => {
     deviceId: NODE,
     // Certificates in `default` may present acme (the Secret rotation test); Secrets are read there.
     extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...policyArgs({ tenantGrants: { default: ['acme'] }, secretNamespaces: ['default'] }), '--file-write-allow-prefix', sysfs],
+    env: { SENSORLET_TEST_FLEET_TIMINGS: JSON.stringify(TIMINGS) },
   });
 });
 
@@ -106,21 +113,12 @@ test('apply: the Sensor runs and its readings reach Mosquitto; status reaches th
   assert.equal(first.namespace, 'default');
   assert.equal(subscriber.messages.find((m) => (Array.isArray(m.payload) ? m.payload : [m.payload]).some((r: any) => r.sensor === 'alpha'))?.topic, `cluster/${NODE}/alpha`);
   await readyInAgent('alpha');
-  const entry = await waitFor(() => (ready(serverEntry('Sensor', 'alpha'))?.status === 'True' ? serverEntry('Sensor', 'alpha') : undefined), {
-    timeoutMs: 15_000,
-    what: 'alpha Ready=True on the API server',
-  });
-  assert.equal(entry.observedGeneration, 1);
-  // The printer columns (pkg/api/crds.ts) read these facts: JSONPath cannot name a union's key.
-  assert.equal(entry.driver, 'simulated');
-  // Ready once connected (the first write may be from before the connection was up).
-  const sinkEntry = await waitFor(() => (ready(serverEntry('Sink', 'plant-mqtt'))?.status === 'True' ? serverEntry('Sink', 'plant-mqtt') : undefined), {
-    timeoutMs: 15_000,
-    what: 'Sink Ready=True on the API server',
-  });
-  assert.equal(ready(sinkEntry)?.reason, 'Connected');
-  assert.equal(sinkEntry.protocol, 'mqtt');
-  assert.equal(sinkEntry.url, broker.url);
+  await waitFor(() => reported('Sensor', 'alpha')?.state === 'Ready', { timeoutMs: 15_000, what: 'alpha Ready in the NodeReport' });
+  assert.equal(reported('Sensor', 'alpha')?.observedGeneration, 1);
+  const status = await waitFor(() => (rolledUp('Sensor', 'alpha').readyOfDesired === '1/1' ? rolledUp('Sensor', 'alpha') : undefined), { timeoutMs: 15_000, what: 'alpha 1/1 on the API server' });
+  assert.equal(status.observedGeneration, 1);
+  assert.equal(status.desired, 1);
+  await waitFor(() => rolledUp('Sink', 'plant-mqtt').readyOfDesired === '1/1', { timeoutMs: 15_000, what: 'Sink 1/1 on the API server' });
 });
 
 test('spec change: a new generation is reconciled and observedGeneration follows it', async () => {
@@ -132,7 +130,7 @@ test('spec change: a new generation is reconciled and observedGeneration follows
   const relabelled = fake.apply({ ...sensor('beta', '100ms'), metadata: { name: 'beta', namespace: 'default', labels: { site: 'plant-1', extra: 'yes' } } });
   assert.equal(relabelled.metadata.generation, 2);
   await waitFor(async () => (await agent.resource('Sensor', 'beta'))?.status.nodes[0]?.observedGeneration === 2, { what: 'beta observedGeneration 2 in the agent' });
-  await waitFor(() => serverEntry('Sensor', 'beta')?.observedGeneration === 2, { timeoutMs: 5_000, what: 'beta observedGeneration 2 on the API server (a flip is written at once)' });
+  await waitFor(() => rolledUp('Sensor', 'beta').observedGeneration === 2, { timeoutMs: 5_000, what: 'beta observedGeneration 2 on the API server' });
   assert.equal((await agent.resource('Sensor', 'beta'))?.spec.interval, '100ms');
   const perSecond = (await countIn('beta', 2_000)) / 2;
   assert.ok(perSecond >= 6, `beta reads at the new interval (100ms): ${perSecond}/s`);
@@ -156,18 +154,16 @@ test('Actuator: applied through the API server, written, its status reported the
     metadata: { name: 'panel-backlight', namespace: 'default' },
     spec: { driver: { file: { path: brightness } }, desired: 180, bounds: { min: 10, max: 255 }, onStop: { set: 255 } },
   });
-  const entry = await waitFor(
-    () => {
-      const found = serverEntry('Actuator', 'panel-backlight');
-      return found?.conditions?.find((condition: { type: string }) => condition.type === 'InSync')?.status === 'True' ? found : undefined;
-    },
-    { timeoutMs: 15_000, what: 'panel-backlight InSync=True on the API server' },
-  );
+  // The fleet roll-up on the API server; the per-node facts (observed, writes) on the agent's admin API.
+  await waitFor(() => reported('Actuator', 'panel-backlight')?.state === 'Ready', { timeoutMs: 15_000, what: 'panel-backlight Ready in the NodeReport' });
+  await waitFor(() => rolledUp('Actuator', 'panel-backlight').readyOfDesired === '1/1', { timeoutMs: 15_000, what: 'panel-backlight 1/1 on the API server' });
+  const entry = (await agent.resource('Actuator', 'panel-backlight'))!.status.nodes[0] as Record<string, any>;
+  assert.equal(entry.conditions.find((condition: { type: string }) => condition.type === 'InSync')?.status, 'True');
   assert.equal(readFileSync(brightness, 'utf8'), '180\n');
   assert.equal(entry.observed, 180);
   assert.equal(entry.writes, 1);
   assert.equal(entry.driver, 'file');
-  assert.equal(entry.observedGeneration, 1);
+  assert.equal(reported('Actuator', 'panel-backlight')?.observedGeneration, 1);
   // Out of bounds through the API server: nothing written, OutOfBounds at the field path.
   fake.apply({
     apiVersion: GROUP,
@@ -176,9 +172,11 @@ test('Actuator: applied through the API server, written, its status reported the
     spec: { driver: { file: { path: brightness } }, desired: 999, bounds: { min: 10, max: 255 }, onStop: { set: 255 } },
   });
   const outOfBounds = await waitFor(
-    () => serverEntry('Actuator', 'panel-backlight')?.conditions?.find((condition: { type: string; reason: string }) => condition.type === 'InSync' && condition.reason === 'OutOfBounds'),
-    { timeoutMs: 15_000, what: 'OutOfBounds on the API server' },
+    () => (reported('Actuator', 'panel-backlight')?.reason === 'OutOfBounds' ? reported('Actuator', 'panel-backlight') : undefined),
+    { timeoutMs: 15_000, what: 'OutOfBounds in the NodeReport' },
   );
+  assert.equal(outOfBounds!.state, 'NotReady');
+  await waitFor(() => rolledUp('Actuator', 'panel-backlight').worstNodes?.[0]?.reason === 'OutOfBounds', { timeoutMs: 15_000, what: 'OutOfBounds in the roll-up on the API server' });
   assert.match(outOfBounds.message, /spec\.desired: 999 is above bounds\.max 255/);
   assert.equal(readFileSync(brightness, 'utf8'), '180\n');
   assert.ok(fake.delete('Actuator', 'default', 'panel-backlight'));
@@ -198,14 +196,14 @@ test('node labels: a Sensor with a nodeSelector starts and stops without a resta
   fake.setNodeLabels(NODE, { role: 'edge', zone: 'north' });
   await subscriber.waitForReadings((readings) => readings.filter((r) => r.sensor === 'gamma').length >= 3, 10_000, 'gamma readings');
   await readyInAgent('gamma');
-  await waitFor(() => ready(serverEntry('Sensor', 'gamma'))?.status === 'True', { timeoutMs: 5_000, what: 'gamma Ready on the API server' });
+  await waitFor(() => rolledUp('Sensor', 'gamma').readyOfDesired === '1/1', { timeoutMs: 5_000, what: 'gamma Ready on the API server' });
 
   fake.setNodeLabels(NODE, { role: 'edge', zone: 'south' });
   await waitFor(async () => (await agent.resource('Sensor', 'gamma'))?.status.nodes.length === 0, { what: 'gamma stopped on this node' });
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(await countIn('gamma', 1_500), 0, 'no readings of gamma after the label went');
-  // This node no longer acts on gamma: its entry is withdrawn from status.nodes[].
-  await waitFor(() => serverEntry('Sensor', 'gamma') === undefined, { timeoutMs: 15_000, what: `node-a entry withdrawn from gamma (now ${JSON.stringify(serverEntry('Sensor', 'gamma'))})` });
+  // This node no longer acts on gamma: it leaves the report, and the roll-up counts no node.
+  await waitFor(() => reported('Sensor', 'gamma') === undefined && rolledUp('Sensor', 'gamma').desired === 0, { timeoutMs: 15_000, what: `gamma withdrawn (now ${JSON.stringify(rolledUp('Sensor', 'gamma'))})` });
   assertOneStream('gamma');
   assert.equal(agent.child.pid, pid);
   assert.equal(agent.child.exitCode, null);
@@ -233,7 +231,7 @@ test('Secret rotation: a Certificate from a kubernetes.io/tls Secret reloads', a
   assert.equal(before.tenant, 'acme');
   assert.equal(before.device, NODE);
   assert.equal(before.chain, 'trusted');
-  await waitFor(() => serverEntry('Certificate', 'device-identity')?.fingerprint === before.fingerprint, { timeoutMs: 15_000, what: 'fingerprint on the API server' });
+  await waitFor(() => rolledUp('Certificate', 'device-identity').readyOfDesired === '1/1', { timeoutMs: 15_000, what: 'Certificate 1/1 on the API server' });
 
   fake.apply(tlsSecret(second));
   const after = await waitFor(
@@ -244,8 +242,7 @@ test('Secret rotation: a Certificate from a kubernetes.io/tls Secret reloads', a
     { timeoutMs: 10_000, what: 'the rotated fingerprint in the agent' },
   );
   assert.equal(ready(after)?.status, 'True');
-  // Not a condition flip: the write may wait out the 10 s coalescing window.
-  await waitFor(() => serverEntry('Certificate', 'device-identity')?.fingerprint === after.fingerprint, { timeoutMs: 15_000, what: 'rotated fingerprint on the API server' });
+  assert.equal(rolledUp('Certificate', 'device-identity').readyOfDesired, '1/1');
 });
 
 test('a watch drop and a 410 recover without losing or duplicating Sensors', async () => {
@@ -282,42 +279,18 @@ test('a watch drop and a 410 recover without losing or duplicating Sensors', asy
   }
 });
 
-test('status writes: server-side apply by sensorlet/node-a, only its own entry, coalesced', async () => {
-  const patches = fake.patches.filter((patch) => patch.status !== 0);
-  assert.ok(patches.length > 0);
-  for (const patch of patches) {
-    assert.match(patch.path, /^\/apis\/sensorlet\.io\/v1alpha1\/namespaces\/default\/(sensors|sinks|certificates|actuators)\/[^/]+\/status$/);
-    assert.equal(patch.contentType, 'application/apply-patch+yaml');
-    assert.equal(patch.fieldManager, FIELD_MANAGER);
-    assert.equal(patch.status, 200, `${patch.path} accepted`);
-    assert.deepEqual(Object.keys(patch.body).sort(), ['apiVersion', 'kind', 'metadata', 'status']);
-    assert.deepEqual(Object.keys(patch.body.status as object), ['nodes']);
-    const nodes = (patch.body.status as { nodes: Record<string, unknown>[] }).nodes;
-    // One entry (this node's), or none: a node that stops acting on an object withdraws its entry.
-    assert.ok(nodes.length <= 1, `${patch.path}: ${nodes.length} entries`);
-    if (nodes.length === 1) assert.equal(nodes[0].name, NODE);
+test('API writes: one NodeReport and one heartbeat Lease per node, the roll-up only when it changes', async () => {
+  const writes = fake.requests.filter((request) => request.method !== 'GET');
+  const paths = new Set(writes.map((request) => new URL(request.url, fake.url).pathname.replace(/\/(sensors|sinks|certificates|firmwares|actuators)\/[^/]+\/status$/, '/$1/NAME/status')));
+  for (const path of paths) {
+    assert.match(path, /^\/apis\/(sensorlet\.io\/v1alpha1\/namespaces\/default\/(nodereports(\/node-a)?|(sensors|sinks|certificates|actuators)\/NAME\/status)|coordination\.k8s\.io\/v1\/namespaces\/default\/leases(\/sensorlet-(leader|node-node-a))?)$/, `an expected write: ${path}`);
   }
-  // Coalescing: two writes of one object less than 10 s apart only when a condition flipped.
-  const byPath = new Map<string, RecordedPatch[]>();
-  for (const patch of patches) byPath.set(patch.path, [...(byPath.get(patch.path) ?? []), patch]);
-  const signature = (patch: RecordedPatch) => {
-    const entry = (patch.body.status as { nodes: Record<string, any>[] }).nodes[0];
-    if (!entry) return 'withdrawn';
-    return JSON.stringify([entry.observedGeneration, (entry.conditions ?? []).map((c: { type: string; status: string }) => `${c.type}=${c.status}`).sort()]);
-  };
-  for (const [path, list] of byPath) {
-    for (let index = 1; index < list.length; index++) {
-      const gap = list[index].at - list[index - 1].at;
-      // The writer keeps 10 s between its sends; the fake server records arrivals, which carry the
-      // agent's event-loop delay (a 9898 ms gap was seen on a loaded machine). Uncoalesced writes
-      // would come every 200 ms.
-      if (gap >= 9_000) continue;
-      assert.notEqual(signature(list[index]), signature(list[index - 1]), `${path}: written again after ${gap} ms without a condition flip`);
-    }
-  }
-  // alpha has read every 200 ms for the whole file: without coalescing that would be hundreds of writes.
-  const alpha = byPath.get('/apis/sensorlet.io/v1alpha1/namespaces/default/sensors/alpha/status') ?? [];
-  const seconds = (Date.now() - (alpha[0]?.at ?? Date.now())) / 1000;
-  assert.ok(alpha.length >= 2, 'alpha written more than once');
-  assert.ok(alpha.length <= Math.ceil(seconds / 10) + 4, `alpha: ${alpha.length} writes in ${seconds.toFixed(0)} s`);
+  // alpha has read every 200 ms for the whole file: its report entry is unchanged (Ready), so the
+  // report is written on changes only, never per reading, and at most once per interval.
+  const reportWrites = fake.requests.filter((request) => request.method !== 'GET' && request.url.includes('/nodereports'));
+  const first = fake.get('NodeReport', 'default', NODE)!.metadata.creationTimestamp as string;
+  const seconds = (Date.now() - Date.parse(first)) / 1000;
+  assert.ok(reportWrites.length <= seconds / (TIMINGS.reportIntervalMs / 1000) + 2, `${reportWrites.length} report writes in ${seconds.toFixed(0)} s`);
+  const statusWrites = fake.requests.filter((request) => request.method === 'PATCH' && request.url.includes('/sensors/alpha/status'));
+  assert.ok(statusWrites.length <= 6, `alpha's roll-up written ${statusWrites.length} times (on changes only)`);
 });

@@ -64,11 +64,12 @@ test('every YAML under manifests/ and helm/sensorlet/crds parses into objects wi
 test('the kustomization lists files that exist and includes the generated CRDs', () => {
   const objects = deployObjects();
   const crds = objects.filter((doc) => doc.kind === 'CustomResourceDefinition').map((doc) => doc.metadata?.name).sort();
-  assert.deepEqual(crds, ['actuators.sensorlet.io', 'certificates.sensorlet.io', 'firmwares.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
+  assert.deepEqual(crds, ['actuators.sensorlet.io', 'certificates.sensorlet.io', 'firmwares.sensorlet.io', 'nodereports.sensorlet.io', 'sensors.sensorlet.io', 'sinks.sensorlet.io']);
   find(objects, 'Namespace', 'sensorlet-system');
   find(objects, 'ServiceAccount', 'sensorlet');
   find(objects, 'DaemonSet', 'sensorlet');
-  for (const doc of objects.filter((each) => !['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding'].includes(each.kind!))) {
+  const clusterScoped = ['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+  for (const doc of objects.filter((each) => !clusterScoped.includes(each.kind!))) {
     assert.equal(doc.metadata?.namespace, 'sensorlet-system', `${doc.kind}/${doc.metadata?.name} namespaced`);
   }
 });
@@ -82,20 +83,27 @@ test('RBAC grants exactly: read the kinds, patch their status, read nodes, read 
     // list+watch: the Node informer (field selector metadata.name=<node>) needs them.
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
   ]);
-  const role = find(objects, 'Role') as { metadata: { namespace: string }; rules: unknown[] };
+  const role = find(objects, 'Role', 'sensorlet-secrets') as { metadata: { namespace: string }; rules: unknown[] };
   assert.equal(role.metadata.namespace, 'sensorlet-system');
   // list+watch: the Secret informer needs them besides get.
   assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }]);
-  const plurals = Object.values(KIND_NAMES).map((names) => names.plural).sort();
+  // The fleet status, in the agent's namespace only; no delete (a node's objects go with its Node).
+  const fleet = find(objects, 'Role', 'sensorlet-fleet') as { metadata: { namespace: string }; rules: unknown[] };
+  assert.equal(fleet.metadata.namespace, 'sensorlet-system');
+  assert.deepEqual(fleet.rules, [
+    { apiGroups: ['sensorlet.io'], resources: ['nodereports'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+  ]);
+  const plurals = Object.entries(KIND_NAMES).filter(([kind]) => kind !== 'NodeReport').map(([, names]) => names.plural).sort();
   assert.deepEqual([...(clusterRole.rules[0] as { resources: string[] }).resources].sort(), plurals, 'every kind');
 
-  for (const [bindingKind, roleKind] of [['ClusterRoleBinding', 'ClusterRole'], ['RoleBinding', 'Role']]) {
-    const binding = find(objects, bindingKind) as { roleRef: { kind: string; name: string }; subjects: unknown[] };
-    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: find(objects, roleKind).metadata!.name });
+  for (const [bindingKind, roleKind, name] of [['ClusterRoleBinding', 'ClusterRole', 'sensorlet'], ['RoleBinding', 'Role', 'sensorlet-secrets'], ['RoleBinding', 'Role', 'sensorlet-fleet']]) {
+    const binding = find(objects, bindingKind, name) as { roleRef: { kind: string; name: string }; subjects: unknown[] };
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: find(objects, roleKind, name).metadata!.name });
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'sensorlet', namespace: 'sensorlet-system' }]);
   }
   // Nothing else grants anything.
-  assert.deepEqual(objects.filter((doc) => /Role/.test(doc.kind!)).map((doc) => doc.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+  assert.deepEqual(objects.filter((doc) => /Role/.test(doc.kind!)).map((doc) => doc.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'Role', 'RoleBinding', 'RoleBinding']);
 });
 
 test('the DaemonSet passes the node name, keeps state on the host and probes the admin port', () => {
@@ -181,7 +189,7 @@ test('the chart: metadata, values valid against values.schema.json, templates us
   // The chart's RBAC template grants the same verbs as manifests/deploy.
   const rbac = readFileSync(path.join(CHART, 'templates', 'rbac.yaml'), 'utf8');
   const verbs = [...rbac.matchAll(/verbs: (\[.*\])/g)].map((match) => match[1]);
-  assert.deepEqual([...new Set(verbs)].sort(), ['["get", "list", "watch"]', '["patch"]']);
+  assert.deepEqual([...new Set(verbs)].sort(), ['["get", "list", "watch", "create", "update"]', '["get", "list", "watch"]', '["patch"]']);
   assert.ok(existsSync(path.join(CHART, 'README.md')));
 });
 
@@ -215,5 +223,70 @@ test('every operator policy flag has a Helm value the chart renders; manifests/d
       const chartDefault = valuePath.split('.').reduce((node: any, part) => node?.[part], values);
       assert.equal(String(chartDefault), value, `${flag}: manifests/deploy passes ${value}, the chart's default (.Values.${valuePath}) is ${chartDefault}`);
     }
+  }
+});
+
+test('the node restriction policy: an agent writes only its own node report and heartbeat (its CEL evaluated)', async () => {
+  const { evaluate } = await import('@marcbachmann/cel-js');
+  const policy = find(deployObjects(), 'ValidatingAdmissionPolicy') as any;
+  const binding = find(deployObjects(), 'ValidatingAdmissionPolicyBinding') as any;
+  assert.equal(binding.spec.policyName, policy.metadata.name);
+  assert.deepEqual(binding.spec.validationActions, ['Deny']);
+  assert.equal(policy.spec.failurePolicy, 'Fail');
+  const agent = 'system:serviceaccount:sensorlet-system:sensorlet';
+  /** Admission as kube-apiserver runs it: match conditions, then variables in order, then every validation. */
+  const admitted = (request: Record<string, unknown>, object: unknown, oldObject: unknown = null): boolean => {
+    const context: Record<string, any> = { request, object, oldObject, variables: {} };
+    if (!policy.spec.matchConditions.every((condition: any) => evaluate(condition.expression, context) === true)) return true;
+    for (const variable of policy.spec.variables) context.variables[variable.name] = evaluate(variable.expression, context);
+    return policy.spec.validations.every((validation: any) => evaluate(validation.expression, context) === true);
+  };
+  const user = (node?: string, username = agent) => ({ username, extra: node ? { 'authentication.kubernetes.io/node-name': [node] } : {} });
+  const report = (name: string, nodeName = name, label = name) => ({ metadata: { name, namespace: 'sensorlet-system', labels: { 'sensorlet.io/node': label } }, nodeName, resources: [] });
+  const lease = (name: string, label?: string) => ({ metadata: { name, namespace: 'sensorlet-system', ...(label ? { labels: { 'sensorlet.io/node': label } } : {}) }, spec: {} });
+  const write = (node: string | undefined, resource: string, operation: string, object: unknown, username?: string) =>
+    admitted({ userInfo: user(node, username), operation, resource: { group: resource === 'leases' ? 'coordination.k8s.io' : 'sensorlet.io', resource } }, object, operation === 'UPDATE' ? object : null);
+
+  assert.equal(write('node-a', 'nodereports', 'CREATE', report('node-a')), true, 'its own report');
+  assert.equal(write('node-a', 'nodereports', 'UPDATE', report('node-a')), true);
+  assert.equal(write('node-a', 'nodereports', 'UPDATE', report('node-b')), false, "another node's report");
+  assert.equal(write('node-a', 'nodereports', 'CREATE', report('node-a', 'node-b')), false, 'its own name, another nodeName');
+  assert.equal(write('node-a', 'nodereports', 'CREATE', report('node-a', 'node-a', 'node-b')), false, 'its own name, another node label');
+  assert.equal(write(undefined, 'nodereports', 'CREATE', report('node-a')), false, 'no node-name claim: fail closed');
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-node-node-a', 'node-a')), true, 'its own heartbeat');
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-node-node-b', 'node-b')), false, "another node's heartbeat");
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-node-node-a', 'node-b')), false, 'its heartbeat labelled as another node');
+  assert.equal(write('node-a', 'leases', 'UPDATE', lease('sensorlet-leader')), true, 'the leader election Lease');
+  assert.equal(write('node-a', 'leases', 'CREATE', lease('kube-scheduler')), false, 'any other Lease');
+  assert.equal(write(undefined, 'nodereports', 'UPDATE', report('node-b'), 'system:admin'), true, 'not the agent: the policy does not apply');
+
+  // The chart renders the same policy (names and namespace from the release).
+  const expressions = (text: string) => [...text.matchAll(/expression: "(.*)"/g)].map((match) => match[1]).filter((expression) => !expression.startsWith('request.userInfo.username'));
+  const chart = readFileSync(path.join(CHART, 'templates', 'node-restriction.yaml'), 'utf8');
+  assert.deepEqual(expressions(chart), expressions(readFileSync(path.join(DEPLOY, 'node-restriction.yaml'), 'utf8')));
+  assert.match(chart, /\.Capabilities\.APIVersions\.Has "admissionregistration\.k8s\.io\/v1\/ValidatingAdmissionPolicy"/);
+});
+
+test('printer columns show the fleet roll-up, and kubectl explain describes every status field and the NodeReport', () => {
+  for (const crd of buildAllCrds() as any[]) {
+    const kind = crd.spec.names.kind;
+    const version = crd.spec.versions[0];
+    const schema = version.schema.openAPIV3Schema;
+    if (kind === 'NodeReport') {
+      assert.equal(version.subresources, undefined, 'a report is written whole: no status subresource');
+      for (const field of ['nodeName', 'resources']) assert.ok(schema.properties[field].description, `NodeReport.${field} described`);
+      assert.deepEqual(Object.keys(schema.properties.resources.items.properties).sort(), ['kind', 'message', 'name', 'namespace', 'observedGeneration', 'reason', 'state']);
+      continue;
+    }
+    const columns = Object.fromEntries(version.additionalPrinterColumns.map((column: any) => [column.name, column.jsonPath]));
+    assert.equal(columns.Ready, '.status.readyOfDesired', `${kind}: READY 998/1000`);
+    assert.equal(columns.Unknown, '.status.unknown');
+    const status = schema.properties.status;
+    assert.ok(status.description, `${kind}.status described`);
+    for (const [field, property] of Object.entries(status.properties as Record<string, any>)) {
+      assert.ok(property.description, `${kind}.status.${field} has a description for kubectl explain`);
+      assert.notEqual(property['x-kubernetes-preserve-unknown-fields'], true, `${kind}.status.${field}: a known shape, not schema-less`);
+    }
+    assert.deepEqual(Object.keys(status.properties.worstNodes.items.properties).sort(), ['message', 'name', 'observedGeneration', 'reason', 'state']);
   }
 });

@@ -19,6 +19,20 @@
 //   /apis/authorization.k8s.io/v1/subjectaccessreviews` → 201 with `status.allowed` from the
 //   non-resource rules given to `allowNonResource` (RBAC's nonResourceURLs: a path, or a prefix
 //   ending in `*`, and verbs; a user or one of its groups). Both answer 400 to a body of another kind.
+// - label selectors on list and watch (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`,
+//   comma-separated terms ANDed); field selectors `metadata.name` / `metadata.namespace` with `=`,
+//   `==`, `!=`; any other field answers 400 BadRequest, as kube-apiserver does for a field label it
+//   does not support.
+// - create: `POST` on a collection → 201, 409 AlreadyExists; `metadata.generateName` is not spoken.
+// - update: `PUT` on an object → 200; a `metadata.resourceVersion` that is not the stored one answers
+//   409 Conflict ("the object has been modified"); without one the update is unconditional; 404 when
+//   the object does not exist. The status subresource is kept on a main-resource update.
+// - delete: `DELETE` on an object → 200 with the last state; objects whose `ownerReferences` name the
+//   deleted object's uid are deleted too (the garbage collector's background cascade).
+// - status merge patch: `PATCH .../status` with `application/merge-patch+json` (RFC 7386: null removes).
+// - Leases (`coordination.k8s.io/v1`) and NodeReports (`sensorlet.io/v1alpha1`, no status subresource).
+// Per caller (the bearer token of the Authorization header): writes and watch events delivered are
+// counted (`callerStats`), so a fleet of simulated agents can be measured one by one.
 // Not spoken: discovery, protobuf, authentication of the caller beyond recording its Authorization header.
 import http from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -42,17 +56,29 @@ interface ResourceType {
   namespaced: boolean;
   /** The core API omits kind/apiVersion on list items; custom resources keep them. */
   itemsCarryKind: boolean;
+  /** A status subresource: writes of the main resource keep status; generation counts spec changes. */
+  statusSubresource: boolean;
 }
 
 const RESOURCE_TYPES: ResourceType[] = [
-  { kind: 'Sensor', plural: 'sensors', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
-  { kind: 'Sink', plural: 'sinks', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
-  { kind: 'Certificate', plural: 'certificates', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
-  { kind: 'Firmware', plural: 'firmwares', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
-  { kind: 'Actuator', plural: 'actuators', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true },
-  { kind: 'Node', plural: 'nodes', apiVersion: 'v1', namespaced: false, itemsCarryKind: false },
-  { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true, itemsCarryKind: false },
+  { kind: 'Sensor', plural: 'sensors', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true, statusSubresource: true },
+  { kind: 'Sink', plural: 'sinks', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true, statusSubresource: true },
+  { kind: 'Certificate', plural: 'certificates', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true, statusSubresource: true },
+  { kind: 'Firmware', plural: 'firmwares', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true, statusSubresource: true },
+  { kind: 'Actuator', plural: 'actuators', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true, statusSubresource: true },
+  { kind: 'NodeReport', plural: 'nodereports', apiVersion: 'sensorlet.io/v1alpha1', namespaced: true, itemsCarryKind: true, statusSubresource: false },
+  { kind: 'Node', plural: 'nodes', apiVersion: 'v1', namespaced: false, itemsCarryKind: false, statusSubresource: false },
+  { kind: 'Secret', plural: 'secrets', apiVersion: 'v1', namespaced: true, itemsCarryKind: false, statusSubresource: false },
+  { kind: 'Lease', plural: 'leases', apiVersion: 'coordination.k8s.io/v1', namespaced: true, itemsCarryKind: false, statusSubresource: false },
 ];
+
+/** What one caller (bearer token) cost the server: writes it made, watch events it was sent. */
+export interface CallerStats {
+  writes: number;
+  /** GETs: single objects and lists (a watch is counted in watchEvents, not here). */
+  reads: number;
+  watchEvents: number;
+}
 
 export interface RecordedPatch {
   path: string;
@@ -76,14 +102,16 @@ interface StoredEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
   type_: ResourceType;
   object: KubeObject;
+  /** For MODIFIED: the object before, so a selector watch sees it enter (ADDED) or leave (DELETED). */
+  previous?: KubeObject;
 }
 
 interface OpenWatch {
   type_: ResourceType;
-  namespace: string | undefined;
-  nameSelector: string | undefined;
+  selector: Selector;
   bookmarks: boolean;
   res: http.ServerResponse;
+  caller: CallerStats;
 }
 
 const TOKEN_REVIEWS = '/apis/authentication.k8s.io/v1/tokenreviews';
@@ -114,6 +142,14 @@ export class FakeApiServer {
   readonly reviews: { kind: string; spec: Record<string, any> }[] = [];
   /** How many watch requests were answered with a 410 Expired ERROR event. */
   goneAnswers = 0;
+  /** How many creates and updates were answered 409 (AlreadyExists or Conflict). */
+  conflictAnswers = 0;
+  /** Writes and watch events per bearer token (see CallerStats). */
+  readonly callerStats = new Map<string, CallerStats>();
+  /** The largest object stored so far, in bytes of JSON (etcd's limit is 1.5 MiB). */
+  largestObjectBytes = 0;
+  /** Keep every request in `requests` (a fleet bench turns this off: it makes millions). */
+  recordRequests = true;
   port = 0;
 
   private constructor() {
@@ -131,14 +167,17 @@ export class FakeApiServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Writes a kubeconfig for this server (plain http needs insecure-skip-tls-verify in client-node). */
-  writeKubeconfig(dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-kube-')), namespace?: string): string {
+  /**
+   * Writes a kubeconfig for this server (plain http needs insecure-skip-tls-verify in client-node).
+   * A distinct `token` per agent lets `callerStats` and `requests` tell the agents apart.
+   */
+  writeKubeconfig(dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-kube-')), namespace?: string, token = 'fake-token'): string {
     const file = path.join(dir, 'kubeconfig.yaml');
     const config = {
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'agent', user: { token: 'fake-token' } }],
+      users: [{ name: 'agent', user: { token } }],
       contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'agent', ...(namespace ? { namespace } : {}) } }],
       'current-context': 'fake',
     };
@@ -172,32 +211,70 @@ export class FakeApiServer {
     if (previous) {
       stored.metadata.uid = previous.metadata.uid;
       stored.metadata.creationTimestamp = previous.metadata.creationTimestamp;
-      // The status subresource: a write of the main resource does not change status.
-      if (type_.itemsCarryKind) stored.status = previous.status;
-      const specChanged = JSON.stringify(previous.spec) !== JSON.stringify(stored.spec);
-      const generation = Number(previous.metadata.generation ?? 1);
-      stored.metadata.generation = type_.itemsCarryKind ? (specChanged ? generation + 1 : generation) : undefined;
+      this.carryOver(type_, previous, stored);
     } else {
-      stored.metadata.uid = `uid-${++this.uidCounter}`;
-      stored.metadata.creationTimestamp = new Date().toISOString();
-      if (type_.itemsCarryKind) stored.metadata.generation = 1;
+      this.initialise(type_, stored);
     }
-    if (stored.metadata.generation === undefined) delete stored.metadata.generation;
     this.store(type_, key, stored, previous ? 'MODIFIED' : 'ADDED');
     return structuredClone(stored);
   }
 
+  /** What the server keeps across an update: uid, creation time, status (subresource), generation. */
+  private carryOver(type_: ResourceType, previous: KubeObject, stored: KubeObject): void {
+    stored.metadata.uid = previous.metadata.uid;
+    stored.metadata.creationTimestamp = previous.metadata.creationTimestamp;
+    if (type_.statusSubresource) {
+      // The status subresource: a write of the main resource does not change status.
+      stored.status = previous.status;
+      const specChanged = JSON.stringify(previous.spec) !== JSON.stringify(stored.spec);
+      const generation = Number(previous.metadata.generation ?? 1);
+      stored.metadata.generation = specChanged ? generation + 1 : generation;
+    } else if (previous.metadata.generation !== undefined) {
+      stored.metadata.generation = previous.metadata.generation;
+    } else delete stored.metadata.generation;
+  }
+
+  private initialise(type_: ResourceType, stored: KubeObject): void {
+    stored.metadata.uid = `uid-${++this.uidCounter}`;
+    stored.metadata.creationTimestamp = new Date().toISOString();
+    if (type_.statusSubresource) stored.metadata.generation = 1;
+    else delete stored.metadata.generation;
+  }
+
   delete(kind: string, namespace: string | undefined, name: string): boolean {
     const type_ = typeForKind(kind);
-    const key = objectKey(type_, type_.namespaced ? (namespace ?? 'default') : undefined, name);
+    return this.deleteKey(type_, objectKey(type_, type_.namespaced ? (namespace ?? 'default') : undefined, name)) !== undefined;
+  }
+
+  private deleteKey(type_: ResourceType, key: string): KubeObject | undefined {
     const previous = this.objects.get(key);
-    if (!previous) return false;
+    if (!previous) return undefined;
     this.objects.delete(key);
     const deleted = structuredClone(previous);
     deleted.metadata.resourceVersion = String(++this.revision);
     this.record({ rv: this.revision, type: 'DELETED', type_, object: deleted });
     for (const owned of this.ownership.values()) owned.delete(key);
-    return true;
+    // The garbage collector: dependents whose ownerReferences name this uid go too.
+    const uid = previous.metadata.uid;
+    for (const [dependentKey, dependent] of [...this.objects]) {
+      const owners = (dependent.metadata.ownerReferences ?? []) as { uid?: string }[];
+      if (uid && owners.some((owner) => owner.uid === uid)) this.deleteKey(typeForKind(dependent.kind), dependentKey);
+    }
+    return deleted;
+  }
+
+  /** Every stored object of a kind (copies), e.g. the Leases or NodeReports of a namespace. */
+  listObjects(kind: string, namespace?: string): KubeObject[] {
+    return [...this.objects.values()]
+      .filter((object) => object.kind === kind && (!namespace || object.metadata.namespace === namespace))
+      .map((object) => structuredClone(object));
+  }
+
+  private caller(authorization: string | undefined): CallerStats {
+    const token = (authorization ?? '').replace(/^Bearer\s+/i, '');
+    let stats = this.callerStats.get(token);
+    if (!stats) this.callerStats.set(token, (stats = { writes: 0, reads: 0, watchEvents: 0 }));
+    return stats;
   }
 
   /** Removes an object without a watch event: simulates an event a client lost (only a relist sees it). */
@@ -281,8 +358,10 @@ export class FakeApiServer {
 
   private store(type_: ResourceType, key: string, object: KubeObject, type: 'ADDED' | 'MODIFIED'): void {
     object.metadata.resourceVersion = String(++this.revision);
+    const previous = this.objects.get(key);
     this.objects.set(key, object);
-    this.record({ rv: this.revision, type, type_, object: structuredClone(object) });
+    this.largestObjectBytes = Math.max(this.largestObjectBytes, Buffer.byteLength(JSON.stringify(object)));
+    this.record({ rv: this.revision, type, type_, object: structuredClone(object), previous: type === 'MODIFIED' ? previous : undefined });
   }
 
   private record(event: StoredEvent): void {
@@ -291,14 +370,15 @@ export class FakeApiServer {
       const dropped = this.history.splice(0, this.history.length - MAX_HISTORY);
       this.compactedBefore = dropped[dropped.length - 1].rv + 1;
     }
-    for (const watch of this.watches) {
-      if (matchesWatch(watch, event)) writeEvent(watch.res, { type: event.type, object: wireObject(event.type_, event.object) });
-    }
+    for (const watch of this.watches) deliver(watch, event);
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.requests.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
+    if (this.recordRequests) this.requests.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
+    const caller = this.caller(req.headers.authorization);
     const url = new URL(req.url ?? '/', this.url);
+    if (req.method !== 'GET') caller.writes++;
+    else if (url.searchParams.get('watch') !== 'true' && url.searchParams.get('watch') !== '1') caller.reads++;
     if (req.method === 'POST' && (url.pathname === TOKEN_REVIEWS || url.pathname === SUBJECT_ACCESS_REVIEWS)) {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -308,22 +388,116 @@ export class FakeApiServer {
     const route = parseRoute(url.pathname);
     if (!route || this.missingKinds.has(route.type_.plural)) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     const query = url.searchParams;
+    let selector: Selector;
+    try {
+      selector = parseSelectors(query.get('labelSelector'), query.get('fieldSelector'));
+    } catch (error) {
+      return sendStatus(res, 400, 'BadRequest', (error as Error).message);
+    }
     if (req.method === 'GET' && !route.name) {
       const watching = query.get('watch') === 'true' || query.get('watch') === '1';
-      return watching ? this.watch(route, query, res) : this.list(route, query, res);
+      return watching ? this.watch(route, selector, query, res, caller) : this.list(route, selector, res);
     }
     if (req.method === 'GET' && route.name && !route.subresource) {
       const object = this.objects.get(objectKey(route.type_, route.namespace, route.name));
       if (!object) return sendStatus(res, 404, 'NotFound', `${route.type_.plural} "${route.name}" not found`);
       return sendJson(res, 200, object);
     }
-    if (req.method === 'PATCH' && route.name && route.subresource === 'status') {
+    if (req.method === 'DELETE' && route.name && !route.subresource) {
+      const deleted = this.deleteKey(route.type_, objectKey(route.type_, route.namespace, route.name));
+      if (!deleted) return sendStatus(res, 404, 'NotFound', `${route.type_.plural} "${route.name}" not found`);
+      return sendJson(res, 200, deleted);
+    }
+    const withBody = (then: (text: string) => void) => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => this.patchStatus(route, query, req.headers['content-type'] ?? '', Buffer.concat(chunks).toString('utf8'), res));
-      return;
+      req.on('end', () => then(Buffer.concat(chunks).toString('utf8')));
+    };
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0].trim();
+    if (req.method === 'PATCH' && route.name && route.subresource === 'status') {
+      if (contentType === 'application/merge-patch+json') return withBody((text) => this.mergePatchStatus(route, text, res));
+      return withBody((text) => this.patchStatus(route, query, req.headers['content-type'] ?? '', text, res));
     }
+    if (req.method === 'POST' && !route.name) return withBody((text) => this.create(route, text, res));
+    if (req.method === 'PUT' && route.name && !route.subresource) return withBody((text) => this.update(route, text, res));
     sendStatus(res, 405, 'MethodNotAllowed', `${req.method} is not supported by the fake API server on ${url.pathname}`);
+  }
+
+  /** A JSON body for create/update/merge patch, or a 400 answer. */
+  private jsonBody(text: string, res: http.ServerResponse): KubeObject | undefined {
+    try {
+      const body = JSON.parse(text) as KubeObject;
+      if (body && typeof body === 'object') return body;
+    } catch {
+      // answered below
+    }
+    sendStatus(res, 400, 'BadRequest', 'the body is not a JSON object');
+    return undefined;
+  }
+
+  private create(route: Route, text: string, res: http.ServerResponse): void {
+    const body = this.jsonBody(text, res);
+    if (!body) return;
+    const name = body.metadata?.name;
+    if (!name) return sendStatus(res, 422, 'Invalid', 'metadata.name: Required value');
+    if (body.kind !== route.type_.kind || body.apiVersion !== route.type_.apiVersion) return sendStatus(res, 400, 'BadRequest', `expected ${route.type_.apiVersion} ${route.type_.kind}`);
+    if (route.type_.namespaced && body.metadata.namespace && body.metadata.namespace !== route.namespace) {
+      return sendStatus(res, 400, 'BadRequest', 'the namespace of the object does not match the namespace of the request');
+    }
+    const key = objectKey(route.type_, route.namespace, name);
+    if (this.objects.has(key)) {
+      this.conflictAnswers++;
+      return sendStatus(res, 409, 'AlreadyExists', `${route.type_.plural} "${name}" already exists`);
+    }
+    const stored = structuredClone(body);
+    stored.metadata = { ...stored.metadata, ...(route.namespace ? { namespace: route.namespace } : {}) };
+    delete stored.metadata.resourceVersion;
+    this.initialise(route.type_, stored);
+    this.store(route.type_, key, stored, 'ADDED');
+    sendJson(res, 201, stored);
+  }
+
+  private update(route: Route, text: string, res: http.ServerResponse): void {
+    const body = this.jsonBody(text, res);
+    if (!body) return;
+    const key = objectKey(route.type_, route.namespace, route.name ?? '');
+    const previous = this.objects.get(key);
+    if (!previous) return sendStatus(res, 404, 'NotFound', `${route.type_.plural} "${route.name}" not found`);
+    if (body.metadata?.name !== route.name) return sendStatus(res, 400, 'BadRequest', 'the name of the object does not match the name on the URL');
+    const expected = body.metadata.resourceVersion;
+    if (expected !== undefined && expected !== '' && expected !== previous.metadata.resourceVersion) {
+      this.conflictAnswers++;
+      return sendStatus(res, 409, 'Conflict', `Operation cannot be fulfilled on ${route.type_.plural} "${route.name}": the object has been modified; please apply your changes to the latest version and try again`);
+    }
+    const stored = structuredClone(body);
+    stored.apiVersion = route.type_.apiVersion;
+    stored.kind = route.type_.kind;
+    stored.metadata = { ...stored.metadata, ...(route.namespace ? { namespace: route.namespace } : {}) };
+    this.carryOver(route.type_, previous, stored);
+    if (JSON.stringify({ ...stored, metadata: { ...stored.metadata, resourceVersion: undefined } }) === JSON.stringify({ ...previous, metadata: { ...previous.metadata, resourceVersion: undefined } })) {
+      // A no-op update keeps the resourceVersion and sends no watch event.
+      return sendJson(res, 200, previous);
+    }
+    this.store(route.type_, key, stored, 'MODIFIED');
+    sendJson(res, 200, stored);
+  }
+
+  private mergePatchStatus(route: Route, text: string, res: http.ServerResponse): void {
+    const body = this.jsonBody(text, res);
+    if (!body) return;
+    const key = objectKey(route.type_, route.namespace, route.name ?? '');
+    const current = this.objects.get(key);
+    if (!current) return sendStatus(res, 404, 'NotFound', `${route.type_.plural}.sensorlet.io "${route.name}" not found`);
+    const expected = (body.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+    if (expected && expected !== current.metadata.resourceVersion) return sendStatus(res, 409, 'Conflict', 'the object has been modified');
+    const updated = structuredClone(current);
+    // The status subresource ignores everything but status.
+    if ('status' in body) updated.status = mergePatch(current.status, body.status);
+    if (JSON.stringify(updated.status) === JSON.stringify(current.status)) return sendJson(res, 200, current);
+    // A merge patch that removes status.nodes leaves no entry for any apply manager to own.
+    if (!(updated.status as { nodes?: unknown } | undefined)?.nodes) for (const owned of this.ownership.values()) owned.delete(key);
+    this.store(route.type_, key, updated, 'MODIFIED');
+    sendJson(res, 200, updated);
   }
 
   /** TokenReview and SubjectAccessReview: create-only, answered with the object and its status. */
@@ -357,19 +531,12 @@ export class FakeApiServer {
     sendJson(res, 201, { apiVersion, kind, metadata: { creationTimestamp: null }, spec, status });
   }
 
-  private selected(route: Route, query: URLSearchParams): { namespace: string | undefined; name: string | undefined } {
-    const selector = parseFieldSelector(query.get('fieldSelector'));
-    return { namespace: route.namespace ?? selector.namespace, name: selector.name };
-  }
-
-  private list(route: Route, query: URLSearchParams, res: http.ServerResponse): void {
+  private list(route: Route, selector: Selector, res: http.ServerResponse): void {
     const injected = this.listFailures.shift();
     if (injected !== undefined) return sendStatus(res, injected, 'InternalError', 'injected failure');
-    const { namespace, name } = this.selected(route, query);
+    const scoped = withNamespace(selector, route.namespace);
     const items = [...this.objects.values()]
-      .filter((object) => object.kind === route.type_.kind)
-      .filter((object) => !namespace || object.metadata.namespace === namespace)
-      .filter((object) => !name || object.metadata.name === name)
+      .filter((object) => object.kind === route.type_.kind && matchesSelector(scoped, object))
       .map((object) => wireObject(route.type_, object, true));
     sendJson(res, 200, {
       kind: `${route.type_.kind}List`,
@@ -379,14 +546,13 @@ export class FakeApiServer {
     });
   }
 
-  private watch(route: Route, query: URLSearchParams, res: http.ServerResponse): void {
-    const { namespace, name } = this.selected(route, query);
+  private watch(route: Route, selector: Selector, query: URLSearchParams, res: http.ServerResponse, caller: CallerStats): void {
     const watch: OpenWatch = {
       type_: route.type_,
-      namespace,
-      nameSelector: name,
+      selector: withNamespace(selector, route.namespace),
       bookmarks: query.get('allowWatchBookmarks') === 'true',
       res,
+      caller,
     };
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders();
@@ -395,7 +561,7 @@ export class FakeApiServer {
       // "Any version": start with the current state as synthetic ADDED events.
       for (const object of this.objects.values()) {
         const event: StoredEvent = { rv: Number(object.metadata.resourceVersion), type: 'ADDED', type_: typeForKind(object.kind), object };
-        if (matchesWatch(watch, event)) writeEvent(res, { type: 'ADDED', object: wireObject(route.type_, object) });
+        if (matchesWatch(watch, event)) sendEvent(watch, { type: 'ADDED', object: wireObject(route.type_, object) });
       }
     } else {
       const since = Number(from);
@@ -406,7 +572,7 @@ export class FakeApiServer {
         return;
       }
       for (const event of this.history) {
-        if (event.rv > since && matchesWatch(watch, event)) writeEvent(res, { type: event.type, object: wireObject(route.type_, event.object) });
+        if (event.rv > since) deliver(watch, event);
       }
     }
     this.watches.add(watch);
@@ -513,23 +679,121 @@ function routePath(route: Route): string {
   return `${prefix}${route.namespace ? `/namespaces/${route.namespace}` : ''}/${route.type_.plural}/${route.name ?? ''}`;
 }
 
-function parseFieldSelector(selector: string | null): { name?: string; namespace?: string } {
-  const out: { name?: string; namespace?: string } = {};
-  for (const term of (selector ?? '').split(',').filter(Boolean)) {
-    const [field, value] = term.split('=');
-    if (field === 'metadata.name') out.name = value;
-    else if (field === 'metadata.namespace') out.namespace = value;
-    else throw new Error(`fake apiserver: unsupported field selector ${term}`);
+/** One requirement of a label or field selector. */
+interface Requirement {
+  key: string;
+  operator: 'in' | 'notin' | 'exists' | '!exists';
+  values: string[];
+}
+
+interface Selector {
+  labels: Requirement[];
+  fields: Requirement[];
+}
+
+/** Splits on commas outside parentheses (`a in (x,y),b=c`). */
+function selectorTerms(text: string): string[] {
+  const terms: string[] = [];
+  let depth = 0;
+  let current = '';
+  for (const char of text) {
+    if (char === '(') depth++;
+    if (char === ')') depth--;
+    if (char === ',' && depth === 0) {
+      terms.push(current.trim());
+      current = '';
+    } else current += char;
+  }
+  if (current.trim()) terms.push(current.trim());
+  return terms.filter(Boolean);
+}
+
+function parseLabelSelector(text: string): Requirement[] {
+  return selectorTerms(text).map((term) => {
+    let match = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term);
+    if (match) return { key: match[1], operator: match[2] as 'in' | 'notin', values: match[3].split(',').map((value) => value.trim()).filter(Boolean) };
+    match = /^([^\s!=]+)\s*(==|=|!=)\s*([^\s]*)$/.exec(term);
+    if (match) return { key: match[1], operator: match[2] === '!=' ? 'notin' : 'in', values: [match[3]] };
+    if (/^![^\s!=]+$/.test(term)) return { key: term.slice(1), operator: '!exists', values: [] };
+    if (/^[^\s!=()]+$/.test(term)) return { key: term, operator: 'exists', values: [] };
+    throw new Error(`unable to parse requirement: ${term}`);
+  });
+}
+
+function parseFieldSelector(text: string): Requirement[] {
+  return selectorTerms(text).map((term) => {
+    const match = /^([^\s!=]+)\s*(==|=|!=)\s*([^\s]*)$/.exec(term);
+    if (!match) throw new Error(`invalid field selector: ${term}`);
+    if (match[1] !== 'metadata.name' && match[1] !== 'metadata.namespace') throw new Error(`field label not supported: ${match[1]}`);
+    return { key: match[1], operator: match[2] === '!=' ? 'notin' : 'in', values: [match[3]] };
+  });
+}
+
+function parseSelectors(labelSelector: string | null, fieldSelector: string | null): Selector {
+  return { labels: parseLabelSelector(labelSelector ?? ''), fields: parseFieldSelector(fieldSelector ?? '') };
+}
+
+/** A namespaced request path selects that namespace, like a field selector on metadata.namespace. */
+function withNamespace(selector: Selector, namespace: string | undefined): Selector {
+  if (!namespace) return selector;
+  return { ...selector, fields: [...selector.fields, { key: 'metadata.namespace', operator: 'in', values: [namespace] }] };
+}
+
+function satisfies(requirement: Requirement, value: string | undefined): boolean {
+  switch (requirement.operator) {
+    case 'exists':
+      return value !== undefined;
+    case '!exists':
+      return value === undefined;
+    case 'in':
+      return value !== undefined && requirement.values.includes(value);
+    case 'notin':
+      return value === undefined || !requirement.values.includes(value);
+  }
+}
+
+function matchesSelector(selector: Selector, object: KubeObject): boolean {
+  const labels = object.metadata.labels ?? {};
+  const fields: Record<string, string | undefined> = { 'metadata.name': object.metadata.name, 'metadata.namespace': object.metadata.namespace };
+  return selector.labels.every((requirement) => satisfies(requirement, labels[requirement.key])) && selector.fields.every((requirement) => satisfies(requirement, fields[requirement.key]));
+}
+
+function matchesWatch(watch: OpenWatch, event: StoredEvent): boolean {
+  return event.type_.kind === watch.type_.kind && matchesSelector(watch.selector, event.object);
+}
+
+/**
+ * Sends an event as kube-apiserver's watch cache does with a selector: a modification that makes an
+ * object match arrives as ADDED, one that makes it stop matching as DELETED, others not at all.
+ */
+function deliver(watch: OpenWatch, event: StoredEvent): void {
+  if (event.type_.kind !== watch.type_.kind) return;
+  const now = matchesSelector(watch.selector, event.object);
+  const before = event.type === 'MODIFIED' && event.previous !== undefined && matchesSelector(watch.selector, event.previous);
+  let type: string = event.type;
+  if (event.type === 'MODIFIED') {
+    if (now && !before) type = 'ADDED';
+    else if (!now && before) type = 'DELETED';
+    else if (!now) return;
+  } else if (!now) return;
+  sendEvent(watch, { type, object: wireObject(event.type_, event.object) });
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? structuredClone(target as Record<string, unknown>) : {};
+  for (const [key, value] of Object.entries(patch as Record<string, unknown>)) {
+    if (value === null) delete out[key];
+    else out[key] = mergePatch(out[key], value);
   }
   return out;
 }
 
-function matchesWatch(watch: OpenWatch, event: StoredEvent): boolean {
-  return (
-    event.type_.kind === watch.type_.kind &&
-    (!watch.namespace || event.object.metadata.namespace === watch.namespace) &&
-    (!watch.nameSelector || event.object.metadata.name === watch.nameSelector)
-  );
+function sendEvent(watch: OpenWatch, event: { type: string; object: unknown }): void {
+  if (watch.res.writableEnded || watch.res.destroyed) return;
+  watch.caller.watchEvents++;
+  writeEvent(watch.res, event);
 }
 
 function wireObject(type_: ResourceType, object: KubeObject, asListItem = false): KubeObject {

@@ -26,6 +26,8 @@ export interface SupervisedInformerOptions {
   /** Collection path, e.g. `/apis/sensorlet.io/v1alpha1/sensors` or `/api/v1/nodes`. */
   path: string;
   fieldSelector?: string;
+  /** Only objects with these labels (e.g. `sensorlet.io/heartbeat=true`): the server filters, so others cost nothing. */
+  labelSelector?: string;
   handlers: InformerHandlers;
   logger: Logger;
   backoff?: BackoffOptions;
@@ -121,7 +123,7 @@ export class SupervisedInformer {
   }
 
   private create(): ListWatch<KubernetesObject> {
-    const { connection, path, fieldSelector, handlers, logger } = this.options;
+    const { connection, path, fieldSelector, labelSelector, handlers, logger } = this.options;
     const client = connection.client;
     let instance: ListWatch<KubernetesObject> | undefined;
     const mine = () => instance !== undefined && instance === this.current && !this.stopped;
@@ -153,7 +155,7 @@ export class SupervisedInformer {
       }
     }
     const listFn = async () => {
-      const response = await connection.request('GET', path, { query: { fieldSelector } });
+      const response = await connection.request('GET', path, { query: { fieldSelector, labelSelector } });
       if (response.status === 404 && this.options.tolerateMissing) {
         logger.warn({ path }, 'the collection does not exist (is its CRD installed? kubectl apply -f manifests/crds/); treating it as empty and retrying');
         this.listCount++;
@@ -166,7 +168,7 @@ export class SupervisedInformer {
       logger.debug({ path, items: list.items?.length ?? 0, resourceVersion: list.metadata?.resourceVersion }, 'listed');
       return { ...list, items: list.items ?? [] };
     };
-    const created = new client.ListWatch<KubernetesObject>(path, new SupervisedWatch(connection.config), listFn, false, undefined, fieldSelector);
+    const created = new client.ListWatch<KubernetesObject>(path, new SupervisedWatch(connection.config), listFn, false, labelSelector, fieldSelector);
     instance = created;
     created.on('add', (object) => mine() && handlers.upsert(object));
     created.on('update', (object) => mine() && handlers.upsert(object));

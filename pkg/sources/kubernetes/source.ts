@@ -68,6 +68,8 @@ export interface SecretRef {
 
 export interface KubernetesSource extends ResourceSource {
   nodeLabels(): Record<string, string>;
+  /** The uid of this agent's Node once seen (objects about the node name it as their owner). */
+  nodeUid(): string | undefined;
   /** Called with the new labels whenever the Node's label set changes (also when the Node appears or goes). */
   onNodeLabels(callback: (labels: Record<string, string>) => void): () => void;
   secret(namespace: string, name: string): SecretData | undefined;
@@ -110,6 +112,7 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
   /** origin → JSON of the last document delivered, to skip updates that change nothing we pass on. */
   const delivered = new Map<string, string>();
   let labels: Record<string, string> = {};
+  let nodeUid: string | undefined;
   const labelCallbacks = new Set<(labels: Record<string, string>) => void>();
   const secrets = new Map<string, SecretData>();
   const secretCallbacks = new Set<(ref: SecretRef) => void>();
@@ -178,8 +181,16 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
   informer(
     '/api/v1/nodes',
     {
-      upsert: (object) => object.metadata?.name === options.nodeName && setLabels(object.metadata?.labels ?? {}),
-      remove: (object) => object.metadata?.name === options.nodeName && setLabels({}),
+      upsert: (object) => {
+        if (object.metadata?.name !== options.nodeName) return;
+        nodeUid = object.metadata.uid;
+        setLabels(object.metadata.labels ?? {});
+      },
+      remove: (object) => {
+        if (object.metadata?.name !== options.nodeName) return;
+        nodeUid = undefined;
+        setLabels({});
+      },
     },
     `metadata.name=${options.nodeName}`,
   );
@@ -227,6 +238,7 @@ export async function createKubernetesSource(options: KubernetesSourceOptions): 
       listener = undefined;
     },
     nodeLabels: () => ({ ...labels }),
+    nodeUid: () => nodeUid,
     onNodeLabels(callback) {
       labelCallbacks.add(callback);
       return () => labelCallbacks.delete(callback);
