@@ -164,8 +164,8 @@ spec:
     assert.equal(get.status, 0, get.stderr);
     const rows = get.stdout.trim().split('\n');
     assert.match(rows[0], /^NAMESPACE\s+NAME\s+READY\s+REASON\s+DESIRED\s+OBSERVED\s+IN-SYNC\s+SYNC-REASON$/);
-    assert.match(get.stdout, /\n\S+\s+fan-duty\s+True\s+Running\s+75\s+75\s+True\s+Written\n/);
-    assert.match(get.stdout, /\s+busy-valve\s+True\s+Running\s+42\s+False\s+ReadBackMismatch/);
+    assert.match(get.stdout, /\n\S+\s+fan-duty\s+1\/1\s+Running\s+75\s+75\s+True\s+Written\n/);
+    assert.match(get.stdout, /\s+busy-valve\s+1\/1\s+Running\s+42\s+False\s+ReadBackMismatch/);
 
     // Delete: the fail-safe is written.
     writeFileSync(path.join(manifests, 'fan.yaml'), '');

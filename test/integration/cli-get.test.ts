@@ -128,8 +128,8 @@ test('get columns: LAST as published (not rounded, every value of a multi-value 
 
   await agent.waitForCondition('Sink', 'uplink', 'Ready', 'False', 'ConnectionRefused');
   const sinks = Object.fromEntries(rows(get('sinks').stdout).map((row) => [row.NAME, row]));
-  assert.deepEqual([sinks.uplink.READY, sinks.uplink.REASON, sinks.uplink.CONNECTED], ['False', 'ConnectionRefused', 'False']);
-  assert.deepEqual([sinks.console.READY, sinks.console.REASON, sinks.console.CONNECTED], ['True', 'Connected', 'True']);
+  assert.deepEqual([sinks.uplink.READY, sinks.uplink.REASON, sinks.uplink.CONNECTED], ['0/1', 'ConnectionRefused', 'False']);
+  assert.deepEqual([sinks.console.READY, sinks.console.REASON, sinks.console.CONNECTED], ['1/1', 'Connected', 'True']);
   assert.match(rows(get('sinks', '-o', 'wide').stdout).find((row) => row.NAME === 'uplink')!.MESSAGE, /connection\(s\) down.*readings wait in the outbox/);
 
   await agent.waitForCondition('Firmware', 'modem', 'Ready', 'False', 'DownloadStalled', 15_000);
