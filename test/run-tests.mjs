@@ -2,15 +2,16 @@
 // Runs every compiled test file with Node's test runner. Node 20 takes no globs, so the files are
 // listed here. `node test/run-tests.mjs unit|integration [filter]` narrows the set.
 // Tests that measure timing under load (production rate, interval jitter, pty hang-up detection,
-// SIGTERM-to-exit, /healthz latency on a full disk) run first and alone; everything else runs two
-// files at a time.
+// SIGTERM-to-exit, /healthz latency on a full disk, a browser's 2 s deadline) run first and alone,
+// and so do the release artifacts, whose compression and package checks take both cores for a minute
+// and would starve whatever timed test ran beside them; everything else runs two files at a time.
 import { readdirSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'dist');
 const [scope = 'all', filter = ''] = process.argv.slice(2);
-const TIMING_SENSITIVE = ['durability-crash.test.js', 'driver-isolation.test.js', 'serial.test.js', 'shutdown.test.js', 'storage-faults.test.js', 'hostile-corpus.test.js', 'hostile-corpus-cluster.test.js'];
+const TIMING_SENSITIVE = ['durability-crash.test.js', 'driver-isolation.test.js', 'serial.test.js', 'shutdown.test.js', 'storage-faults.test.js', 'hostile-corpus.test.js', 'hostile-corpus-cluster.test.js', 'web-console.test.js', 'release-artifacts.test.js'];
 
 function findTests(dir) {
   return readdirSync(dir).flatMap((entry) => {
