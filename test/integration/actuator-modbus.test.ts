@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AgentProcess, CLI, type ListedResource } from '../support/agent.js';
+import { AgentProcess, CLI, policyArgs, type ListedResource } from '../support/agent.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { PymodbusServer } from '../support/pymodbus.js';
 import { PTY_SERIAL_ARGS, startPtyPair } from '../support/socat.js';
@@ -158,7 +158,7 @@ spec:
   stdout: {}
 `,
     );
-    agent = await AgentProcess.start({ manifests, extraArgs: PTY_SERIAL_ARGS });
+    agent = await AgentProcess.start({ manifests, extraArgs: [...PTY_SERIAL_ARGS, ...policyArgs({ actuatorDrivers: ['modbus'] })] });
     const names = ['setpoint', 'pump', 'float-be', 'float-le', 'block', 'churn'];
     for (const prefix of ['tcp', 'rtu']) {
       for (const name of names) await agent.waitForCondition('Actuator', `${prefix}-${name}`, 'InSync', 'True', 'Written', 15_000);
