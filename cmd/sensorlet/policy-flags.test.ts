@@ -45,6 +45,13 @@ test('malformed grants stop the agent with a message naming the flag', () => {
   assert.throws(() => parse(['--secret-namespaces', 'UPPER']), /--secret-namespaces: "UPPER" is not a valid namespace/);
 });
 
+test('--allow-actuator-drivers: no actuator writes by default; comma-separated or repeated; only driver names', () => {
+  assert.deepEqual(parse([]).drivers.actuatorDrivers, []);
+  assert.deepEqual(parse(['--allow-actuator-drivers', 'modbus,serial']).drivers.actuatorDrivers, ['modbus', 'serial']);
+  assert.deepEqual(parse(['--allow-actuator-drivers', 'modbus', '--allow-actuator-drivers', 'file', 'modbus']).drivers.actuatorDrivers, ['modbus', 'file']);
+  assert.throws(() => parse(['--allow-actuator-drivers', 'modbus,gpio']), /--allow-actuator-drivers "gpio" is not an actuator driver/);
+});
+
 test('--file-write-allow-prefix: nothing writable by default, absolute paths only, never from --file-allow-prefix', () => {
   assert.deepEqual(parse([]).drivers.fileWritePrefixes, []);
   assert.deepEqual(parse(['--file-allow-prefix', '/sys/']).drivers.fileWritePrefixes, []);

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import yaml from 'js-yaml';
 import { parseDuration } from '../../pkg/api/units.js';
 import {
+  ACTUATOR_DRIVER_NAMES,
   DEFAULT_CERTIFICATE_DIRECTORY,
   DEFAULT_FILE_ALLOW_PREFIXES,
   DEFAULT_SERIAL_ALLOW_PREFIXES,
@@ -43,6 +44,11 @@ export function addPolicyOptions(command: Command): Command {
       '--file-write-allow-prefix <paths...>',
       'the only files and folders Actuators with the file driver may write, by real path (none by default). ' +
         'The paths --file-allow-prefix can never allow stay refused',
+    )
+    .option(
+      '--allow-actuator-drivers <drivers...>',
+      `let Actuators with these drivers write to devices (${ACTUATOR_DRIVER_NAMES.join(', ')}; comma-separated or repeated; none by default). ` +
+        'file and command also need --file-write-allow-prefix and --allow-command-driver',
     )
     .option(
       '--serial-allow-prefix <prefixes...>',
@@ -101,6 +107,11 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
     if (!path.isAbsolute(prefix)) throw new PolicyFlagError(`--file-write-allow-prefix ${JSON.stringify(prefix)} must be an absolute path`);
   }
   policy.drivers.fileWritePrefixes = writePrefixes;
+  const actuatorDrivers = ((options.allowActuatorDrivers as string[] | undefined) ?? []).flatMap((value) => value.split(',')).map((name) => name.trim()).filter((name) => name !== '');
+  for (const name of actuatorDrivers) {
+    if (!ACTUATOR_DRIVER_NAMES.includes(name)) throw new PolicyFlagError(`--allow-actuator-drivers ${JSON.stringify(name)} is not an actuator driver: use ${ACTUATOR_DRIVER_NAMES.join(', ')}`);
+  }
+  policy.drivers.actuatorDrivers = [...new Set(actuatorDrivers)];
   const serialPrefixes = options.serialAllowPrefix as string[] | undefined;
   if (serialPrefixes !== undefined) {
     for (const prefix of serialPrefixes) {

@@ -23,7 +23,7 @@ function runner(dir: string, spec: Record<string, unknown>) {
   const resource = { kind: 'Actuator', namespace: 'default', name: 'probe', key: 'Actuator/default/probe', generation: 1, labels: {}, object, raw: object!, origin: {}, errors: [] } as unknown as StoredResource<'Actuator'>;
   const status = new StatusStore('node', systemClock);
   const metrics = new Metrics();
-  const policy = { ...defaultPolicy().drivers, fileWritePrefixes: [dir] };
+  const policy = { ...defaultPolicy().drivers, fileWritePrefixes: [dir], actuatorDrivers: ['file'] };
   const actuator = new ActuatorRunner(resource, { clock: systemClock, logger: silentLogger(), metrics, status, policy, shared: new Map(), sensorValue: () => undefined });
   return { actuator, metrics, facts: () => status.get(resource.key)!.facts, inSync: () => status.get(resource.key)!.conditions.find((each) => each.type === 'InSync') };
 }

@@ -50,6 +50,13 @@ function describeValue(value: ActuatorValue): string {
   return Array.isArray(value) ? `[${value.join(', ')}]` : String(value);
 }
 
+/** A remote value that replaces spec.desired until `expiresAt` (ms since the epoch). */
+export interface RemoteOverride {
+  value: ActuatorValue;
+  source: string;
+  expiresAt: number;
+}
+
 export class ActuatorRunner {
   readonly key: string;
   readonly generation: number;
@@ -111,7 +118,8 @@ export class ActuatorRunner {
 
   start(): void {
     const name = this.driverName();
-    this.report({ type: 'InSync', status: 'Unknown', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name, desired: this.desired });
+    const override = this.override && { value: this.override.value, source: this.override.source, expires: new Date(this.override.expiresAt).toISOString() };
+    this.report({ type: 'InSync', status: 'Unknown', reason: 'Starting', message: `starting the ${name} driver` }, { driver: name, desired: this.desired, override });
     try {
       this.checkSchedule();
       this.createDriver();
@@ -172,6 +180,10 @@ export class ActuatorRunner {
     const config = (spec.driver as Record<string, unknown>)[name];
     const factory = actuatorDriverFactory(name);
     if (!factory) throw new SensorletError('DriverNotFound', `no actuator driver named ${name} is built in`, { terminal: true });
+    // Writing changes a device: only the operator unlocks it, driver by driver.
+    if (!this.deps.policy.actuatorDrivers.includes(name)) {
+      throw new SensorletError('ActuatorDriverNotAllowed', refusal(`this agent does not let Actuators write with the ${name} driver`, `--allow-actuator-drivers ${name}`), { terminal: true });
+    }
     this.driver = factory.create(config, {
       actuator: { namespace: this.resource.namespace, name: this.resource.name },
       spec,
@@ -326,15 +338,9 @@ export class ActuatorRunner {
     }
     const problems: FieldError[] = [];
     const candidate = asValue(value, 'value', problems);
-    const [name] = Object.keys(spec.driver);
-    if (candidate !== undefined) {
-      const config = (spec.driver as Record<string, unknown>)[name];
-      const declared = [{ path: 'spec.desired', value: this.declared }, { path: 'value', value: candidate }];
-      problems.push(...(actuatorDriverFactory(name)?.validate(config, `spec.driver.${name}`, declared) ?? []).filter((problem) => problem.path.startsWith('value')));
-    }
-    if (candidate === undefined || problems.length > 0) return refuse('InvalidCommand', problems.map((problem) => problem.message).join('; '));
-    const outside = boundsProblem(candidate, spec.bounds);
-    if (outside) return refuse('OutOfBounds', outside);
+    if (candidate === undefined) return refuse('InvalidCommand', problems.map((problem) => problem.message).join('; '));
+    const problem = this.remoteValueProblem(candidate);
+    if (problem) return refuse(problem.reason, problem.message);
     const maxMs = parseDuration(spec.remoteMaxDuration ?? '15m');
     let forMs = maxMs;
     if (duration !== undefined) {
@@ -355,6 +361,41 @@ export class ActuatorRunner {
     this.report(undefined, { override: { value: candidate, source, expires } });
     this.kick();
     return { accepted: true, reason: 'Accepted', message: `${describeValue(candidate)} replaces spec.desired until ${expires}`, expires };
+  }
+
+  /** Why `candidate` may not replace spec.desired: the driver's shape, spec.bounds. */
+  private remoteValueProblem(candidate: ActuatorValue): { reason: 'InvalidCommand' | 'OutOfBounds'; message: string } | undefined {
+    const spec = this.resource.object!.spec;
+    const [name] = Object.keys(spec.driver);
+    const config = (spec.driver as Record<string, unknown>)[name];
+    const declared = [{ path: 'spec.desired', value: this.declared }, { path: 'value', value: candidate }];
+    const problems = (actuatorDriverFactory(name)?.validate(config, `spec.driver.${name}`, declared) ?? []).filter((problem) => problem.path.startsWith('value'));
+    if (problems.length > 0) return { reason: 'InvalidCommand', message: problems.map((problem) => problem.message).join('; ') };
+    const outside = boundsProblem(candidate, spec.bounds);
+    return outside ? { reason: 'OutOfBounds', message: outside } : undefined;
+  }
+
+  /** The remote value in force, if any: a new generation of this Actuator may keep it (adoptOverride). */
+  get remoteOverride(): RemoteOverride | undefined {
+    return this.override && { value: this.override.value, source: this.override.source, expiresAt: this.override.expiresAt };
+  }
+
+  /**
+   * Keeps the remote value the previous generation accepted, until the same expiry, when this spec
+   * still takes remote values and the value is still one it could accept (its bounds, its driver);
+   * otherwise drops it, logged and counted (sensorlet_actuator_remote_commands_total, result
+   * dropped). Called before start().
+   */
+  adoptOverride(previous: RemoteOverride): void {
+    const left = previous.expiresAt - this.deps.clock.now();
+    if (left <= 0) return;
+    const problem = this.resource.object!.spec.remote !== true ? { reason: 'RemoteNotAllowed', message: 'spec.remote is no longer true' } : this.remoteValueProblem(previous.value);
+    if (problem) {
+      this.deps.metrics.actuatorRemoteCommands.inc({ ...this.labels, result: 'dropped', reason: problem.reason });
+      this.logger.warn({ reason: problem.reason, value: describeValue(previous.value), source: previous.source, err: problem.message }, 'the remote value does not fit the changed spec; dropped, spec.desired applies');
+      return;
+    }
+    this.override = { ...previous, timer: setTimeout(() => this.endOverride(), left) };
   }
 
   private endOverride(): void {

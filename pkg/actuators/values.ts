@@ -77,6 +77,11 @@ export function actuatorSpecErrors(spec: ActuatorSpec): FieldError[] {
     }
   }
   const bounds = spec.bounds;
+  // A remote value is checked against spec.bounds alone: without bounds, anyone on the tenant's
+  // connection could set anything the driver can write.
+  if (spec.remote === true && (!bounds || (bounds.min === undefined && bounds.max === undefined && bounds.allowed === undefined))) {
+    errors.push({ path: 'spec.bounds', message: 'spec.remote: true needs spec.bounds (min/max or allowed): a remote value is accepted only within them', reason: 'InvalidSpec' });
+  }
   if (bounds?.min !== undefined && bounds.max !== undefined && bounds.min > bounds.max) {
     errors.push({ path: 'spec.bounds.min', message: `min ${bounds.min} is above max ${bounds.max}`, reason: 'InvalidSpec' });
   }

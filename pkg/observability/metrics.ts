@@ -165,7 +165,7 @@ export class Metrics {
   });
   readonly actuatorRemoteCommands = new Counter({
     name: 'sensorlet_actuator_remote_commands_total',
-    help: 'Remote desired values received through Sinks (mqtt.commands), by result (accepted, refused) and reason; actuator is empty when the topic named none this agent runs.',
+    help: 'Remote desired values received through Sinks (mqtt.commands), by result (accepted, refused; dropped: an accepted value the changed spec no longer allows) and reason; actuator is empty when the topic named none this agent runs.',
     labelNames: ['namespace', 'actuator', 'result', 'reason'],
     registers: [this.registry],
   });

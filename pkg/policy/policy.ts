@@ -29,6 +29,12 @@ export interface DriverPolicy {
    */
   fileWritePrefixes: string[];
   /**
+   * The actuator drivers whose Actuators may write at all (`--allow-actuator-drivers`; none by
+   * default: reading a device never changes it, writing does). file and command also need their own
+   * flags (--file-write-allow-prefix, --allow-command-driver).
+   */
+  actuatorDrivers: string[];
+  /**
    * Device name prefixes the serial and Modbus RTU drivers may open, judged by real path
    * (`--serial-allow-prefix`): serial lines, never terminals (/dev/pts/N, /dev/ttyN, the console).
    */
@@ -189,6 +195,9 @@ export const DEFAULT_SERIAL_ALLOW_PREFIXES = [
   '/dev/serial/',
 ];
 
+/** The values --allow-actuator-drivers takes: the built-in actuator drivers. */
+export const ACTUATOR_DRIVER_NAMES: readonly string[] = ['modbus', 'serial', 'file', 'command'];
+
 export const DEFAULT_MIN_INTERVAL_MS = 10;
 export const DEFAULT_MIN_TIMEOUT_MS = 10;
 export const DEFAULT_MAX_READINGS_PER_SECOND = 1000;
@@ -202,6 +211,7 @@ export function defaultPolicy(): OperatorPolicy {
       fileAllowPrefixes: [...DEFAULT_FILE_ALLOW_PREFIXES],
       fileDenyPrefixes: [...ALWAYS_DENIED_FILE_PREFIXES],
       fileWritePrefixes: [],
+      actuatorDrivers: [],
       serialAllowPrefixes: [...DEFAULT_SERIAL_ALLOW_PREFIXES],
       minIntervalMs: DEFAULT_MIN_INTERVAL_MS,
       minTimeoutMs: DEFAULT_MIN_TIMEOUT_MS,

@@ -23,8 +23,12 @@ test('a variable that would change the topic structure is refused, not escaped',
 test('command topics: {actuator} is one whole level, read back from the topic a command arrived on', () => {
   assert.deepEqual(commandTopicErrors('sensorlet/{tenant}/{device}/actuators/{actuator}/set'), []);
   assert.match(commandTopicErrors('sensorlet/{tenant}/set')[0], /must contain \{actuator\} exactly once/);
-  assert.match(commandTopicErrors('sensorlet/x{actuator}/set')[0], /whole level/);
-  assert.match(commandTopicErrors('sensorlet/#/{actuator}/set')[0], /wildcard/);
+  assert.match(commandTopicErrors('sensorlet/{tenant}/{device}/x{actuator}/set')[0], /whole level/);
+  assert.match(commandTopicErrors('sensorlet/{tenant}/{device}/#/{actuator}/set')[0], /wildcard/);
+  // Every tenant's connection would subscribe to the same topics: refused.
+  assert.match(commandTopicErrors('cmd/{actuator}')[0], /must contain \{tenant\}/);
+  assert.match(commandTopicErrors('cmd/{tenant}/{actuator}')[0], /must contain \{device\}/);
+  assert.match(commandTopicErrors('cmd/t-{tenant}/{device}/{actuator}')[0], /\{tenant\} must be a whole level/);
   const topic = commandTopic('sensorlet/{tenant}/{device}/actuators/{actuator}/set', { tenant: 'acme', device: 'dev1', namespace: 'default' });
   assert.equal(topic.filter, 'sensorlet/acme/dev1/actuators/+/set');
   assert.equal(topic.actuatorOf('sensorlet/acme/dev1/actuators/boiler/set'), 'boiler');

@@ -39,13 +39,27 @@ export function renderTopic(template: string, variables: TopicVariables): string
   return renderTemplate(template, variables, TOPIC_RULES);
 }
 
-/** Problems in a command topic template (mqtt.commands.topic): {actuator} must be one whole level. */
+/**
+ * Problems in a command topic template (mqtt.commands.topic): {actuator}, {tenant} and {device}
+ * must each be one whole level. Each connection subscribes with its own tenant filled in, so a
+ * command reaches only the connection of the tenant it was published for (and the broker's ACL on
+ * the tenant level says who may publish it); without {tenant} every tenant's connection would
+ * receive every tenant's commands, and without {device} every agent would.
+ */
 export function commandTopicErrors(template: string): string[] {
   const parts = template.split('{actuator}');
   if (parts.length !== 2) return [`command topic ${JSON.stringify(template)} must contain {actuator} exactly once`];
   const [before, after] = parts;
-  if (!(before === '' || before.endsWith('/')) || !(after === '' || after.startsWith('/'))) {
-    return [`{actuator} must be a whole level of command topic ${JSON.stringify(template)} (between slashes)`];
+  const levels = template.split('/');
+  for (const variable of ['{actuator}', '{tenant}', '{device}']) {
+    if (!levels.includes(variable)) {
+      const missing = !template.includes(variable);
+      return [
+        missing
+          ? `command topic ${JSON.stringify(template)} must contain ${variable}: each tenant's connection (and each device) must listen on its own topics`
+          : `${variable} must be a whole level of command topic ${JSON.stringify(template)} (between slashes)`,
+      ];
+    }
   }
   return topicTemplateErrors(`${before}x${after}`).map((problem) => problem.replace(/\{sensor\}, /, ''));
 }

@@ -45,12 +45,17 @@ export interface RemoteCommand {
   payload: Buffer;
   /** The tenant of the connection it arrived on (its certificate's); undefined when anonymous. */
   tenant?: string;
+  /**
+   * Set when the transport refused the command before reading it (TooLarge, Busy, RateLimited):
+   * the agent counts and logs it like any other refusal, and no Actuator sees it.
+   */
+  refused?: CommandOutcome;
 }
 
 /** What became of a remote command: published back on the reply topic, counted and logged. */
 export interface CommandOutcome {
   accepted: boolean;
-  /** Accepted, or why not: RemoteNotAllowed, TenantMismatch, OutOfBounds, InvalidCommand, ActuatorNotFound... */
+  /** Accepted, or why not: RemoteNotAllowed, TenantMismatch, OutOfBounds, InvalidCommand, ActuatorNotFound, TooLarge, Busy, RateLimited... */
   reason: string;
   message: string;
   /** Accepted: when the override ends and spec.desired applies again (RFC 3339). */

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AgentProcess, CLI, type ListedResource } from '../support/agent.js';
+import { AgentProcess, CLI, policyArgs, type ListedResource } from '../support/agent.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { PymodbusServer } from '../support/pymodbus.js';
 import { PTY_SERIAL_ARGS, startPtyPair } from '../support/socat.js';
@@ -101,6 +101,22 @@ spec:
   desired: 40000
   bounds: { allowed: [0, 40000] }
   onStop: { set: 7 }
+---
+apiVersion: sensorlet.io/v1alpha1
+kind: Actuator
+metadata: { name: remote-unbounded }
+spec:
+  driver: { modbus: { tcp: { host: 127.0.0.1 }, address: 1, type: int16 } }
+  desired: 1
+  tenant: acme
+  remote: true
+---
+apiVersion: sensorlet.io/v1alpha1
+kind: Sink
+metadata: { name: shared-command-topic }
+spec:
+  selector: {}
+  mqtt: { url: "mqtts://127.0.0.1:8883", protocolVersion: 5, commands: { topic: "cmd/{device}/{actuator}" } }
 `,
     );
     const bad = spawnSync(process.execPath, [CLI, 'validate', path.join(dir, 'bad.yaml')], { encoding: 'utf8' });
@@ -112,7 +128,9 @@ spec:
     expect(/Actuator\/malformed: spec\.driver: must set exactly one of: modbus, serial, file, command/);
     expect(/Actuator\/fail-safe-outside: spec\.desired: 40000 is 40000 on the device, outside int16/);
     expect(/Actuator\/fail-safe-outside: spec\.onStop\.set: 7 is not one of bounds\.allowed/);
-    assert.equal(lines.length, 5, bad.stdout);
+    expect(/Actuator\/remote-unbounded: spec\.bounds: spec\.remote: true needs spec\.bounds/);
+    expect(/Sink\/shared-command-topic: spec\.mqtt\.commands\.topic: command topic "cmd\/\{device\}\/\{actuator\}" must contain \{tenant\}/);
+    assert.equal(lines.length, 7, bad.stdout);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -158,7 +176,7 @@ spec:
   stdout: {}
 `,
     );
-    agent = await AgentProcess.start({ manifests, extraArgs: PTY_SERIAL_ARGS });
+    agent = await AgentProcess.start({ manifests, extraArgs: [...PTY_SERIAL_ARGS, ...policyArgs({ actuatorDrivers: ['modbus'] })] });
     const names = ['setpoint', 'pump', 'float-be', 'float-le', 'block', 'churn'];
     for (const prefix of ['tcp', 'rtu']) {
       for (const name of names) await agent.waitForCondition('Actuator', `${prefix}-${name}`, 'InSync', 'True', 'Written', 15_000);

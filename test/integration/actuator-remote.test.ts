@@ -32,9 +32,47 @@ test('remote values: accepted from the tenant, refused for another tenant and ou
   const local = path.join(sys, 'local');
   writeFileSync(setpoint, '0\n');
   writeFileSync(local, '0\n');
+  const boiler = ({ max, remote = true }: { max: number; remote?: boolean }) => `apiVersion: sensorlet.io/v1alpha1
+kind: Actuator
+metadata: { name: boiler }
+spec:
+  driver: { file: { path: ${setpoint} } }
+  desired: 20
+  bounds: { min: 5, max: ${max} }
+  tenant: acme
+  remote: ${remote}
+  remoteMaxDuration: 1m
+  minWriteInterval: 10ms
+`;
+  // What a manifest author may not do, and a connection without a tenant (no client certificate).
   writeFileSync(
-    path.join(manifests, 'all.yaml'),
-    [
+    path.join(manifests, 'refused.yaml'),
+    `apiVersion: sensorlet.io/v1alpha1
+kind: Sink
+metadata: { name: every-tenant }
+spec:
+  selector: { matchLabels: { none: none } }
+  mqtt: { url: ${mtls.plainUrl}, protocolVersion: 5, commands: { topic: "cmd/{actuator}" } }
+---
+apiVersion: sensorlet.io/v1alpha1
+kind: Sink
+metadata: { name: anonymous }
+spec:
+  selector: { matchLabels: { none: none } }
+  mqtt: { url: ${mtls.plainUrl}, protocolVersion: 5, commands: {} }
+---
+apiVersion: sensorlet.io/v1alpha1
+kind: Actuator
+metadata: { name: unbounded }
+spec:
+  driver: { file: { path: ${local} } }
+  desired: 1
+  tenant: acme
+  remote: true
+`,
+  );
+  const manifest = (boilerDoc: string) => [
+
       pemCertificate('acme-id', { certFile: fixtures.ecDevice.certFile, keyFile: fixtures.ecDevice.keyFile, caFile: pki.ca.certFile }, { sink: 'plant' }),
       pemCertificate('globex-id', { certFile: fixtures.rsaDevice.certFile, keyFile: fixtures.rsaDevice.keyFile, caFile: pki.ca.certFile }, { sink: 'plant' }),
       `apiVersion: sensorlet.io/v1alpha1
@@ -45,18 +83,7 @@ spec:
   mqtt: { url: ${mtls.tlsUrl}, protocolVersion: 5, commands: {} }
   tls: { certificateSelector: { matchLabels: { sink: plant } }, caFile: ${JSON.stringify(pki.ca.certFile)} }
 `,
-      `apiVersion: sensorlet.io/v1alpha1
-kind: Actuator
-metadata: { name: boiler }
-spec:
-  driver: { file: { path: ${setpoint} } }
-  desired: 20
-  bounds: { min: 5, max: 30 }
-  tenant: acme
-  remote: true
-  remoteMaxDuration: 1m
-  minWriteInterval: 10ms
-`,
+      boilerDoc,
       `apiVersion: sensorlet.io/v1alpha1
 kind: Actuator
 metadata: { name: local-only }
@@ -65,12 +92,12 @@ spec:
   desired: 1
   tenant: acme
 `,
-    ].join('---\n'),
-  );
+    ].join('---\n');
+  writeFileSync(path.join(manifests, 'all.yaml'), manifest(boiler({ max: 30 })));
   const observer = await Subscriber.connect(mtls.plainUrl, 'sensorlet/+/+/actuators/+/set/reply');
   const agent = await AgentProcess.start({
     manifests,
-    extraArgs: [...policyArgs({ certificateDirs: [pki.dir], tenantGrants: { default: ['acme', 'globex'] } }), '--file-write-allow-prefix', sys],
+    extraArgs: [...policyArgs({ certificateDirs: [pki.dir], tenantGrants: { default: ['acme', 'globex'] }, actuatorDrivers: ['file'] }), '--file-write-allow-prefix', sys],
   });
   const client = (device: { certFile: string; keyFile: string }) =>
     mqtt.connectAsync(mtls.tlsUrl, { cert: readFileSync(device.certFile), key: readFileSync(device.keyFile), ca: readFileSync(pki.ca.certFile), protocolVersion: 5, reconnectPeriod: 0 });
@@ -131,6 +158,57 @@ spec:
       assert.match(metrics, new RegExp(`sensorlet_actuator_remote_commands_total\\{namespace="default",actuator="${actuator}",result="${result}",reason="${reason}"\\} 1\\b`), `${actuator} ${reason}`);
     }
     assert.match(agent.stderr, /remote value refused.*TenantMismatch|TenantMismatch.*remote value refused/);
+
+    // Refused by validation, with the field path: a command topic every tenant's connection would
+    // share, and remote values without bounds.
+    const everyTenant = (await agent.waitForCondition('Sink', 'every-tenant', 'Ready', 'False')) as { message: string };
+    assert.match(everyTenant.message, /spec\.mqtt\.commands\.topic.*must contain \{tenant\}/);
+    const unbounded = (await agent.waitForCondition('Actuator', 'unbounded', 'Ready', 'False')) as { message: string };
+    assert.match(unbounded.message, /spec\.bounds.*spec\.remote: true needs spec\.bounds/);
+    // A connection without a tenant does not even subscribe: its commands would all be refused.
+    await waitFor(() => /not listening for commands: this connection has no tenant/.test(agent.stdout + agent.stderr), { timeoutMs: 5_000, what: 'the anonymous Sink not listening' });
+    assert.doesNotMatch(agent.stdout + agent.stderr, /"filter":"sensorlet\/default\/[^"]*".*listening for commands/);
+
+    // Too large for a command, yet within the connection's packet size: refused, replied, counted.
+    observer.messages.length = 0;
+    await acme.publishAsync(own, JSON.stringify({ value: 21, pad: 'x'.repeat(2_000) }), { qos: 1 });
+    assert.equal((await replyTo(own)).reason, 'TooLarge');
+    // Larger than the packet size the agent announced (MQTT 5 Maximum Packet Size): the broker never
+    // delivers it, so it never reaches the agent's memory; the connection stays up and still works.
+    observer.messages.length = 0;
+    await acme.publishAsync(own, Buffer.alloc(1024 * 1024, 0x20), { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.equal(observer.messages.find((message) => message.topic === `${own}/reply`), undefined, 'no reply: the agent never received the 1 MiB command');
+
+    // An accepted value survives a spec change that still allows it...
+    await acme.publishAsync(own, JSON.stringify({ value: 24, for: '1m' }), { qos: 1 });
+    assert.equal((await replyTo(own)).accepted, true);
+    await waitFor(() => readFileSync(setpoint, 'utf8') === '24\n', { timeoutMs: 3_000, what: 'the remote value 24 written' });
+    const generation = (await agent.resource('Actuator', 'boiler'))!.metadata.generation;
+    writeFileSync(path.join(manifests, 'all.yaml'), manifest(boiler({ max: 28 })));
+    await waitFor(async () => (await agent.resource('Actuator', 'boiler'))!.status.nodes[0].observedGeneration! > generation, { timeoutMs: 5_000, what: 'the new generation running' });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(readFileSync(setpoint, 'utf8'), '24\n', 'the override is kept within the new bounds');
+    assert.equal((await agent.resource('Actuator', 'boiler'))!.status.nodes[0].override?.value, 24);
+    // ...and is dropped, logged and counted, by one that no longer allows it.
+    writeFileSync(path.join(manifests, 'all.yaml'), manifest(boiler({ max: 22 })));
+    await waitFor(() => readFileSync(setpoint, 'utf8') === '20\n', { timeoutMs: 5_000, what: 'spec.desired once the override no longer fits' });
+    assert.equal((await agent.resource('Actuator', 'boiler'))!.status.nodes[0].override, undefined);
+    assert.match(agent.stderr, /remote value does not fit the changed spec/);
+    assert.match(await agent.metrics(), /sensorlet_actuator_remote_commands_total\{namespace="default",actuator="boiler",result="dropped",reason="OutOfBounds"\} 1\b/);
+
+    // A flood: past the per-connection burst, commands are refused as RateLimited, counted, and
+    // logged at a reduced rate (not once each).
+    observer.messages.length = 0;
+    const flood = 40;
+    await Promise.all(Array.from({ length: flood }, () => acme.publishAsync(own, '21', { qos: 0 })));
+    await waitFor(() => observer.messages.filter((message) => message.topic === `${own}/reply`).length >= flood, { timeoutMs: 10_000, what: 'a reply to each command of the flood' });
+    const limited = observer.messages.filter((message) => message.topic === `${own}/reply` && message.payload.reason === 'RateLimited').length;
+    assert.ok(limited >= flood - 25, `${limited} of ${flood} commands rate limited`);
+    const counted = Number(/sensorlet_actuator_remote_commands_total\{namespace="default",actuator="boiler",result="refused",reason="RateLimited"\} (\d+)/.exec(await agent.metrics())?.[1]);
+    assert.equal(counted, limited);
+    const logged = (agent.stderr.match(/"reason":"RateLimited"[^\n]*remote value refused|remote value refused[^\n]*"reason":"RateLimited"/g) ?? []).length;
+    assert.ok(logged >= 1 && logged <= 2, `rate-limited refusals logged ${logged} times`);
   } finally {
     await acme.endAsync(true);
     await globex.endAsync(true);

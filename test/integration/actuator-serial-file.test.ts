@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { AgentProcess, CLI } from '../support/agent.js';
+import { AgentProcess, CLI, policyArgs } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 import { EmulatedSerialDevice, PTY_SERIAL_ARGS, tempDir } from '../support/socat.js';
 
@@ -124,7 +124,7 @@ spec:
 `;
     writeFileSync(path.join(manifests, 'common.yaml'), common);
     writeFileSync(path.join(manifests, 'fan.yaml'), fan);
-    agent = await AgentProcess.start({ manifests, extraArgs: [...PTY_SERIAL_ARGS, '--file-write-allow-prefix', sys] });
+    agent = await AgentProcess.start({ manifests, extraArgs: [...PTY_SERIAL_ARGS, ...policyArgs({ actuatorDrivers: ['serial', 'file', 'command'] }), '--file-write-allow-prefix', sys] });
 
     // Serial: the far end received the rendered command and answered with the value.
     await agent.waitForCondition('Actuator', 'valve-position', 'InSync', 'True', 'Written');

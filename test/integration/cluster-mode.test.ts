@@ -89,7 +89,7 @@ before(async () => {
   agent = await AgentProcess.start({
     deviceId: NODE,
     // Certificates in `default` may present acme (the Secret rotation test); Secrets are read there.
-    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...policyArgs({ tenantGrants: { default: ['acme'] }, secretNamespaces: ['default'] }), '--file-write-allow-prefix', sysfs],
+    extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...policyArgs({ tenantGrants: { default: ['acme'] }, secretNamespaces: ['default'], actuatorDrivers: ['file'] }), '--file-write-allow-prefix', sysfs],
     env: { SENSORLET_TEST_FLEET_TIMINGS: JSON.stringify(TIMINGS) },
   });
 });

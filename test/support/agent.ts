@@ -39,6 +39,8 @@ export interface TestPolicy {
   pkcs11Modules?: string[];
   /** --secret-namespaces */
   secretNamespaces?: string[];
+  /** --allow-actuator-drivers: the actuator drivers that may write (none by default). */
+  actuatorDrivers?: string[];
 }
 
 /** The `sensorlet run` arguments for a TestPolicy, to put in `extraArgs`. */
@@ -48,6 +50,7 @@ export function policyArgs(policy: TestPolicy): string[] {
     ...Object.entries(policy.tenantGrants ?? {}).flatMap(([namespace, tenants]) => [`--tenant-grant=${namespace}=${tenants.join(',')}`]),
     ...(policy.pkcs11Modules?.length ? ['--pkcs11-module', ...policy.pkcs11Modules] : []),
     ...(policy.secretNamespaces?.length ? ['--secret-namespaces', ...policy.secretNamespaces] : []),
+    ...(policy.actuatorDrivers?.length ? [`--allow-actuator-drivers=${policy.actuatorDrivers.join(',')}`] : []),
   ];
 }
 

@@ -7,7 +7,7 @@ import type { Actuator, FieldError } from '../../api/resource.js';
 import { SensorletError, messageOf } from '../../api/errors.js';
 import { describeUntrusted } from '../../api/untrusted.js';
 import { abortError } from '../../drivers/serialize.js';
-import { commandRefusal } from '../../drivers/command/command.js';
+import { commandRefusal } from '../../policy/commands.js';
 import type { ActuatorContext, ActuatorDriver, ActuatorDriverFactory, DeclaredValue } from '../actuator.js';
 import { registerActuatorDriver } from '../registry.js';
 import { renderValue, scalarValues } from '../values.js';

@@ -14,7 +14,7 @@ import type { Actuator, FieldError } from '../../api/resource.js';
 import { SensorletError, messageOf } from '../../api/errors.js';
 import { describeUntrusted } from '../../api/untrusted.js';
 import { abortError } from '../../drivers/serialize.js';
-import { FilePathPolicy, WRITE_ACCESS } from '../../drivers/file/path-policy.js';
+import { FilePathPolicy, WRITE_ACCESS } from '../../policy/file-paths.js';
 import type { ActuatorContext, ActuatorDriver, ActuatorDriverFactory, DeclaredValue } from '../actuator.js';
 import { registerActuatorDriver } from '../registry.js';
 import { renderValue, scalarValues, textReadBack } from '../values.js';

@@ -1,6 +1,6 @@
 // Actuator reconciler: makes the running actuator loop match the declared Actuator. A spec change
 // (new generation) replaces the loop, which keeps the device's value until the new one writes its
-// own; a deleted Actuator (or one no longer for this node) writes its fail-safe (spec.onStop.set)
+// own (and keeps an accepted remote value that the new spec still allows); a deleted Actuator (or one no longer for this node) writes its fail-safe (spec.onStop.set)
 // and stops; an invalid spec stops the loop and is reported (a value outside spec.bounds:
 // OutOfBounds), and nothing is written: the device holds its value, and the last valid spec's
 // fail-safe still applies when the Actuator is deleted. On a clean stop of the agent every
@@ -67,6 +67,9 @@ export function createActuatorReconciler(runtime: Runtime): StoppableReconcile {
     if (running && running.generation === resource.generation) return {};
     await stopRunner(key, false);
     const runner = new ActuatorRunner(resource, deps, running?.lastWrite);
+    // An accepted remote value outlives a spec change that still allows it (adoptOverride decides).
+    const override = running?.remoteOverride;
+    if (override) runner.adoptOverride(override);
     runtime.actuators.set(key, runner);
     runner.start();
     return {};

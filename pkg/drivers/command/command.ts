@@ -7,27 +7,16 @@ import type { FieldError, Sensor } from '../../api/resource.js';
 import type { Sample } from '../../api/reading.js';
 import { SensorletError, messageOf } from '../../api/errors.js';
 import { describeUntrusted } from '../../api/untrusted.js';
-import type { Driver, DriverContext, DriverFactory, DriverPolicy } from '../driver.js';
+import type { Driver, DriverContext, DriverFactory } from '../driver.js';
 import { registerDriver } from '../registry.js';
 import { createTextParser, validatePattern } from '../text-values.js';
 import { abortError } from '../serialize.js';
+import { commandRefusal } from '../../policy/commands.js';
 
 export type CommandConfig = NonNullable<Sensor['spec']['driver']['command']>;
 
 /** Output beyond this is a misbehaving command, not a reading. */
 const MAX_OUTPUT_BYTES = 1024 * 1024;
-
-/** Why `executable` may not run under `policy`, or undefined when it may. */
-export function commandRefusal(executable: string, policy: DriverPolicy): string | undefined {
-  if (!policy.allowCommandDriver) {
-    return 'the command driver is disabled; start the agent with --allow-command-driver to enable it';
-  }
-  // Exact match: a basename match would let /tmp/x/echo pass for /bin/echo.
-  if (policy.commandAllowlist.length > 0 && !policy.commandAllowlist.includes(executable)) {
-    return `${executable} is not in the command allowlist (${policy.commandAllowlist.join(', ')})`;
-  }
-  return undefined;
-}
 
 export function createCommandDriver(config: CommandConfig, context: DriverContext): Driver {
   const [executable, ...args] = config.argv;

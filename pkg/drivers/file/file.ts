@@ -1,6 +1,6 @@
 // The file driver: a number read from a file, typically sysfs
 // (/sys/class/thermal/thermal_zone0/temp holds millidegrees). Only files the operator's policy
-// allows are read (see path-policy.ts), and reads are bounded in size, since a misconfigured path
+// allows are read (see pkg/policy/file-paths.ts), and reads are bounded in size, since a misconfigured path
 // could name a huge log file.
 //
 // Race-free path check at each read: the path is resolved (realpath) and checked first, so nothing
@@ -21,7 +21,7 @@ import type { Driver, DriverContext, DriverFactory } from '../driver.js';
 import { registerDriver } from '../registry.js';
 import { createTextParser, validatePattern } from '../text-values.js';
 import { abortError } from '../serialize.js';
-import { filePathPolicy } from './path-policy.js';
+import { filePathPolicy } from '../../policy/file-paths.js';
 
 export type FileConfig = NonNullable<Sensor['spec']['driver']['file']>;
 

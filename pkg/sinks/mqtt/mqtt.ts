@@ -23,6 +23,18 @@ export const DEFAULT_TOPIC = 'sensorlet/{tenant}/{device}/{sensor}';
 export const DEFAULT_COMMAND_TOPIC = 'sensorlet/{tenant}/{device}/actuators/{actuator}/set';
 /** A command is a value and an optional duration: anything longer is not one. */
 const MAX_COMMAND_BYTES = 1024;
+/**
+ * MQTT 5: the largest packet this client takes (CONNECT's Maximum Packet Size) when it listens for
+ * commands. The broker must not send a larger one (Mosquitto drops it for this client), so a huge
+ * publish on a command topic never reaches the agent's memory; mqtt.js also refuses (and drops the
+ * connection on) a larger packet, though only after reading it. Readings are only published, so
+ * the limit costs nothing else. MQTT 3.1.1 has no such property: the broker's message_size_limit
+ * (or max_packet_size) is the only bound there (see the MQTT sink's README).
+ */
+export const MAX_INCOMING_PACKET_BYTES = 64 * 1024;
+/** Commands per connection and second, and the burst allowed on top (a token bucket). */
+const COMMANDS_PER_SECOND = 10;
+const COMMAND_BURST = 20;
 /** Commands handled at once per connection; more are refused (Busy) rather than queued without bound. */
 const MAX_COMMANDS_IN_FLIGHT = 16;
 const RECONNECT_BASE_MS = 500;
@@ -210,16 +222,27 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
    * and answers each command on its topic + /reply. Only this connection's tenant and device are in
    * the filter, so a command arrives on the connection of the tenant that may publish it.
    */
-  function listenForCommands(active: MqttClient, commands: NonNullable<MqttConfig['commands']>, onCommand: NonNullable<TransportContext['onCommand']>): void {
+  function listenForCommands(active: MqttClient, commands: NonNullable<MqttConfig['commands']>, onCommand: NonNullable<TransportContext['onCommand']>, tenant: string): void {
     let topics: ReturnType<typeof commandTopic>;
     try {
-      topics = commandTopic(commands.topic ?? DEFAULT_COMMAND_TOPIC, { tenant: tenantOfConnection ?? 'default', device: context.identity.device, namespace: context.sink.namespace });
+      topics = commandTopic(commands.topic ?? DEFAULT_COMMAND_TOPIC, { tenant, device: context.identity.device, namespace: context.sink.namespace });
     } catch (error) {
       logger.error({ reason: 'TopicInjection', err: (error as Error).message }, 'not listening for commands');
       return;
     }
     const commandQos = (commands.qos ?? 1) as 0 | 1;
     let inFlight = 0;
+    // A token bucket: remoteSet answers at once, so the in-flight cap alone would never stop a flood.
+    let tokens = COMMAND_BURST;
+    let refilledAt = Date.now();
+    const takeToken = (): boolean => {
+      const now = Date.now();
+      tokens = Math.min(COMMAND_BURST, tokens + ((now - refilledAt) / 1000) * COMMANDS_PER_SECOND);
+      refilledAt = now;
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    };
     active.on('connect', () => {
       active.subscribe(topics.filter, { qos: commandQos }, (error, granted) => {
         const refused = granted?.some((grant) => grant.qos === 0x80);
@@ -233,16 +256,13 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
       const reply = (outcome: CommandOutcome) => {
         if (active.connected) active.publish(`${topic}/reply`, JSON.stringify(outcome), { qos: commandQos });
       };
-      if (payload.length > MAX_COMMAND_BYTES) {
-        reply({ accepted: false, reason: 'InvalidCommand', message: `a command of ${payload.length} bytes; at most ${MAX_COMMAND_BYTES}` });
-        return;
-      }
-      if (inFlight >= MAX_COMMANDS_IN_FLIGHT) {
-        reply({ accepted: false, reason: 'Busy', message: `${MAX_COMMANDS_IN_FLIGHT} commands are being applied on this connection; try again` });
-        return;
-      }
+      // Refused before the payload is read; still counted and logged by the agent, and answered.
+      let refused: CommandOutcome | undefined;
+      if (!takeToken()) refused = { accepted: false, reason: 'RateLimited', message: `more than ${COMMANDS_PER_SECOND} commands a second on this connection; try again` };
+      else if (payload.length > MAX_COMMAND_BYTES) refused = { accepted: false, reason: 'TooLarge', message: `a command of ${payload.length} bytes; at most ${MAX_COMMAND_BYTES}` };
+      else if (inFlight >= MAX_COMMANDS_IN_FLIGHT) refused = { accepted: false, reason: 'Busy', message: `${MAX_COMMANDS_IN_FLIGHT} commands are being applied on this connection; try again` };
       inFlight++;
-      onCommand({ actuator, payload, tenant: tenantOfConnection })
+      onCommand(refused ? { actuator, payload: Buffer.alloc(0), tenant, refused } : { actuator, payload, tenant })
         .then(reply, (error: unknown) => reply({ accepted: false, reason: 'CommandFailed', message: messageOf(error) }))
         .finally(() => inFlight--);
     });
@@ -264,9 +284,13 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         context.onState({ connected: false, reason: 'TopicInjection', message: refusal.message });
         return;
       }
-      client = mqtt.connect(config.url, options);
+      // Commands are only ever accepted from a tenant's connection: one without a tenant does not
+      // subscribe at all (everything it received would be refused, after being read).
+      const commandsOn = config.commands !== undefined && context.onCommand !== undefined && tenantOfConnection !== undefined;
+      if (config.commands && context.onCommand && !commandsOn) logger.info({ reason: 'NoTenant' }, 'not listening for commands: this connection has no tenant (no client certificate), and only a tenant may set Actuators');
+      client = mqtt.connect(config.url, commandsOn && options.protocolVersion === 5 ? { ...options, properties: { ...options.properties, maximumPacketSize: MAX_INCOMING_PACKET_BYTES } } : options);
       established = false;
-      if (config.commands && context.onCommand) listenForCommands(client, config.commands, context.onCommand);
+      if (commandsOn) listenForCommands(client, config.commands!, context.onCommand!, tenantOfConnection!);
       client.on('connect', () => {
         // Closed by a broker that stayed up (this is the first reconnect since): MQTT 3.1.1 brokers,
         // and some MQTT 5 ones, close the older connection without a word when a client connects

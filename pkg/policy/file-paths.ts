@@ -1,5 +1,5 @@
-// Which files the file driver may read. A manifest names a path; the operator decides which real
-// paths may be read (`--file-allow-prefix`, default sysfs and a few /proc statistics), and some are
+// Which files the file driver may read, and the file actuator driver may write. A manifest names a
+// path; the operator decides which real paths may be read (`--file-allow-prefix`, default sysfs and a few /proc statistics), and some are
 // never readable whatever the operator allowed: secrets, key material, per-process /proc entries
 // (environ, mem, cmdline, fd/, root/ — of the agent itself too) and the agent's state dir.
 //
@@ -7,7 +7,7 @@
 // /etc/shadow is refused. See file.ts for how the check is made race-free at each read.
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
-import { refusal, type DriverPolicy } from '../../policy/policy.js';
+import { refusal, type DriverPolicy } from './policy.js';
 
 /** /proc/<pid>/..., /proc/self/..., /proc/thread-self/...: another process's (or our own) memory, environment, files. */
 const PER_PROCESS_PROC = /^\/proc\/(?:self|thread-self|[0-9]+)(?:\/|$)/;
