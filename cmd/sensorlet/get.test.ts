@@ -42,9 +42,9 @@ test('Firmware columns: VERSION, CURRENT, PHASE, PROGRESS', () => {
     kind: 'Firmware',
     metadata: { name: 'modem', namespace: 'default', generation: 1 },
     spec: { version: '2.0.0' },
-    status: { nodes: [{ conditions: [{ type: 'Ready', status: 'False', reason: 'DownloadStalled', message: 'download of 2.0.0 stalled' }], phase: 'Downloading', currentVersion: '1.9.0', progress: { bytes: 1638, total: 4096 } }] },
+    status: { readyOfDesired: '0/1', nodes: [{ conditions: [{ type: 'Ready', status: 'False', reason: 'DownloadStalled', message: 'download of 2.0.0 stalled' }], phase: 'Downloading', currentVersion: '1.9.0', progress: { bytes: 1638, total: 4096 } }] },
   };
   const [header, row] = render([firmware], 'Firmware', undefined, 'wide').split('\n');
   assert.deepEqual(header.split(/\s+/), ['NAMESPACE', 'NAME', 'READY', 'REASON', 'VERSION', 'CURRENT', 'PHASE', 'PROGRESS', 'MESSAGE']);
-  assert.deepEqual(row.split(/\s{3,}/), ['default', 'modem', 'False', 'DownloadStalled', '2.0.0', '1.9.0', 'Downloading', '39%', 'download of 2.0.0 stalled']);
+  assert.deepEqual(row.split(/\s{3,}/), ['default', 'modem', '0/1', 'DownloadStalled', '2.0.0', '1.9.0', 'Downloading', '39%', 'download of 2.0.0 stalled']);
 });

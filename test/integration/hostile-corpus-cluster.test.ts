@@ -18,8 +18,10 @@ const NODE = 'edge-1';
 const world = hostileWorld();
 let fake: FakeApiServer;
 let agent: AgentProcess;
-/** The status the agent wrote to the API server for the hostile objects, kept before they are deleted. */
+/** What the agent wrote to the API server about the hostile objects (its NodeReport, their rolled-up status), kept before they are deleted. */
 const writtenStatus: string[] = [];
+/** Fleet timings shortened so that the NodeReport (normally written every 10 s at most) follows each fixture within a second. */
+const FLEET_TIMINGS = { reportIntervalMs: 500, heartbeatIntervalMs: 1_000, leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 300, rollupIntervalMs: 200 };
 
 /** The documents of a fixture as objects in team-x; none when the parser refuses the file. */
 function documentsOf(file: string, text: string): KubeObject[] {
@@ -48,7 +50,7 @@ before(async () => {
   agent = await AgentProcess.start({
     deviceId: NODE,
     stateDir: world.dirs.state,
-    env: world.env,
+    env: { ...world.env, SENSORLET_TEST_FLEET_TIMINGS: JSON.stringify(FLEET_TIMINGS) },
     extraArgs: ['--kubeconfig', fake.writeKubeconfig(), '--node-name', NODE, ...world.operatorArgs, ...policyArgs({ secretNamespaces: ['team-x', 'ops'], tenantGrants: { 'team-y': ['globex'] } })],
   });
   await agent.waitForCondition('Sensor', 'healthy', 'Ready', 'True');
@@ -74,6 +76,7 @@ for (const file of HOSTILE_FILES) {
       await assertContained(agent, fixture, before);
     } finally {
       const slowest = await health.stop();
+      writtenStatus.push(...fake.listObjects('NodeReport').map((report) => JSON.stringify(report)));
       for (const object of objects) {
         writtenStatus.push(JSON.stringify(fake.get(object.kind!, 'team-x', object.metadata.name)?.status ?? {}));
         fake.delete(object.kind!, 'team-x', object.metadata.name);
@@ -85,7 +88,7 @@ for (const file of HOSTILE_FILES) {
 }
 
 test('no seeded secret appears in any output channel, nor in the status written to the API server', async () => {
-  assert.ok(writtenStatus.some((status) => status.includes('"conditions"')), 'the agent wrote status for the hostile objects');
+  assert.ok(writtenStatus.some((status) => status.includes('"namespace":"team-x"') && status.includes('"reason"')), 'the agent reported the hostile objects, with reasons, to the API server');
   assertNoSecrets(world.secrets, { ...(await outputChannels(agent)), 'API server status': writtenStatus.join('\n') });
   const secretReads = fake.requests.filter((request) => request.url.includes('/secrets')).map((request) => request.url);
   assert.ok(secretReads.every((request) => !request.includes('/namespaces/team-y/')), `no read of team-y's Secrets: ${secretReads.join(', ')}`);
