@@ -157,8 +157,8 @@ test('Actuator: applied through the API server, written, its status reported the
   // The fleet roll-up on the API server; the per-node facts (observed, writes) on the agent's admin API.
   await waitFor(() => reported('Actuator', 'panel-backlight')?.state === 'Ready', { timeoutMs: 15_000, what: 'panel-backlight Ready in the NodeReport' });
   await waitFor(() => rolledUp('Actuator', 'panel-backlight').readyOfDesired === '1/1', { timeoutMs: 15_000, what: 'panel-backlight 1/1 on the API server' });
+  await agent.waitForCondition('Actuator', 'panel-backlight', 'InSync', 'True');
   const entry = (await agent.resource('Actuator', 'panel-backlight'))!.status.nodes[0] as Record<string, any>;
-  assert.equal(entry.conditions.find((condition: { type: string }) => condition.type === 'InSync')?.status, 'True');
   assert.equal(readFileSync(brightness, 'utf8'), '180\n');
   assert.equal(entry.observed, 180);
   assert.equal(entry.writes, 1);
