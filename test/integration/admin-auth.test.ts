@@ -164,14 +164,18 @@ test('refuses to start on a non-loopback address with no token, naming the flag;
   }
 });
 
-/** A raw request with the Host header given (fetch sets its own); resolves with the status and headers. */
+/**
+ * A raw request with the Host header given (fetch sets its own); resolves with the status and
+ * headers, or rejects when no complete answer came within 5 s.
+ */
 function rawRequest(address: string, method: string, pathname: string, headers: Record<string, string>, agent?: http.Agent): Promise<http.IncomingMessage> {
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(address)!;
   return new Promise((resolve, reject) => {
-    const request = http.request({ host, port: Number(port), method, path: pathname, headers, agent }, (response) => {
+    const request = http.request({ host, port: Number(port), method, path: pathname, headers, agent, timeout: 5000 }, (response) => {
       if (method === 'HEAD') resolve(response);
       else response.resume().on('end', () => resolve(response));
     });
+    request.on('timeout', () => request.destroy(new Error(`${method} ${pathname}: no answer within 5 s`)));
     request.on('error', reject).end();
   });
 }
@@ -204,9 +208,10 @@ test('on loopback nothing is needed, as before, but only for requests addressed 
       const heads = await Promise.all(Array.from({ length: 12 }, () => rawRequest(agent.adminAddr, 'HEAD', '/console/events', { host: 'localhost' }, keepOpen)));
       for (const head of heads) assert.equal(head.statusCode, 200);
       assert.match(String(heads[0].headers['content-type']), /^text\/event-stream/);
-      const stream = await new Promise<http.IncomingMessage>((resolve, reject) =>
-        http.get(`http://${agent.adminAddr}/console/events`, resolve).on('error', reject),
-      );
+      const stream = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const request = http.get(`http://${agent.adminAddr}/console/events`, { timeout: 5000 }, resolve);
+        request.on('timeout', () => request.destroy(new Error('GET /console/events: no answer within 5 s'))).on('error', reject);
+      });
       assert.equal(stream.statusCode, 200, 'a stream slot is free after the HEAD requests');
       stream.destroy();
     } finally {
