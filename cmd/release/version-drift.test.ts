@@ -59,6 +59,9 @@ test('the Dockerfile configures the image as npm run image does', () => {
 test('the image entrypoint, the packages\' launcher and the DaemonSet use the V8 flags of npm start', () => {
   assert.deepEqual(startNodeFlags(), AGENT_NODE_FLAGS);
   assert.deepEqual(imageEntrypoint().slice(1, -1), AGENT_NODE_FLAGS);
+  // The Dockerfile is written by hand: its ENTRYPOINT's flags are compared with npm start's directly.
+  const dockerEntrypoint = JSON.parse(/^ENTRYPOINT (.+)$/m.exec(read('Dockerfile'))?.[1] ?? '[]') as string[];
+  assert.deepEqual(dockerEntrypoint.slice(1, -1), startNodeFlags(), 'the Dockerfile ENTRYPOINT runs node with the flags of npm start');
   assert.ok(launcherScript().includes(` ${AGENT_NODE_FLAGS.join(' ')} `), launcherScript());
   const daemonSet = (yaml.loadAll(read('manifests/deploy/daemonset.yaml')) as DaemonSet[]).find((doc) => doc?.kind === 'DaemonSet')!;
   const nodeOptions = daemonSet.spec.template.spec.containers[0].env?.find((env) => env.name === 'NODE_OPTIONS')?.value;

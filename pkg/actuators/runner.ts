@@ -13,7 +13,7 @@ import { SensorletError, messageOf, reasonOf } from '../api/errors.js';
 import { parseDuration } from '../api/units.js';
 import type { StatusStore } from '../controller/status.js';
 import type { ConditionUpdate } from '../controller/conditions.js';
-import type { Clock } from '../observability/clock.js';
+import { setBoundedTimeout, type Clock } from '../observability/clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { refusal, type DriverPolicy } from '../policy/policy.js';
@@ -224,7 +224,7 @@ export class ActuatorRunner {
   private schedule(delayMs: number, run: () => void = () => this.runPass()): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(run, Math.max(0, delayMs));
+    this.timer = setBoundedTimeout(run, delayMs);
   }
 
   /** Runs a pass now, or right after the one under way (passes never overlap). */
@@ -353,7 +353,7 @@ export class ActuatorRunner {
     }
     if (this.override) clearTimeout(this.override.timer);
     const expiresAt = this.deps.clock.now() + forMs;
-    const timer = setTimeout(() => this.endOverride(), forMs);
+    const timer = setBoundedTimeout(() => this.endOverride(), forMs);
     this.override = { value: candidate, source, expiresAt, timer };
     const expires = new Date(expiresAt).toISOString();
     // A new target is not drift: the device is expected to differ until it is written.
@@ -424,7 +424,7 @@ export class ActuatorRunner {
   /** One driver call bounded by spec.timeout (and, while running, by stop()). */
   private async bounded<T>(call: (signal: AbortSignal) => Promise<T>, abortOnStop = true): Promise<T> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new SensorletError('Timeout', `no answer within ${this.resource.object!.spec.timeout ?? '2s'}`)), this.timeoutMs);
+    const timer = setBoundedTimeout(() => controller.abort(new SensorletError('Timeout', `no answer within ${this.resource.object!.spec.timeout ?? '2s'}`)), this.timeoutMs);
     const onStop = () => controller.abort(this.stopController.signal.reason);
     if (abortOnStop) this.stopController.signal.addEventListener('abort', onStop, { once: true });
     try {

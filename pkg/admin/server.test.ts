@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Registry } from 'prom-client';
-import { startAdminServer, type AdminServer } from './server.js';
+import { isLoopbackHostHeader, startAdminServer, type AdminServer } from './server.js';
 
 test('close() finishes while a keep-alive client keeps polling (a connection busy at close is not reused for ever)', async () => {
   // Node's server.close() waits for connections that were busy when it was called; a client that
@@ -96,8 +96,22 @@ test('a known path asked with the wrong method is 405 with Allow; an unknown pat
     assert.equal((await ask('HEAD', '/healthz')).status, 200, 'HEAD is GET without a body');
     assert.equal((await ask('POST', '/reload')).status, 200);
     assert.equal((await ask('GET', '/nowhere')).status, 404);
+    // The console is off here: its paths are unknown, whatever the method.
+    for (const path of ['/console/events', '/console/']) {
+      assert.equal((await ask('POST', path)).status, 404, path);
+      assert.equal((await ask('GET', path)).status, 404, path);
+    }
   } finally {
     await admin.close();
+  }
+});
+
+test('Host headers a loopback API without authentication accepts, and those it refuses', () => {
+  for (const host of ['localhost', 'LOCALHOST:9464', '127.0.0.1', '127.0.0.1:9464', '127.1.2.3:80', '[::1]', '[::1]:9464', 'sensorlet-admin.local:9464', undefined]) {
+    assert.equal(isLoopbackHostHeader(host, 'sensorlet-admin.local'), true, String(host));
+  }
+  for (const host of ['evil.example', 'evil.example:9464', 'localhost.evil.example', '10.0.0.1:9464', '[::2]', '127.0.0.1.evil.example', '127.0.0.1:9464:1', '']) {
+    assert.equal(isLoopbackHostHeader(host, 'sensorlet-admin.local'), false, host);
   }
 });
 

@@ -1,6 +1,9 @@
 // The admin HTTP API: health, readiness, Prometheus metrics, every resource with its status, and
 // a reload trigger. It binds to loopback by default: it is for the device's operator, not the network.
 // Anywhere else it needs an authenticator (see auth.ts) for everything but /healthz and /readyz.
+// On loopback without one, it answers only requests addressed to loopback by their Host header: a
+// web page whose name an attacker rebinds to 127.0.0.1 (DNS rebinding) reaches the socket, but not
+// with a loopback Host.
 //
 // /healthz is the liveness probe: no request may hold the event loop long enough to delay it.
 // The large answers (/api/v1/resources, /metrics) are therefore written in slices, letting the
@@ -11,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { FlagError } from '../api/errors.js';
 import { redactCredentials } from '../api/redact.js';
-import { isLoopbackHost, type Authenticator } from './auth.js';
+import { isLoopbackAddress, isLoopbackHost, type Authenticator } from './auth.js';
 import { CONSOLE_ASSET_PATHS, isConsoleAsset, serveConsoleAsset } from '../console/assets.js';
 
 /** The longest an answer keeps the event loop busy before it lets other requests in. */
@@ -83,15 +86,32 @@ function listenError(address: string, error: NodeJS.ErrnoException): Error {
 }
 
 /** The methods of every path the admin API serves (HEAD answers as GET does in Node's http). */
-const ALLOWED_METHODS: Record<string, string[]> = {
+const API_METHODS: Record<string, string[]> = {
   '/healthz': ['GET', 'HEAD'],
   '/readyz': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
   '/api/v1/resources': ['GET', 'HEAD'],
   '/reload': ['POST'],
+};
+/** The console's paths: served (and answered 405 for other methods) only when the console is on. */
+const CONSOLE_METHODS: Record<string, string[]> = {
   '/console/events': ['GET', 'HEAD'],
   ...Object.fromEntries(CONSOLE_ASSET_PATHS.map((path) => [path, ['GET', 'HEAD']])),
 };
+
+/**
+ * Whether a Host header addresses this server on loopback: `localhost`, a loopback literal
+ * (127.x.y.z, [::1]) or the exact address it was bound to, with or without a port. A missing Host
+ * (HTTP/1.0) is accepted: browsers always send one.
+ */
+export function isLoopbackHostHeader(header: string | undefined, boundHost: string): boolean {
+  if (header === undefined) return true;
+  const match = /^(\[[^\]]*\]|[^:[\]]*)(?::[0-9]{1,5})?$/.exec(header.trim());
+  if (!match) return false;
+  const name = match[1].toLowerCase();
+  if (name === 'localhost' || name === boundHost.toLowerCase() || name === `[${boundHost.toLowerCase()}]`) return true;
+  return isLoopbackAddress(name);
+}
 
 /** How long close() lets requests under way finish before cutting their connections. */
 const CLOSE_GRACE_MS = 300;
@@ -197,6 +217,9 @@ export async function* metricsText(registry: Registry): AsyncGenerator<string> {
 export async function startAdminServer(address: string, handlers: AdminHandlers, security: AdminSecurity = {}): Promise<AdminServer> {
   await checkAdminExposure(address, { authenticated: security.authenticator !== undefined, allowUnauthenticated: security.allowUnauthenticated });
   const { host, port } = parseHostPort(address);
+  const allowedMethods: Record<string, string[]> = handlers.console ? { ...API_METHODS, ...CONSOLE_METHODS } : API_METHODS;
+  // Nothing authenticates requests on loopback: the Host header must then say loopback too.
+  const checkHost = !security.authenticator && (await isLoopbackHost(host));
   let closing = false;
 
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse): Promise<void> => {
@@ -213,18 +236,22 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
     // HEAD is GET without a body (Node's http leaves the body out).
     const route = `${request.method === 'HEAD' ? 'GET' : request.method} ${pathname}`;
     // A known path asked with another method: 405 naming the methods it takes (RFC 9110 15.5.6).
-    const allowed = ALLOWED_METHODS[pathname];
+    const allowed = allowedMethods[pathname];
     if (allowed && !allowed.includes(request.method ?? '')) {
       return send(405, `method ${request.method} not allowed on ${pathname}; use ${allowed.join(' or ')}\n`, 'text/plain; charset=utf-8', { allow: allowed.join(', ') });
     }
     // The kubelet's probes carry no credentials; their answers reveal nothing.
     if (route === 'GET /healthz') return send(200, 'ok\n');
+    if (route === 'GET /readyz') return handlers.ready() ? send(200, 'ready\n') : send(503, 'not ready: the first sync has not been applied\n');
+    if (checkHost && !isLoopbackHostHeader(request.headers.host, host)) {
+      handlers.onDenied?.(421);
+      return send(421, 'this admin API answers only requests addressed to localhost or a loopback address (Host header)\n');
+    }
     // The console's page is static and holds no data (a browser opening it cannot send a token);
     // its data comes from /console/events below, which needs credentials like the API.
     if (handlers.console && (request.method === 'GET' || request.method === 'HEAD') && isConsoleAsset(pathname)) {
       return serveConsoleAsset(pathname, request, response, closing ? { connection: 'close' } : {});
     }
-    if (route === 'GET /readyz') return handlers.ready() ? send(200, 'ready\n') : send(503, 'not ready: the first sync has not been applied\n');
     if (security.authenticator) {
       const verdict = await security.authenticator.check(request);
       if (!verdict.allowed) {
@@ -238,6 +265,8 @@ export async function startAdminServer(address: string, handlers: AdminHandlers,
         return writeInSlices(response, metricsText(handlers.registry));
       case 'GET /console/events':
         if (!handlers.console) return send(404, 'not found\n');
+        // A HEAD would otherwise hold one of the feed's few stream slots until its socket closed.
+        if (request.method === 'HEAD') return send(200, '', 'text/event-stream; charset=utf-8', { 'cache-control': 'no-store' });
         return handlers.console.subscribe(request, response);
       case 'GET /api/v1/resources':
         head(200, 'application/json');

@@ -84,7 +84,11 @@ export function crdSchema(kind: CrdKind): JsonSchema {
   const properties = schema.properties as JsonSchema;
   // Kubernetes validates metadata itself and rejects a schema that constrains it beyond its type.
   properties.metadata = { type: 'object' };
-  walkSchema(schema, (node) => delete node.$comment);
+  // maxDuration is Sensorlet's own keyword (checked by pkg/api/validate.ts); the API server knows none.
+  walkSchema(schema, (node) => {
+    delete node.$comment;
+    delete node.maxDuration;
+  });
   return schema;
 }
 

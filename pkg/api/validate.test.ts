@@ -85,6 +85,15 @@ test('durations, quantities, names and tenants say what a valid value looks like
   assert.match(tenant, /^spec\.tenant: invalid tenant "acme\/#": use lowercase letters/);
 });
 
+test('every duration has an upper bound: the field\'s own, else 576h', () => {
+  assert.deepEqual(problems(sensor({ driver: { simulated: { period: '577h' } }, interval: '1000h', timeout: '61m', report: { heartbeat: '24h' } })), [
+    'spec.driver.simulated.period: must be at most 576h (got "577h")',
+    'spec.interval: must be at most 24h (got "1000h")',
+    'spec.timeout: must be at most 1h (got "61m")',
+  ]);
+  assert.deepEqual(problems(sink({ stdout: {}, outbox: { maxAge: '8760h' }, batch: { maxDelay: '2h' } })), ['spec.batch.maxDelay: must be at most 1h (got "2h")']);
+});
+
 test('arrays are written with indices; label keys with dots are quoted', () => {
   const selector = { matchExpressions: [{ key: 'a', operator: 'In' }, { key: 'b', operator: 'Contains' }] };
   assert.deepEqual(problems(sink({ stdout: {}, selector })), [

@@ -60,6 +60,8 @@ function createAjv(): Ajv {
   ]) {
     ajv.addKeyword({ keyword, schemaType: ['boolean', 'string', 'array', 'object'] });
   }
+  // The upper bound of a Duration field, checked with the other semantic checks (see durationErrors).
+  ajv.addKeyword({ keyword: 'maxDuration', schemaType: 'string' });
   return ajv;
 }
 
@@ -293,6 +295,20 @@ function isRegexField(key: PathSegment, schema: JsonSchema): boolean {
   return typeof key === 'string' && (key === 'pattern' || key.endsWith('Pattern')) && schema.type === 'string';
 }
 
+/**
+ * Every Duration has an upper bound: its field's `maxDuration`, else DEFAULT_MAX_DURATION. Durations
+ * become timers, and a timer beyond 2^31-1 ms (about 24.8 days) fires after 1 ms in Node; a bound
+ * also keeps a typo ("1000h") from making a resource silent for weeks.
+ */
+const DEFAULT_MAX_DURATION = '576h';
+
+function durationBoundProblem(value: string, node: JsonSchema): string | undefined {
+  const ms = parseDuration(value); // throws on a malformed duration: reported by the caller
+  const limit = typeof node.maxDuration === 'string' ? node.maxDuration : DEFAULT_MAX_DURATION;
+  if (ms > parseDuration(limit)) return `must be at most ${limit} (got ${JSON.stringify(value)})`;
+  return undefined;
+}
+
 /** Walks the object alongside its (ref-inlined) schema and checks what patterns cannot. */
 function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, patternNames: Map<string, string>): FieldError[] {
   const errors: FieldError[] = [];
@@ -303,7 +319,10 @@ function semanticErrors(object: Record<string, unknown>, schema: JsonSchema, pat
     if (typeof value === 'string') {
       const definition = typeof node.pattern === 'string' ? patternNames.get(node.pattern) : undefined;
       try {
-        if (definition === 'Duration') parseDuration(value);
+        if (definition === 'Duration') {
+          const problem = durationBoundProblem(value, node);
+          if (problem) errors.push(fieldError(path, problem));
+        }
         if (definition === 'Quantity') parseQuantity(value);
       } catch (error) {
         errors.push(fieldError(path, (error as Error).message));

@@ -4,6 +4,7 @@
 // Reconciles that finish without I/O chain as microtasks: a full resync of thousands of keys would
 // hold the event loop (and the admin API's /healthz) for its whole duration. After SLICE_MS of
 // uninterrupted work the queue lets the event loop turn before it takes the next key.
+import { setBoundedTimeout } from '../observability/clock.js';
 
 /** The longest the queue keeps the event loop busy before it yields. */
 const SLICE_MS = 10;
@@ -74,7 +75,7 @@ export class WorkQueue {
     if (delayMs <= 0) return this.add(key);
     const existing = this.timers.get(key);
     if (existing) clearTimeout(existing);
-    const timer = setTimeout(() => {
+    const timer = setBoundedTimeout(() => {
       this.timers.delete(key);
       this.add(key);
     }, delayMs);

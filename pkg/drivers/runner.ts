@@ -8,7 +8,7 @@ import { parseDuration } from '../api/units.js';
 import type { StatusStore } from '../controller/status.js';
 import type { Logger } from '../observability/logger.js';
 import { resourceLabels, type Metrics } from '../observability/metrics.js';
-import type { Clock } from '../observability/clock.js';
+import { setBoundedTimeout, type Clock } from '../observability/clock.js';
 import { refusal } from '../policy/policy.js';
 import type { Driver, DriverFactory, DriverPolicy } from './driver.js';
 import { driverFactory, selectedDriver } from './registry.js';
@@ -203,7 +203,7 @@ export class SensorRunner {
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.poll(), Math.max(0, delayMs));
+    this.timer = setBoundedTimeout(() => void this.poll(), delayMs);
   }
 
   private async poll(): Promise<void> {
@@ -434,7 +434,7 @@ export class SensorRunner {
  */
 function readWithin<T>(read: (signal: AbortSignal) => Promise<T>, controller: AbortController, timeoutMs: number, timeoutError: () => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const timer = setBoundedTimeout(() => {
       const error = timeoutError();
       controller.abort(error);
       reject(error);

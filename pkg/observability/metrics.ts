@@ -191,7 +191,7 @@ export class Metrics {
   });
   readonly adminDenied = new Counter({
     name: 'sensorlet_admin_denied_total',
-    help: 'Admin API requests refused for their credentials, by HTTP status (401: none or not accepted; 403: not allowed).',
+    help: 'Admin API requests refused, by HTTP status (401: credentials none or not accepted; 403: not allowed; 421: a Host header that is not loopback where nothing authenticates).',
     labelNames: ['status'],
     registers: [this.registry],
   });

@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { refusal, type FirmwarePolicy } from '../policy/policy.js';
 import { describeUntrusted } from '../api/untrusted.js';
+import { setBoundedTimeout } from '../observability/clock.js';
 
 export interface CommandResult {
   code: number | null;
@@ -70,7 +71,7 @@ export function runCommand(argv: readonly string[], options: { timeoutMs: number
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    const timer = setTimeout(() => {
+    const timer = setBoundedTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
     }, options.timeoutMs);

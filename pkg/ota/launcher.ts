@@ -21,6 +21,7 @@ import { constants } from 'node:os';
 import {
   entryPointOf, LAUNCHED_ENV, MAX_TRIAL_BOOTS, readActive, RESTART_EXIT_CODE, SLOT_ENV, writeActive, type ActiveRecord, type Slot,
 } from './slots.js';
+import { setBoundedTimeout } from '../observability/clock.js';
 
 /** Grace between SIGTERM and SIGKILL for a hung trial build. */
 const KILL_GRACE_MS = 10_000;
@@ -90,7 +91,7 @@ export async function runLauncher(options: { stateDir: string; argv: string[]; l
           child?.kill('SIGTERM');
           setTimeout(() => child?.kill('SIGKILL'), KILL_GRACE_MS).unref();
         };
-        timer = setTimeout(check, trial.trialTimeoutMs);
+        timer = setBoundedTimeout(check, active.trialTimeoutMs);
       }
       const { code, signal } = await exited;
       if (timer) clearTimeout(timer);

@@ -7,7 +7,7 @@
 import { SensorletError } from '../api/errors.js';
 import type { Reading } from '../api/reading.js';
 import type { Clock } from '../observability/clock.js';
-import { systemClock } from '../observability/clock.js';
+import { setBoundedTimeout, systemClock } from '../observability/clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { ChunkMeta } from './chunk-file.js';
 import type { AppendResult, DropReason, Outbox, OutboxBatch, OutboxOptions, OutboxStats, OutboxWarning, StorageFault } from './outbox.js';
@@ -483,7 +483,7 @@ export class OutboxCore implements Outbox {
   }
 
   private armSealTimer(delayMs: number): void {
-    this.sealTimer = setTimeout(() => {
+    this.sealTimer = setBoundedTimeout(() => {
       this.sealTimer = undefined;
       if (this.openChunk.length === 0 || this.closed) return;
       const remaining = this.options.maxDelayMs - (performance.now() - this.openStartedMono);

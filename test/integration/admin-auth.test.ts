@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -163,11 +164,59 @@ test('refuses to start on a non-loopback address with no token, naming the flag;
   }
 });
 
-test('on loopback nothing is needed, as before', async () => {
+/**
+ * A raw request with the Host header given (fetch sets its own); resolves with the status and
+ * headers, or rejects when no complete answer came within 5 s.
+ */
+function rawRequest(address: string, method: string, pathname: string, headers: Record<string, string>, agent?: http.Agent): Promise<http.IncomingMessage> {
+  const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(address)!;
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host, port: Number(port), method, path: pathname, headers, agent, timeout: 5000 }, (response) => {
+      if (method === 'HEAD') resolve(response);
+      else response.resume().on('end', () => resolve(response));
+    });
+    request.on('timeout', () => request.destroy(new Error(`${method} ${pathname}: no answer within 5 s`)));
+    request.on('error', reject).end();
+  });
+}
+
+test('on loopback nothing is needed, as before, but only for requests addressed to loopback (DNS rebinding)', async () => {
   const { dir, manifests, stateDir } = workspace();
   const agent = await AgentProcess.start({ manifests, stateDir, adminHost: '127.0.0.1' });
   try {
     assert.equal(await status(`http://${agent.adminAddr}/api/v1/resources`), 200);
+    // A page whose name was rebound to 127.0.0.1 sends its own name as Host.
+    for (const [method, pathname] of [['GET', '/api/v1/resources'], ['GET', '/console/events'], ['POST', '/reload'], ['GET', '/metrics'], ['GET', '/console/']]) {
+      const rebound = await rawRequest(agent.adminAddr, method, pathname, { host: 'evil.example' });
+      assert.equal(rebound.statusCode, 421, `${method} ${pathname} with Host: evil.example`);
+      const withPort = await rawRequest(agent.adminAddr, method, pathname, { host: `evil.example:${agent.adminAddr.split(':').at(-1)}` });
+      assert.equal(withPort.statusCode, 421, `${method} ${pathname} with Host: evil.example:PORT`);
+    }
+    for (const host of ['localhost', `localhost:${agent.adminAddr.split(':').at(-1)}`, agent.adminAddr, '127.0.0.1', '[::1]:80']) {
+      assert.equal((await rawRequest(agent.adminAddr, 'GET', '/api/v1/resources', { host })).statusCode, 200, `Host: ${host}`);
+    }
+    // The kubelet's probes stay open whatever they send as Host.
+    assert.equal((await rawRequest(agent.adminAddr, 'GET', '/healthz', { host: 'evil.example' })).statusCode, 200);
+    assert.equal((await rawRequest(agent.adminAddr, 'GET', '/readyz', { host: 'evil.example' })).statusCode, 200);
+    const denied = await fetch(`http://${agent.adminAddr}/metrics`).then((response) => response.text());
+    assert.equal(metricValue(denied, 'sensorlet_admin_denied_total', 'status="421"'), 10);
+
+    // HEAD on the live feed is headers only: a dozen of them, their sockets kept open, leave the
+    // feed's 8 stream slots free.
+    const keepOpen = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    try {
+      const heads = await Promise.all(Array.from({ length: 12 }, () => rawRequest(agent.adminAddr, 'HEAD', '/console/events', { host: 'localhost' }, keepOpen)));
+      for (const head of heads) assert.equal(head.statusCode, 200);
+      assert.match(String(heads[0].headers['content-type']), /^text\/event-stream/);
+      const stream = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const request = http.get(`http://${agent.adminAddr}/console/events`, { timeout: 5000 }, resolve);
+        request.on('timeout', () => request.destroy(new Error('GET /console/events: no answer within 5 s'))).on('error', reject);
+      });
+      assert.equal(stream.statusCode, 200, 'a stream slot is free after the HEAD requests');
+      stream.destroy();
+    } finally {
+      keepOpen.destroy();
+    }
   } finally {
     await agent.kill();
     rmSync(dir, { recursive: true, force: true });

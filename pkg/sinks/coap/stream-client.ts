@@ -7,6 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Code, FrameReader, OptionNumber, encodeFrame, readUint, uintOption, type CoapMessage } from './codec.js';
 import { CoapTransportError, TokenSource, type CoapRequest, type CoapResponse } from './exchange.js';
+import { setBoundedTimeout } from '../../observability/clock.js';
 
 /** RFC 8323 section 5.3.1: what a peer may assume before it sees our CSM. */
 export const DEFAULT_PEER_MAX_MESSAGE_SIZE = 1152;
@@ -172,7 +173,7 @@ export class StreamCoapClient {
   private armPing(): void {
     clearTimeout(this.idleTimer);
     if (this.closed) return;
-    this.idleTimer = setTimeout(() => {
+    this.idleTimer = setBoundedTimeout(() => {
       this.ping().catch((error) => {
         this.socket?.destroy();
         this.shutDown(error instanceof CoapTransportError ? error : new CoapTransportError('Timeout', String(error)));

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { Code, MessageType, codeClass, decodeDatagram, encodeDatagram, type CoapMessage } from './codec.js';
 import { CoapTransportError, TokenSource, type CoapRequest, type CoapResponse } from './exchange.js';
+import { setBoundedTimeout } from '../../observability/clock.js';
 
 export interface RetransmissionTiming {
   ackTimeoutMs: number;
@@ -141,7 +142,7 @@ export class UdpCoapClient {
     socket.send(exchange.datagram, (error) => {
       if (error) this.finish(exchange, new CoapTransportError('SocketError', `udp send: ${error.message}`, { cause: error }));
     });
-    exchange.timer = setTimeout(() => this.onAckTimeout(socket, exchange), exchange.timeoutMs);
+    exchange.timer = setBoundedTimeout(() => this.onAckTimeout(socket, exchange), exchange.timeoutMs);
   }
 
   private onAckTimeout(socket: dgram.Socket, exchange: Exchange): void {
@@ -178,7 +179,7 @@ export class UdpCoapClient {
         exchange.acknowledged = true;
         this.byMessageId.delete(exchange.messageId);
         clearTimeout(exchange.timer);
-        exchange.timer = setTimeout(
+        exchange.timer = setBoundedTimeout(
           () => this.finish(exchange, new CoapTransportError('Timeout', `no separate response from ${this.host}:${this.port}`)),
           maxTransmitWaitMs(this.timing),
         );
