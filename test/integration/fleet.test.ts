@@ -16,7 +16,7 @@ import { silentLogger } from '../../pkg/observability/logger.js';
 
 const GROUP = 'sensorlet.io/v1alpha1';
 const AGENT_NAMESPACE = 'sensorlet-system';
-const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, rollupIntervalMs: 200, rewriteIntervalMs: 2_000 };
+const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, leaderRenewIntervalMs: 1_000, rollupIntervalMs: 200, rewriteIntervalMs: 2_000 };
 const NODES = ['node-a', 'node-b'];
 
 let fake: FakeApiServer;
@@ -92,6 +92,7 @@ test('ten candidates created in the same instant: one leader, the others lose on
     name: 'race-lease',
     identity: `candidate-${index}`,
     ...TIMINGS,
+    renewIntervalMs: TIMINGS.leaderRenewIntervalMs,
     logger,
     onStartedLeading: () => {
       leading.add(`candidate-${index}`);
@@ -174,11 +175,32 @@ test('narrow watches: only the leader watches reports and heartbeats; every agen
   assert.ok(fake.callerStats.get(`token-${follower}`)!.watchEvents - before <= 2, 'a follower gets no event per heartbeat or report of the fleet');
 });
 
+test("the leader's writes in steady state: its lease on the renew interval and nothing else", async () => {
+  const leader = holder()!;
+  const follower = NODES.find((node) => node !== leader)!;
+  const writesOf = (node: string) => fake.requests.filter((request) => request.authorization === `Bearer token-${node}` && request.method !== 'GET').map((request) => `${request.method} ${decodeURIComponent(request.url).split('?')[0]}`);
+  const leaderBefore = writesOf(leader).length;
+  const followerBefore = writesOf(follower).length;
+  const startedAt = Date.now();
+  // Two status comparisons (rewriteIntervalMs) fall in the window: an unchanged roll-up is not written again.
+  await new Promise((resolve) => setTimeout(resolve, 2 * TIMINGS.rewriteIntervalMs + 500));
+  const elapsed = Date.now() - startedAt;
+  const leaderWrites = writesOf(leader).slice(leaderBefore);
+  const followerWrites = writesOf(follower).slice(followerBefore);
+  assert.ok(leaderWrites.length <= Math.ceil(elapsed / TIMINGS.leaderRenewIntervalMs) + 1, `the leader wrote ${leaderWrites.length} times in ${elapsed} ms (renew interval ${TIMINGS.leaderRenewIntervalMs} ms): ${leaderWrites.join(', ')}`);
+  assert.ok(leaderWrites.every((write) => write.endsWith('/leases/sensorlet-leader')), `the leader writes its lease only (no heartbeat, no unchanged roll-up): ${leaderWrites.join(', ')}`);
+  assert.ok(followerWrites.length >= Math.floor(elapsed / TIMINGS.heartbeatIntervalMs) - 1 && followerWrites.every((write) => write.endsWith(`/leases/sensorlet-node-${follower}`)), `the follower renews its heartbeat only: ${followerWrites.join(', ')}`);
+  // Its heartbeat Lease paused for longer than the grace period, the leader's node is not Unknown.
+  assert.deepEqual([statusOf('everywhere').unknown, statusOf('everywhere').readyOfDesired], [0, '2/2']);
+});
+
 test('heartbeat Leases renew; NodeReports are coalesced to one write per interval', async () => {
   const renewTime = (node: string) => (fake.get('Lease', AGENT_NAMESPACE, `sensorlet-node-${node}`)?.spec as { renewTime?: string } | undefined)?.renewTime;
-  const first = renewTime('node-a');
+  // A follower's heartbeat (the leader's sign of life is the leader lease).
+  const follower = NODES.find((node) => node !== holder())!;
+  const first = renewTime(follower);
   assert.ok(first);
-  await waitFor(() => renewTime('node-a') !== first, { timeoutMs: 3_000, what: 'heartbeat renewed' });
+  await waitFor(() => renewTime(follower) !== first, { timeoutMs: 3_000, what: 'heartbeat renewed' });
   const report = fake.get('NodeReport', AGENT_NAMESPACE, 'node-a') as Record<string, any>;
   assert.equal(report.nodeName, 'node-a');
   assert.deepEqual(report.metadata.ownerReferences.map((owner: any) => [owner.kind, owner.name]), [['Node', 'node-a']]);
