@@ -286,7 +286,8 @@ export class NodeHeartbeat {
   private lease: LeaseObject | undefined;
   private stopped = false;
   private paused = false;
-  /** Bumped by every start, pause and resume, so a beat of an earlier run does not schedule another. */
+  private ownedByNode = false;
+  /** Bumped by every start, stop and resume, so a beat of an earlier run does not schedule another. */
   private run = 0;
   renewals = 0;
   failures = 0;
@@ -304,11 +305,12 @@ export class NodeHeartbeat {
     clearTimeout(this.timer);
   }
 
-  /** No renewal until resume(). */
+  /**
+   * No renewal until resume(), once the Lease carries its Node as owner (so it still goes with the
+   * Node, by the garbage collector, if the node is deleted while it leads).
+   */
   pause(): void {
     this.paused = true;
-    this.run++;
-    clearTimeout(this.timer);
   }
 
   /** Renews at once, then every interval (unless stopped). */
@@ -329,8 +331,9 @@ export class NodeHeartbeat {
     clearTimeout(this.timer);
     const run = ++this.run;
     const beat = async () => {
+      if (this.paused && this.ownedByNode) return;
       await this.renewOnce();
-      if (run === this.run && !this.stopped && !this.paused) this.timer = setTimeout(() => void beat(), this.options.intervalMs);
+      if (run === this.run && !this.stopped) this.timer = setTimeout(() => void beat(), this.options.intervalMs);
     };
     void beat();
   }
@@ -359,6 +362,7 @@ export class NodeHeartbeat {
       if (written === 'conflict') throw new Error('heartbeat Lease changed concurrently');
     }
     this.lease = written;
+    this.ownedByNode = !!uid;
     this.renewals++;
   }
 }
