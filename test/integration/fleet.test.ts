@@ -3,12 +3,13 @@
 // stale detection take seconds. The tests share the agents and run in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
 import { AgentProcess, CLI } from '../support/agent.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 import { waitFor } from '../support/ports.js';
 import { LeaderElector } from '../../pkg/fleet/lease.js';
 import { connectKubernetes } from '../../pkg/sources/kubernetes/connection.js';
@@ -120,6 +121,49 @@ test('ten candidates created in the same instant: one leader, the others lose on
     assert.ok(Date.now() - stoppedAt < TIMINGS.leaseDurationMs + TIMINGS.retryPeriodMs * 2, 'released, not expired');
   } finally {
     await Promise.all(electors.map((elector) => elector.stop()));
+  }
+});
+
+test('a leader cut off from the API server (its requests hang) stops acting at the renew deadline, before a candidate can take over', async () => {
+  const proxy = await FaultProxy.start(Number(new URL(fake.url).port));
+  const viaProxy = fake.writeKubeconfig(undefined, undefined, 'token-cut');
+  writeFileSync(viaProxy, readFileSync(viaProxy, 'utf8').replace(fake.url, `http://127.0.0.1:${proxy.port}`));
+  const events: { who: string; leading: boolean; at: number }[] = [];
+  const elector = async (who: string, kubeconfigFile: string) => new LeaderElector({
+    connection: await connectKubernetes({ kubeconfigFile }),
+    namespace: 'cut',
+    name: 'cut-lease',
+    identity: who,
+    ...TIMINGS,
+    renewIntervalMs: TIMINGS.leaderRenewIntervalMs,
+    logger: silentLogger(),
+    onStartedLeading: () => events.push({ who, leading: true, at: Date.now() }),
+    onStoppedLeading: () => events.push({ who, leading: false, at: Date.now() }),
+  });
+  const cut = await elector('cut-off', viaProxy);
+  const other = await elector('other', fake.writeKubeconfig(undefined, undefined, 'token-other'));
+  try {
+    cut.start();
+    await waitFor(() => cut.isLeader, { timeoutMs: 5_000, what: 'the first leader' });
+    other.start();
+    await new Promise((resolve) => setTimeout(resolve, TIMINGS.leaderRenewIntervalMs + 200));
+    // A partition: the leader's connections stay open, its requests are never answered.
+    proxy.set({ blackhole: true });
+    // The last renewal that reached the API server (sent at renewTime on this same clock).
+    let lastRenewal = 0;
+    const lease = () => fake.get('Lease', 'cut', 'cut-lease')!.spec as { holderIdentity: string; renewTime: string };
+    await waitFor(() => {
+      if (lease().holderIdentity === 'cut-off') lastRenewal = Date.parse(lease().renewTime);
+      return other.isLeader;
+    }, { timeoutMs: TIMINGS.leaseDurationMs + TIMINGS.renewDeadlineMs + 3_000, intervalMs: 20, what: 'the other candidate takes over' });
+    const stopped = events.find((event) => event.who === 'cut-off' && !event.leading);
+    const started = events.find((event) => event.who === 'other' && event.leading)!;
+    assert.ok(stopped, 'the cut-off leader stepped down though its renewal never returned');
+    assert.ok(stopped.at - lastRenewal <= TIMINGS.renewDeadlineMs + 300, `stepped down ${stopped.at - lastRenewal} ms after its last renewal (renew deadline ${TIMINGS.renewDeadlineMs} ms)`);
+    assert.ok(started.at - stopped.at >= TIMINGS.leaseDurationMs - TIMINGS.renewDeadlineMs - 300, `the successor started ${started.at - stopped.at} ms after the old leader stopped`);
+  } finally {
+    await proxy.stop();
+    await Promise.all([cut.stop(), other.stop()]);
   }
 });
 
