@@ -52,6 +52,8 @@ export interface FleetBenchResult {
   failoverRollupMs: number;
   /** ...and counts the killed leader's node Unknown (ms; its last sign of life was the leader lease). */
   killedLeaderUnknownMs: number;
+  /** Leaders that stepped down before the leader was killed (0: the lease was renewed in time throughout). */
+  stepDowns: number;
 }
 
 const NAMESPACE = 'default';
@@ -81,6 +83,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<FleetBench
   fake.recordRequests = false;
   const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-fleet-bench-'));
   const agents: SimulatedAgent[] = [];
+  let stepDowns = 0;
   const logger = silentLogger();
   const statusOf = (name: string) => (fake.get('Sensor', NAMESPACE, name)?.status ?? {}) as { desired?: number; ready?: number; degraded?: number; unknown?: number };
   const holder = () => (fake.get('Lease', AGENT_NAMESPACE, LEADER_LEASE_NAME)?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
@@ -95,7 +98,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<FleetBench
       const store = new ResourceStore();
       const source = await createKubernetesSource({ connection, namespace: NAMESPACE, secretsNamespaces: [], nodeName: node, logger, resyncIntervalMs: 0 });
       await source.start(store);
-      const fleet = startFleet({ connection, namespace: AGENT_NAMESPACE, nodeName: node, nodeUid: () => source.nodeUid(), resources: { list: () => store.list() }, timings: DEFAULT_FLEET_TIMINGS, logger });
+      const fleet = startFleet({ connection, namespace: AGENT_NAMESPACE, nodeName: node, nodeUid: () => source.nodeUid(), resources: { list: () => store.list() }, timings: DEFAULT_FLEET_TIMINGS, logger, onLeadership: (leading) => void (leading || stepDowns++) });
       // What the drivers would report: every Sensor Ready on this node.
       const reportAll = () => {
         for (const resource of store.list('Sensor')) fleet.report.set(resource, { state: 'Ready', reason: 'Reading', observedGeneration: resource.generation });
@@ -164,6 +167,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<FleetBench
 
     // The leader killed: another agent takes the lease and rolls up a change made after the kill.
     const leader = agents.find((agent) => agent.node === leaderNode)!;
+    result.stepDowns = stepDowns;
     at = Date.now();
     await kill(leader);
     const changer = agents.find((agent) => agent.alive)!;
@@ -177,6 +181,8 @@ export async function benchFleet(options: FleetBenchOptions): Promise<FleetBench
     result.killedLeaderUnknownMs = Date.now() - at;
     result.largestObjectBytes = fake.largestObjectBytes;
     return result as FleetBenchResult;
+  } catch (error) {
+    throw new Error(`${String(error)} (leaders that had stepped down: ${stepDowns}; lease holder now: ${holder()})`);
   } finally {
     await Promise.all(agents.filter((agent) => agent.alive).map((agent) => kill(agent)));
     await fake.close();
@@ -204,6 +210,7 @@ export function printFleet(result: FleetBenchResult, report: (figure: string, va
   report(`${n}: killed node → Unknown (ms)`, String(result.staleDetectionMs), '≤ 45 s', result.staleDetectionMs <= 45_000);
   report(`${n}: deleted Node → report gone and out of the roll-up (ms)`, String(result.deletedNodeMs), '≤ 15 s', result.deletedNodeMs <= 15_000);
   report(`${n}: leader killed → new leader (ms); → change rolled up (ms)`, `${result.failoverMs}; ${result.failoverRollupMs}`, '≤ 30 s', result.failoverMs <= 30_000);
+  report(`${n}: leader step-downs before the leader was killed`, String(result.stepDowns), '0', result.stepDowns === 0);
   report(`${n}: leader killed → its node Unknown (ms)`, String(result.killedLeaderUnknownMs), '≤ 45 s', result.killedLeaderUnknownMs <= 45_000);
 }
 

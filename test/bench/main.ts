@@ -303,6 +303,7 @@ async function fleet(): Promise<void> {
         failoverMs: mid((r) => r.failoverMs),
         failoverRollupMs: mid((r) => r.failoverRollupMs),
         killedLeaderUnknownMs: mid((r) => r.killedLeaderUnknownMs),
+        stepDowns: Math.max(...results.map((r) => r.stepDowns)),
       },
       report,
     );
