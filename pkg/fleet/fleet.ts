@@ -62,15 +62,31 @@ export function startFleet(options: FleetOptions): Fleet {
     leaseDurationMs: timings.leaseDurationMs,
     renewDeadlineMs: timings.renewDeadlineMs,
     retryPeriodMs: timings.retryPeriodMs,
+    renewIntervalMs: timings.leaderRenewIntervalMs,
     logger: logger.child({ component: 'leader-election' }),
     onStartedLeading() {
+      // While leading, the leader lease is this node's sign of life: one Lease renewed, not two.
+      heartbeat.pause();
+      const predecessor = elector.predecessor;
       transition = transition.then(async () => {
-        leader = new FleetLeader({ connection, namespace, resources: options.resources, nodeGraceMs: timings.nodeGraceMs, rollupIntervalMs: timings.rollupIntervalMs, rewriteIntervalMs: timings.rewriteIntervalMs, logger: logger.child({ component: 'fleet-leader' }) });
+        leader = new FleetLeader({
+          connection,
+          namespace,
+          resources: options.resources,
+          nodeGraceMs: timings.nodeGraceMs,
+          rollupIntervalMs: timings.rollupIntervalMs,
+          rewriteIntervalMs: timings.rewriteIntervalMs,
+          selfNode: nodeName,
+          predecessor,
+          logger: logger.child({ component: 'fleet-leader' }),
+        });
         options.onLeadership?.(true);
         await leader.start();
       });
     },
     onStoppedLeading() {
+      // At once: the next leader counts this node alive only while it renews one of its Leases.
+      heartbeat.resume();
       transition = transition.then(async () => {
         const stopping = leader;
         leader = undefined;
@@ -93,11 +109,14 @@ export function startFleet(options: FleetOptions): Fleet {
       return elector.isLeader;
     },
     async close() {
+      const wasLeading = elector.isLeader;
       heartbeat.stop();
       // Shutdown must end within 2 s even with the API server unreachable: the last report and the
-      // lease release get a bounded chance; a lease not released expires on its own.
+      // lease release get a bounded chance; a lease not released expires on its own. A leader
+      // renews its heartbeat once as it releases the lease, so its successor dates it from now,
+      // as it would a follower that stopped.
       const done = (async () => {
-        await Promise.all([report.close(), elector.stop()]);
+        await Promise.all([report.close(), elector.stop(), wasLeading ? heartbeat.renewOnce() : undefined]);
         await transition;
         await leader?.stop();
       })();

@@ -7,14 +7,20 @@
 //   is observed on this agent's clock (when the Lease's renewTime last changed), like the node
 //   lifecycle controller, so clock skew between nodes does not matter; a Lease seen for the first
 //   time is dated by its renewTime (bounded by now), so a node dead before a failover is not given
-//   a fresh 40 s.
+//   a fresh 40 s. A leader writes no heartbeat (the leader lease is its sign of life), so the
+//   leader's own node is alive by definition, and the node it took the lease over from is dated by
+//   the last renewal of the leader lease it saw (the predecessor resumes its heartbeat the moment
+//   it steps down, so while alive it never looks stale; once killed it is Unknown 40 s after its
+//   last renewal).
 // - Reports of Nodes that no longer exist are left out at once; the objects themselves go with
 //   their Node (ownerReference, the garbage collector).
 // - Each roll-up is a JSON merge patch of the status subresource that also removes `status.nodes`,
 //   the per-node entries earlier versions wrote: an upgrade cleans them up on the first roll-up.
-//   Every `rewriteIntervalMs` (10 min) each roll-up is sent again even if unchanged, so entries an
-//   agent of the earlier version wrote during a rolling upgrade go too (an unchanged status is a
-//   no-op for the API server: no new resourceVersion, no watch event).
+//   On becoming leader and every `rewriteIntervalMs` (10 min) after, the leader lists the resources
+//   and writes each one whose stored status the roll-up's patch would change, so entries an agent
+//   of the earlier version wrote during a rolling upgrade go too; in steady state that costs a few
+//   list reads and no write, and a new leader rewrites nothing its predecessor already wrote.
+import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { API_GROUP, type Kind } from '../api/schemas.js';
 import { KIND_NAMES } from '../api/crds.js';
@@ -37,8 +43,12 @@ export interface FleetLeaderOptions {
   resources: ResourceCatalog;
   nodeGraceMs: number;
   rollupIntervalMs: number;
-  /** Send every roll-up again after this long, changed or not; default 10 minutes. */
+  /** Compare every stored status with its roll-up after this long (and at start); default 10 minutes. */
   rewriteIntervalMs?: number;
+  /** This agent's node: alive while it leads (it renews the leader lease instead of its heartbeat). */
+  selfNode: string;
+  /** The node this agent took the leader lease over from, and when it last saw that node renew it (our clock). */
+  predecessor?: { identity: string; lastSeenAt: number };
   logger: Logger;
 }
 
@@ -55,7 +65,8 @@ export class FleetLeader {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private lastRewriteAt = Date.now();
+  /** When every stored status was last compared with its roll-up (0: at the first pass). */
+  private lastRewriteAt = 0;
   statusWrites = 0;
   statusFailures = 0;
   /** When each key's roll-up last changed on the server (for tests and the bench). */
@@ -131,8 +142,11 @@ export class FleetLeader {
   }
 
   private isStale(node: string, now: number): boolean {
-    const heartbeat = this.heartbeats.get(node);
-    return !heartbeat || now - heartbeat.at > this.options.nodeGraceMs;
+    if (node === this.options.selfNode) return false;
+    const heartbeatAt = this.heartbeats.get(node)?.at ?? -Infinity;
+    const predecessor = this.options.predecessor;
+    const leaseAt = predecessor?.identity === node ? predecessor.lastSeenAt : -Infinity;
+    return now - Math.max(heartbeatAt, leaseAt) > this.options.nodeGraceMs;
   }
 
   private observeHeartbeat(lease: LeaseObject): void {
@@ -148,15 +162,20 @@ export class FleetLeader {
 
   private async rollUpAll(): Promise<void> {
     if (!this.synced) return;
-    if (Date.now() - this.lastRewriteAt >= (this.options.rewriteIntervalMs ?? 10 * 60_000)) {
-      this.lastRewriteAt = Date.now();
-      this.written.clear();
-    }
     const all = this.computeAll();
+    // Now and then, what the API server holds decides what to write, not what this leader last wrote.
+    const stored = Date.now() - this.lastRewriteAt >= (this.options.rewriteIntervalMs ?? 10 * 60_000) ? await this.storedStatuses(all.keys()) : undefined;
+    if (stored?.complete) this.lastRewriteAt = Date.now();
     for (const [key, status] of all) {
       if (this.stopped) return;
       const text = JSON.stringify(status);
-      if (this.written.get(key) === text) continue;
+      const onServer = stored?.statuses.get(key);
+      if (onServer === 'absent') continue; // deleted meanwhile: nothing to roll up into
+      const upToDate = onServer ? isDeepStrictEqual(mergePatched(onServer, statusPatch(status)), onServer) : this.written.get(key) === text;
+      if (upToDate) {
+        this.written.set(key, text);
+        continue;
+      }
       const [kind, namespace, name] = key.split('/') as [Kind, string, string];
       if (await this.writeStatus(kind, namespace, name, status)) {
         this.written.set(key, text);
@@ -166,10 +185,36 @@ export class FleetLeader {
     for (const key of this.written.keys()) if (!all.has(key)) this.written.delete(key);
   }
 
+  /** The status each resource has on the API server (a list per kind and namespace; reads, not writes). */
+  private async storedStatuses(keys: Iterable<string>): Promise<{ statuses: Map<string, Record<string, unknown> | 'absent'>; complete: boolean }> {
+    const groups = new Map<string, { kind: Kind; namespace: string; keys: string[] }>();
+    for (const key of keys) {
+      const [kind, namespace] = key.split('/') as [Kind, string];
+      const group = groups.get(`${kind}/${namespace}`) ?? { kind, namespace, keys: [] };
+      group.keys.push(key);
+      groups.set(`${kind}/${namespace}`, group);
+    }
+    const statuses = new Map<string, Record<string, unknown> | 'absent'>();
+    let complete = true;
+    for (const { kind, namespace, keys: groupKeys } of groups.values()) {
+      const path = `/apis/${API_GROUP}/v1alpha1/namespaces/${encodeURIComponent(namespace)}/${KIND_NAMES[kind].plural}`;
+      try {
+        const response = await this.options.connection.request('GET', path);
+        if (response.status !== 200) throw apiErrorFrom('GET', path, response);
+        const byName = new Map(((response.body as { items?: KubernetesObject[] }).items ?? []).map((item) => [item.metadata?.name, ((item as { status?: Record<string, unknown> }).status ?? {})]));
+        for (const key of groupKeys) statuses.set(key, byName.get(key.split('/')[2]) ?? 'absent');
+      } catch (error) {
+        // Those resources are compared with what this leader last wrote; the comparison is tried again next pass.
+        complete = false;
+        this.options.logger.warn({ path, err: String(error) }, 'could not list stored statuses; will retry');
+      }
+    }
+    return { statuses, complete };
+  }
+
   private async writeStatus(kind: Kind, namespace: string, name: string, status: RolledUpStatus): Promise<boolean> {
     const path = `/apis/${API_GROUP}/v1alpha1/namespaces/${encodeURIComponent(namespace)}/${KIND_NAMES[kind].plural}/${encodeURIComponent(name)}/status`;
-    // Merge patch: absent fields are null (removed), so a roll-up leaves no field of an older one.
-    const body = { status: { observedGeneration: null, ...status, nodes: null } };
+    const body = { status: statusPatch(status) };
     try {
       const response = await this.options.connection.request('PATCH', path, { body: JSON.stringify(body), contentType: 'application/merge-patch+json' });
       if (response.status === 200) {
@@ -185,4 +230,20 @@ export class FleetLeader {
     }
     return false;
   }
+}
+
+/** The merge patch of a roll-up: absent fields are null (removed), so a roll-up leaves no field of an older one. */
+function statusPatch(status: RolledUpStatus): Record<string, unknown> {
+  return JSON.parse(JSON.stringify({ observedGeneration: null, ...status, nodes: null })) as Record<string, unknown>;
+}
+
+/** RFC 7386 JSON merge patch applied to a copy of `target`. */
+function mergePatched(target: unknown, patch: Record<string, unknown>): Record<string, unknown> {
+  const result: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    else if (typeof value === 'object' && !Array.isArray(value)) result[key] = mergePatched(result[key], value as Record<string, unknown>);
+    else result[key] = value;
+  }
+  return result;
 }

@@ -5,9 +5,16 @@
 //   clock (observedTime: tolerant of clock skew between nodes, not of skew rate);
 // - every write is an update carrying the resourceVersion read, so of two racing candidates exactly
 //   one wins and the other gets 409 Conflict;
-// - the leader renews every retry period and steps down when no renewal succeeded within the renew
-//   deadline (or when it sees another holder); on a clean stop it releases the lease (holder "",
-//   leaseDurationSeconds 1: client-go's ReleaseOnCancel) so a successor need not wait.
+// - the leader renews every `renewIntervalMs` (5 s, a third of the lease: client-go renews every
+//   retry period, 30 writes a minute, more than a kubelet's whole node budget), and every retry
+//   period only after a failed renewal;
+// - safety: the leader steps down (a timer, not the next attempt, so a hung request cannot delay
+//   it) once the renew deadline has passed since the START of its last successful renewal, or when
+//   it sees another holder. A successor takes over only after the record stayed unchanged for the
+//   lease duration since it saw that renewal, which it can only have seen after it was sent, so
+//   the old leader has stopped acting at least leaseDuration - renewDeadline (5 s) before;
+// - on a clean stop it releases the lease (holder "", leaseDurationSeconds 1: client-go's
+//   ReleaseOnCancel) so a successor need not wait.
 import type { Logger } from '../observability/logger.js';
 import { apiErrorFrom, type KubernetesConnection } from '../sources/kubernetes/connection.js';
 
@@ -73,6 +80,8 @@ export interface LeaderElectorOptions {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
+  /** The leader's renewal period after a successful renewal; shorter than renewDeadlineMs. */
+  renewIntervalMs: number;
   logger: Logger;
   onStartedLeading(): void;
   onStoppedLeading(): void;
@@ -82,16 +91,30 @@ export class LeaderElector {
   private leading = false;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
   /** The last record seen and when (on our clock) it last changed. */
   private observed: { spec: string; at: number } | undefined;
+  /** When the last successful acquire or renewal was sent (not answered: see the safety note above). */
   private lastRenewedAt = 0;
+  private lastAttemptSucceeded = false;
   private current: LeaseObject | undefined;
   private attempt: Promise<void> = Promise.resolve();
+  /** The holder this candidate took an expired lease over from, and when its last record was seen (our clock). */
+  private takenOverFrom: { identity: string; lastSeenAt: number } | undefined;
 
   constructor(private readonly options: LeaderElectorOptions) {}
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * When this agent leads after taking over an expired lease: the former holder and when its last
+   * renewal was seen. The lease was that node's sign of life while it led (it writes no heartbeat
+   * then), so the roll-up dates the node from it.
+   */
+  get predecessor(): { identity: string; lastSeenAt: number } | undefined {
+    return this.takenOverFrom;
   }
 
   /** The holder of the lease as last observed (undefined before the first read). */
@@ -111,6 +134,7 @@ export class LeaderElector {
   async stop(options: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.deadlineTimer);
     await this.attempt;
     if (!this.leading) return;
     if (options.release === false) {
@@ -132,32 +156,50 @@ export class LeaderElector {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.attempt = this.tick().finally(() => {
-        // client-go's JitterFactor 1.2 for candidates; a leader renews on the plain period.
-        const jitter = this.leading ? 1 : 1 + Math.random() * 0.2;
-        this.schedule(this.options.retryPeriodMs * jitter);
+        // A leader renews on the renew interval, and retries every retry period after a failure;
+        // candidates poll every retry period with client-go's JitterFactor 1.2.
+        if (this.leading) this.schedule(this.lastAttemptSucceeded ? this.options.renewIntervalMs : this.options.retryPeriodMs);
+        else this.schedule(this.options.retryPeriodMs * (1 + Math.random() * 0.2));
       });
     }, delayMs);
   }
 
   private async tick(): Promise<void> {
+    const sentAt = Date.now();
     let acquired = false;
     try {
-      acquired = await this.tryAcquireOrRenew();
+      acquired = await this.tryAcquireOrRenew(sentAt);
     } catch (error) {
       this.options.logger.debug({ err: String(error) }, 'leader election attempt failed');
     }
     if (this.stopped) return;
-    const now = Date.now();
-    if (acquired) {
-      this.lastRenewedAt = now;
+    // An answer that took longer than the renew deadline is too late to act on: the next attempt renews again.
+    this.lastAttemptSucceeded = acquired && Date.now() - sentAt < this.options.renewDeadlineMs;
+    if (this.lastAttemptSucceeded) {
+      this.lastRenewedAt = sentAt;
+      this.armDeadline();
       if (!this.leading) this.setLeading(true);
-    } else if (this.leading) {
-      const otherHolder = this.holder !== undefined && this.holder !== this.options.identity;
-      if (otherHolder || now - this.lastRenewedAt > this.options.renewDeadlineMs) {
-        this.options.logger.warn({ holder: this.holder, sinceRenewalMs: now - this.lastRenewedAt }, 'lost the leader lease; stepping down');
-        this.setLeading(false);
-      }
+    } else if (this.leading && this.holder !== undefined && this.holder !== this.options.identity) {
+      this.stepDown('another agent holds the leader lease');
     }
+  }
+
+  /** Steps down once the renew deadline has passed since the last successful renewal was sent. */
+  private armDeadline(): void {
+    clearTimeout(this.deadlineTimer);
+    const check = () => {
+      const sinceRenewalMs = Date.now() - this.lastRenewedAt;
+      if (!this.leading || this.stopped) return;
+      if (sinceRenewalMs >= this.options.renewDeadlineMs) this.stepDown('could not renew the leader lease within the renew deadline');
+      else this.deadlineTimer = setTimeout(check, this.options.renewDeadlineMs - sinceRenewalMs);
+    };
+    this.deadlineTimer = setTimeout(check, this.lastRenewedAt + this.options.renewDeadlineMs - Date.now());
+  }
+
+  private stepDown(why: string): void {
+    clearTimeout(this.deadlineTimer);
+    this.options.logger.warn({ holder: this.holder, sinceRenewalMs: Date.now() - this.lastRenewedAt, why }, 'lost the leader lease; stepping down');
+    this.setLeading(false);
   }
 
   private setLeading(leading: boolean): void {
@@ -171,9 +213,8 @@ export class LeaderElector {
     }
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(now: number): Promise<boolean> {
     const { connection, namespace, name, identity } = this.options;
-    const now = Date.now();
     const leaseDurationSeconds = Math.max(1, Math.round(this.options.leaseDurationMs / 1000));
     const existing = await getLease(connection, namespace, name);
     if (!existing) {
@@ -184,13 +225,15 @@ export class LeaderElector {
         spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
       });
       if (created === 'conflict') return false;
-      this.observe(created, now);
+      this.takenOverFrom = undefined;
+      this.observe(created, Date.now());
       return true;
     }
-    this.observe(existing, now);
+    this.observe(existing, Date.now());
     const record = existing.spec;
     const heldByOther = !!record.holderIdentity && record.holderIdentity !== identity;
-    if (heldByOther && this.observed!.at + (record.leaseDurationSeconds ?? 0) * 1000 > now) return false;
+    if (heldByOther && this.observed!.at + (record.leaseDurationSeconds ?? 0) * 1000 > Date.now()) return false;
+    const lastSeenOfOther = heldByOther ? { identity: record.holderIdentity!, lastSeenAt: this.observed!.at } : undefined;
     const mine = record.holderIdentity === identity;
     const updated = await writeLease(connection, {
       ...existing,
@@ -203,7 +246,8 @@ export class LeaderElector {
       },
     });
     if (updated === 'conflict') return false;
-    this.observe(updated, now);
+    if (!mine) this.takenOverFrom = lastSeenOfOther;
+    this.observe(updated, Date.now());
     return true;
   }
 
@@ -233,11 +277,18 @@ export function heartbeatLeaseName(nodeName: string): string {
   return `sensorlet-node-${nodeName}`;
 }
 
-/** The node's heartbeat: one Lease update per interval, whatever the node runs. */
+/**
+ * The node's heartbeat: one Lease update per interval, whatever the node runs. Paused while the node
+ * leads the fleet: the leader lease it renews is then its sign of life, and one Lease is enough.
+ */
 export class NodeHeartbeat {
   private timer: NodeJS.Timeout | undefined;
   private lease: LeaseObject | undefined;
   private stopped = false;
+  private paused = false;
+  private ownedByNode = false;
+  /** Bumped by every start, stop and resume, so a beat of an earlier run does not schedule another. */
+  private run = 0;
   renewals = 0;
   failures = 0;
 
@@ -245,19 +296,46 @@ export class NodeHeartbeat {
 
   start(): void {
     this.stopped = false;
-    const beat = async () => {
-      await this.renew().catch((error) => {
-        this.failures++;
-        this.options.logger.warn({ err: String(error) }, 'heartbeat renewal failed; will retry');
-      });
-      if (!this.stopped) this.timer = setTimeout(() => void beat(), this.options.intervalMs);
-    };
-    void beat();
+    this.beatFromNow();
   }
 
   stop(): void {
     this.stopped = true;
+    this.run++;
     clearTimeout(this.timer);
+  }
+
+  /**
+   * No renewal until resume(), once the Lease carries its Node as owner (so it still goes with the
+   * Node, by the garbage collector, if the node is deleted while it leads).
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Renews at once, then every interval (unless stopped). */
+  resume(): void {
+    this.paused = false;
+    if (!this.stopped) this.beatFromNow();
+  }
+
+  /** One renewal now, whatever the state (a leader stepping down on shutdown leaves a fresh sign of life). */
+  async renewOnce(): Promise<void> {
+    await this.renew().catch((error) => {
+      this.failures++;
+      this.options.logger.warn({ err: String(error) }, 'heartbeat renewal failed');
+    });
+  }
+
+  private beatFromNow(): void {
+    clearTimeout(this.timer);
+    const run = ++this.run;
+    const beat = async () => {
+      if (this.paused && this.ownedByNode) return;
+      await this.renewOnce();
+      if (run === this.run && !this.stopped) this.timer = setTimeout(() => void beat(), this.options.intervalMs);
+    };
+    void beat();
   }
 
   private async renew(): Promise<void> {
@@ -284,6 +362,7 @@ export class NodeHeartbeat {
       if (written === 'conflict') throw new Error('heartbeat Lease changed concurrently');
     }
     this.lease = written;
+    this.ownedByNode = !!uid;
     this.renewals++;
   }
 }

@@ -287,6 +287,7 @@ async function fleet(): Promise<void> {
     const results: FleetResult[] = [];
     for (let i = 0; i < runs; i++) results.push(await benchFleet({ nodes, steadySeconds: Number(process.env.FLEET_STEADY_SECONDS ?? 60) }));
     const mid = (pick: (result: FleetResult) => number) => median(results.map(pick));
+    console.log(`fleet N=${nodes}: per run, the leader's writes/min ${results.map((r) => r.leaderWritesPerMin.toFixed(1)).join(', ')}; worst non-leader writes/min ${results.map((r) => r.writesPerMin.max.toFixed(1)).join(', ')}; killed leader → Unknown (ms) ${results.map((r) => r.killedLeaderUnknownMs).join(', ')}`);
     printFleet(
       {
         nodes,
@@ -301,6 +302,8 @@ async function fleet(): Promise<void> {
         deletedNodeMs: mid((r) => r.deletedNodeMs),
         failoverMs: mid((r) => r.failoverMs),
         failoverRollupMs: mid((r) => r.failoverRollupMs),
+        killedLeaderUnknownMs: mid((r) => r.killedLeaderUnknownMs),
+        stepDowns: Math.max(...results.map((r) => r.stepDowns)),
       },
       report,
     );

@@ -3,12 +3,13 @@
 // stale detection take seconds. The tests share the agents and run in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
 import { AgentProcess, CLI } from '../support/agent.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 import { waitFor } from '../support/ports.js';
 import { LeaderElector } from '../../pkg/fleet/lease.js';
 import { connectKubernetes } from '../../pkg/sources/kubernetes/connection.js';
@@ -16,7 +17,7 @@ import { silentLogger } from '../../pkg/observability/logger.js';
 
 const GROUP = 'sensorlet.io/v1alpha1';
 const AGENT_NAMESPACE = 'sensorlet-system';
-const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, rollupIntervalMs: 200, rewriteIntervalMs: 2_000 };
+const TIMINGS = { reportIntervalMs: 1_000, heartbeatIntervalMs: 500, nodeGraceMs: 4_000, leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400, leaderRenewIntervalMs: 1_000, rollupIntervalMs: 200, rewriteIntervalMs: 2_000 };
 const NODES = ['node-a', 'node-b'];
 
 let fake: FakeApiServer;
@@ -92,6 +93,7 @@ test('ten candidates created in the same instant: one leader, the others lose on
     name: 'race-lease',
     identity: `candidate-${index}`,
     ...TIMINGS,
+    renewIntervalMs: TIMINGS.leaderRenewIntervalMs,
     logger,
     onStartedLeading: () => {
       leading.add(`candidate-${index}`);
@@ -119,6 +121,50 @@ test('ten candidates created in the same instant: one leader, the others lose on
     assert.ok(Date.now() - stoppedAt < TIMINGS.leaseDurationMs + TIMINGS.retryPeriodMs * 2, 'released, not expired');
   } finally {
     await Promise.all(electors.map((elector) => elector.stop()));
+  }
+});
+
+test('a leader cut off from the API server (its requests hang) stops acting at the renew deadline, before a candidate can take over', async () => {
+  const proxy = await FaultProxy.start(Number(new URL(fake.url).port));
+  const viaProxy = fake.writeKubeconfig(undefined, undefined, 'token-cut');
+  writeFileSync(viaProxy, readFileSync(viaProxy, 'utf8').replace(fake.url, `http://127.0.0.1:${proxy.port}`));
+  const events: { who: string; leading: boolean; at: number }[] = [];
+  const elector = async (who: string, kubeconfigFile: string) => new LeaderElector({
+    connection: await connectKubernetes({ kubeconfigFile }),
+    namespace: 'cut',
+    name: 'cut-lease',
+    identity: who,
+    ...TIMINGS,
+    renewIntervalMs: TIMINGS.leaderRenewIntervalMs,
+    logger: silentLogger(),
+    onStartedLeading: () => events.push({ who, leading: true, at: Date.now() }),
+    onStoppedLeading: () => events.push({ who, leading: false, at: Date.now() }),
+  });
+  const cut = await elector('cut-off', viaProxy);
+  const other = await elector('other', fake.writeKubeconfig(undefined, undefined, 'token-other'));
+  try {
+    cut.start();
+    await waitFor(() => cut.isLeader, { timeoutMs: 5_000, what: 'the first leader' });
+    other.start();
+    await new Promise((resolve) => setTimeout(resolve, TIMINGS.leaderRenewIntervalMs + 200));
+    // A partition: the leader's connections stay open, its requests are never answered.
+    proxy.set({ blackhole: true });
+    // The last renewal that reached the API server (sent at renewTime on this same clock).
+    let lastRenewal = 0;
+    const lease = () => fake.get('Lease', 'cut', 'cut-lease')!.spec as { holderIdentity: string; renewTime: string };
+    await waitFor(() => {
+      if (lease().holderIdentity === 'cut-off') lastRenewal = Date.parse(lease().renewTime);
+      return other.isLeader;
+    }, { timeoutMs: TIMINGS.leaseDurationMs + TIMINGS.renewDeadlineMs + 3_000, intervalMs: 20, what: 'the other candidate takes over' });
+    const stopped = events.find((event) => event.who === 'cut-off' && !event.leading);
+    const started = events.find((event) => event.who === 'other' && event.leading)!;
+    assert.ok(stopped, 'the cut-off leader stepped down though its renewal never returned');
+    assert.ok(stopped.at - lastRenewal <= TIMINGS.renewDeadlineMs + 500, `stepped down ${stopped.at - lastRenewal} ms after its last renewal (renew deadline ${TIMINGS.renewDeadlineMs} ms)`);
+    // Never two leaders: the margin is leaseDuration - renewDeadline (1 s here), less timer lag on a busy machine.
+    assert.ok(started.at - stopped.at >= 250, `the successor started ${started.at - stopped.at} ms after the old leader stopped`);
+  } finally {
+    await proxy.stop();
+    await Promise.all([cut.stop(), other.stop()]);
   }
 });
 
@@ -174,11 +220,32 @@ test('narrow watches: only the leader watches reports and heartbeats; every agen
   assert.ok(fake.callerStats.get(`token-${follower}`)!.watchEvents - before <= 2, 'a follower gets no event per heartbeat or report of the fleet');
 });
 
+test("the leader's writes in steady state: its lease on the renew interval and nothing else", async () => {
+  const leader = holder()!;
+  const follower = NODES.find((node) => node !== leader)!;
+  const writesOf = (node: string) => fake.requests.filter((request) => request.authorization === `Bearer token-${node}` && request.method !== 'GET').map((request) => `${request.method} ${decodeURIComponent(request.url).split('?')[0]}`);
+  const leaderBefore = writesOf(leader).length;
+  const followerBefore = writesOf(follower).length;
+  const startedAt = Date.now();
+  // Two status comparisons (rewriteIntervalMs) fall in the window: an unchanged roll-up is not written again.
+  await new Promise((resolve) => setTimeout(resolve, 2 * TIMINGS.rewriteIntervalMs + 500));
+  const elapsed = Date.now() - startedAt;
+  const leaderWrites = writesOf(leader).slice(leaderBefore);
+  const followerWrites = writesOf(follower).slice(followerBefore);
+  assert.ok(leaderWrites.length <= Math.ceil(elapsed / TIMINGS.leaderRenewIntervalMs) + 1, `the leader wrote ${leaderWrites.length} times in ${elapsed} ms (renew interval ${TIMINGS.leaderRenewIntervalMs} ms): ${leaderWrites.join(', ')}`);
+  assert.ok(leaderWrites.every((write) => write.endsWith('/leases/sensorlet-leader')), `the leader writes its lease only (no heartbeat, no unchanged roll-up): ${leaderWrites.join(', ')}`);
+  assert.ok(followerWrites.length >= Math.floor(elapsed / TIMINGS.heartbeatIntervalMs) - 1 && followerWrites.every((write) => write.endsWith(`/leases/sensorlet-node-${follower}`)), `the follower renews its heartbeat only: ${followerWrites.join(', ')}`);
+  // Its heartbeat Lease paused for longer than the grace period, the leader's node is not Unknown.
+  assert.deepEqual([statusOf('everywhere').unknown, statusOf('everywhere').readyOfDesired], [0, '2/2']);
+});
+
 test('heartbeat Leases renew; NodeReports are coalesced to one write per interval', async () => {
   const renewTime = (node: string) => (fake.get('Lease', AGENT_NAMESPACE, `sensorlet-node-${node}`)?.spec as { renewTime?: string } | undefined)?.renewTime;
-  const first = renewTime('node-a');
+  // A follower's heartbeat (the leader's sign of life is the leader lease).
+  const follower = NODES.find((node) => node !== holder())!;
+  const first = renewTime(follower);
   assert.ok(first);
-  await waitFor(() => renewTime('node-a') !== first, { timeoutMs: 3_000, what: 'heartbeat renewed' });
+  await waitFor(() => renewTime(follower) !== first, { timeoutMs: 3_000, what: 'heartbeat renewed' });
   const report = fake.get('NodeReport', AGENT_NAMESPACE, 'node-a') as Record<string, any>;
   assert.equal(report.nodeName, 'node-a');
   assert.deepEqual(report.metadata.ownerReferences.map((owner: any) => [owner.kind, owner.name]), [['Node', 'node-a']]);
