@@ -70,3 +70,18 @@ test('a reading dated before the newest point joins it: the ring stays ordered',
   history.record('Sensor/default/a', [reading(T0 + 5000, 1), reading(T0, 2)]);
   assert.deepEqual(history.series('Sensor/default/a'), { t: [T0 / 1000 + 5], v: [2] });
 });
+
+test('times are placed in their own second whatever their form: UTC with or without a fraction, and offsets', () => {
+  const history = new ReadingHistory();
+  const at = (time: string, value: number): Reading => ({ ...reading(T0, value), time });
+  history.record('Sensor/default/a', [
+    at('2026-01-01T00:00:00.100Z', 1),
+    at('2026-01-01T00:00:00Z', 2),
+    // The same first 19 characters as the UTC times before it, but two hours behind UTC: 02:00:00Z,
+    // a point of its own, not the 00:00:00 its text starts with.
+    at('2026-01-01T00:00:00-02:00', 3),
+    at('2026-01-01T02:00:00.500Z', 4),
+    at('not a time', 5),
+  ]);
+  assert.deepEqual(history.series('Sensor/default/a'), { t: [T0 / 1000, T0 / 1000 + 7200], v: [2, 4] });
+});

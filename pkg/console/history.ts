@@ -96,6 +96,28 @@ export class ReadingHistory {
 
   constructor(private readonly maxSensors = MAX_SENSORS) {}
 
+  /** The UTC second ("YYYY-MM-DDTHH:MM:SS") of the last time parsed, and that second since the epoch. */
+  private cachedPrefix = '';
+  private cachedSecond = 0;
+
+  /**
+   * The second (since the epoch) of a reading's time. This runs for every reading: readings of one
+   * second share their first 19 characters in UTC ("...Z"), so Date.parse runs once per second,
+   * not once per reading.
+   */
+  private secondOf(time: string): number | undefined {
+    const utc = time.length >= 20 && time.charCodeAt(time.length - 1) === 90 /* Z */;
+    if (utc && this.cachedPrefix !== '' && time.startsWith(this.cachedPrefix)) return this.cachedSecond;
+    const millis = Date.parse(time);
+    if (!Number.isFinite(millis)) return undefined;
+    const second = Math.floor(millis / 1000);
+    if (utc && (time[19] === '.' || time[19] === 'Z')) {
+      this.cachedPrefix = time.slice(0, 19);
+      this.cachedSecond = second;
+    }
+    return second;
+  }
+
   /** Called with every batch a Sensor emits. Readings without a number (bad quality, no value) are skipped. */
   record(sensorKey: string, readings: readonly Reading[]): void {
     let ring = this.rings.get(sensorKey);
@@ -110,15 +132,15 @@ export class ReadingHistory {
         }
       }
       if (typeof value !== 'number' || !Number.isFinite(value)) continue;
-      const millis = Date.parse(reading.time);
-      if (!Number.isFinite(millis)) continue;
+      const second = this.secondOf(reading.time);
+      if (second === undefined) continue;
       if (!ring) {
         if (this.rings.size >= this.maxSensors) return;
         ring = new Ring();
         this.rings.set(sensorKey, ring);
       }
       ring.field = field;
-      ring.add(Math.floor(millis / 1000), value);
+      ring.add(second, value);
     }
   }
 
