@@ -9,6 +9,8 @@ import { freePort, waitFor } from './ports.js';
 export const CLI = path.join(PACKAGE_ROOT, 'dist', 'cmd', 'sensorlet', 'main.js');
 /** The Node flags every shipped launcher uses (npm start, the bin's shebang, the DaemonSet). */
 export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=512', '--v8-pool-size=2'];
+/** Extra Node flags for every agent a test or bench starts, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile one. */
+const EXTRA_AGENT_NODE_FLAGS = (process.env.SENSORLET_AGENT_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 
 export interface AgentProcessOptions {
   /** Folder mode. Omit it for cluster mode and pass `--kubeconfig FILE --node-name N` in extraArgs. */
@@ -88,6 +90,7 @@ export class AgentProcess {
     const adminHost = options.adminHost ?? '127.0.0.1';
     const args = [
       ...AGENT_NODE_FLAGS,
+      ...EXTRA_AGENT_NODE_FLAGS,
       CLI, 'run',
       ...(options.manifests !== undefined ? ['--manifests', options.manifests] : []),
       '--state-dir', stateDir,
