@@ -31,6 +31,7 @@ export function addPolicyOptions(command: Command): Command {
     .option('--pkcs11-module <paths...>', 'the only PKCS#11 modules a Certificate may load (pkcs11.module); none by default')
     .option('--secret-namespaces <namespaces...>', "cluster mode: the only namespaces whose Secrets Certificates' secretRef may read (default: the agent's namespace)")
     .option('--allow-firmware-commands', 'let Firmware with target: command run its install and rollback programs (off: a manifest alone must never run code)')
+    .option('--allow-firmware-downgrade', 'let a Firmware install a version older than the installed one (off: an older signed build may carry flaws fixed since)')
     .option('--firmware-command-allowlist <paths...>', 'with --allow-firmware-commands: the only programs install and rollback commands may run (exact paths)')
     .option('--firmware-trust-dir <dir>', 'standalone: the folder of PEM public keys that verify Firmware (signature.keyRef.name → DIR/<name>.pem)')
     .option('--firmware-trust-secret <name>', "cluster mode: the Secret in the agent's namespace whose <name>.pem entries verify Firmware")
@@ -90,6 +91,7 @@ export function policyFromOptions(options: Record<string, unknown>): OperatorPol
     for (const [namespace, tenants] of Object.entries(readGrantsFile(grantsFile))) addGrant(certificates.tenantGrants, namespace, tenants, `--tenant-grants-file ${grantsFile}`);
   }
   policy.firmware.allowCommands = options.allowFirmwareCommands === true;
+  policy.firmware.allowDowngrade = options.allowFirmwareDowngrade === true;
   policy.firmware.commandAllowlist = (options.firmwareCommandAllowlist as string[] | undefined) ?? [];
   policy.firmware.trustDir = options.firmwareTrustDir as string | undefined;
   policy.firmware.trustSecret = options.firmwareTrustSecret as string | undefined;

@@ -78,6 +78,11 @@ export interface CertificatePolicy {
 export interface FirmwarePolicy {
   /** Firmware with `target: command` may run its install and rollback programs. */
   allowCommands: boolean;
+  /**
+   * A Firmware may install a version older than the one installed (see pkg/ota/version-order.ts).
+   * Off: an older build the vendor once signed may carry flaws fixed since.
+   */
+  allowDowngrade?: boolean;
   /** With allowCommands: the only programs (exact paths) install and rollback commands may run; empty means any. */
   commandAllowlist: string[];
   /** Standalone trust store: a folder of PEM public keys, `<name>.pem`, named by `signature.keyRef.name`. */
@@ -218,7 +223,7 @@ export function defaultPolicy(): OperatorPolicy {
       maxReadingsPerSecond: DEFAULT_MAX_READINGS_PER_SECOND,
     },
     certificates: { directories: [DEFAULT_CERTIFICATE_DIRECTORY], pkcs11Modules: [], tenantGrants: new Map(), allowIdentityPatterns: false },
-    firmware: { allowCommands: false, commandAllowlist: [] },
+    firmware: { allowCommands: false, allowDowngrade: false, commandAllowlist: [] },
     manifests: { allowLinksOutside: false },
     sinks: { credentialDirs: [] },
     admin: { tokenReview: false, insecureNoAuth: false },

@@ -192,3 +192,26 @@ test('target: agent (--self-update): a signature issued for device firmware, or 
   assert.equal(existsSync(path.join(stateDir, 'ota', 'slots')), false, 'no slot was written');
   assert.equal(await agent.stop(), 0);
 });
+
+test('an older version the vendor once signed is refused against the installed one (DowngradeNotAllowed), until the operator gives --allow-firmware-downgrade', async () => {
+  // `no-flag` installed 2.0.0 above (its record stays in the state dir); 1.9.0 is validly signed too.
+  const older: Intent = { ...genuine, version: '1.9.0' };
+  rmSync(path.join(dir, 'installed'), { force: true });
+  apply('no-flag', firmware('no-flag', older, signed(older)));
+  const requestsBefore = server.log.length;
+  let agent = await AgentProcess.start({ manifests, stateDir, extraArgs: operatorFlags });
+  agents.push(agent);
+  const condition = await agent.waitForCondition('Firmware', 'no-flag', 'Ready', 'False', 'DowngradeNotAllowed');
+  assert.match(condition.message, /spec\.version "1\.9\.0" is older than the installed "2\.0\.0".*--allow-firmware-downgrade/);
+  assert.equal(server.log.length, requestsBefore, 'nothing was downloaded');
+  assert.equal(existsSync(path.join(dir, 'installed')), false, 'nothing was installed');
+  assert.equal(await agent.stop(), 0);
+
+  agent = await AgentProcess.start({ manifests, stateDir, extraArgs: [...operatorFlags, '--allow-firmware-downgrade'] });
+  agents.push(agent);
+  await agent.waitForCondition('Firmware', 'no-flag', 'Ready', 'True', 'UpToDate', 20_000);
+  assert.equal((await agent.resource('Firmware', 'no-flag'))?.status.nodes[0]?.currentVersion, '1.9.0');
+  assert.ok(readFileSync(path.join(dir, 'installed')).equals(artifact.body));
+  assert.equal(server.log.length - requestsBefore, 1, 'the older artifact was downloaded once');
+  assert.equal(await agent.stop(), 0);
+});

@@ -10,6 +10,8 @@ import { OtaCoordinator } from '../../ota/coordinator.js';
 import { runtimeDataPath } from '../../ota/datapath.js';
 import { PHASES, type OtaRecord } from '../../ota/state.js';
 import { installCommandRefusal } from '../../ota/command.js';
+import { compareVersions } from '../../ota/version-order.js';
+import { refusal } from '../../policy/policy.js';
 import { verifyIntent } from '../../ota/statement.js';
 import { OtaError, otaReason } from '../../ota/errors.js';
 import type { ConditionUpdate } from '../conditions.js';
@@ -99,7 +101,10 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
    * is downloaded or run. Nothing durable is written for a refusal: a new flag or key (and a
    * restart or reconcile) lets the same spec through.
    */
-  const refusalOf = (spec: FirmwareSpec): { reason: string; message: string; retry: boolean } | undefined => {
+  const refusalOf = (spec: FirmwareSpec, installed: string | undefined): { reason: string; message: string; retry: boolean } | undefined => {
+    if (installed !== undefined && runtime.policy.firmware.allowDowngrade !== true && (compareVersions(spec.version, installed) ?? 0) < 0) {
+      return { reason: 'DowngradeNotAllowed', message: refusal(`spec.version ${JSON.stringify(spec.version)} is older than the installed ${JSON.stringify(installed)}`, '--allow-firmware-downgrade'), retry: false };
+    }
     if (spec.target === 'command') {
       for (const [field, argv] of [['spec.install.command', spec.install?.command], ['spec.rollback.command', spec.rollback?.command]] as const) {
         const refused = argv && commandRefusal(argv, field);
@@ -171,7 +176,8 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
     const target = coordinator;
     // Already at this version: nothing will be downloaded or run, whatever the spec says.
     const done = !target.isRunning() && target.record.currentVersion === spec.version;
-    const refused = done ? undefined : refusalOf(spec);
+    const installed = target.record.currentVersion ?? (spec.target === 'agent' ? runtime.ota.agent?.runningVersion() : undefined);
+    const refused = done ? undefined : refusalOf(spec, installed);
     if (refused) {
       // A download of an earlier spec stops; an install under way finishes (it cannot be cut safely).
       target.abortDownload();
