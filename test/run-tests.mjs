@@ -11,7 +11,7 @@ import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'dist');
 const [scope = 'all', filter = ''] = process.argv.slice(2);
-const TIMING_SENSITIVE = ['durability-crash.test.js', 'driver-isolation.test.js', 'serial.test.js', 'shutdown.test.js', 'storage-faults.test.js', 'hostile-corpus.test.js', 'hostile-corpus-cluster.test.js', 'web-console.test.js', 'release-artifacts.test.js'];
+const TIMING_SENSITIVE = ['admin-responsiveness.test.js', 'durability-crash.test.js', 'driver-isolation.test.js', 'serial.test.js', 'shutdown.test.js', 'storage-faults.test.js', 'hostile-corpus.test.js', 'hostile-corpus-cluster.test.js', 'web-console.test.js', 'release-artifacts.test.js'];
 
 function findTests(dir) {
   return readdirSync(dir).flatMap((entry) => {
