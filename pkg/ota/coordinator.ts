@@ -419,7 +419,7 @@ export class OtaCoordinator {
     // Commit: the new version is the current one from here on (invariant 5). The slot is marked
     // good first: a crash between the two resumes HealthCheck in the new build and commits again.
     if (spec.target === 'agent' && trying) this.options.agent?.commit(trying);
-    this.state.transition('Succeeded', { currentVersion: spec.version, healthBoots: 0 });
+    this.state.transition('Succeeded', { currentVersion: spec.version, currentInstall: spec.install?.command, healthBoots: 0 });
     rmSync(this.artifactFile, { force: true });
     this.log('info', 'update committed', { version: spec.version });
     this.emit();

@@ -76,6 +76,12 @@ export interface OtaRecord {
   phase: Phase;
   /** The version committed on this node (undefined: unknown, nothing installed through Sensorlet yet). */
   currentVersion?: string;
+  /**
+   * The install argv that committed currentVersion (target: command): the downgrade check finds
+   * the same device under another Firmware name by it (installed-versions.ts). `spec` cannot serve:
+   * it is the last attempt's, which a failing attempt may have replaced.
+   */
+  currentInstall?: string[];
   /** The version the current (or last) attempt installs. */
   targetVersion?: string;
   /** Identity of the attempt's artifact: a changed sha256 is a new attempt even at the same version. */

@@ -198,14 +198,20 @@ test('an older version the vendor once signed is refused against the installed o
   const older: Intent = { ...genuine, version: '1.9.0' };
   rmSync(path.join(dir, 'installed'), { force: true });
   apply('no-flag', firmware('no-flag', older, signed(older)));
+  // The same under a new name, which has no record of its own: the device is the same, since the
+  // install command (covered by the signature) is.
+  apply('renamed', firmware('renamed', older, signed(older)));
   const requestsBefore = server.log.length;
   let agent = await AgentProcess.start({ manifests, stateDir, extraArgs: operatorFlags });
   agents.push(agent);
   const condition = await agent.waitForCondition('Firmware', 'no-flag', 'Ready', 'False', 'DowngradeNotAllowed');
-  assert.match(condition.message, /spec\.version "1\.9\.0" is older than the installed "2\.0\.0".*--allow-firmware-downgrade/);
+  assert.match(condition.message, /spec\.version "1\.9\.0" is older than "2\.0\.0", installed on this node by (this Firmware|Firmware \S+ with the same install command).*--allow-firmware-downgrade/);
+  const renamed = await agent.waitForCondition('Firmware', 'renamed', 'Ready', 'False', 'DowngradeNotAllowed');
+  assert.match(renamed.message, /older than "2\.0\.0", installed on this node by Firmware \S+ with the same install command/);
   assert.equal(server.log.length, requestsBefore, 'nothing was downloaded');
   assert.equal(existsSync(path.join(dir, 'installed')), false, 'nothing was installed');
   assert.equal(await agent.stop(), 0);
+  rmSync(path.join(manifests, 'renamed.yaml'));
 
   agent = await AgentProcess.start({ manifests, stateDir, extraArgs: [...operatorFlags, '--allow-firmware-downgrade'] });
   agents.push(agent);

@@ -8,9 +8,10 @@ import { resourceLabels } from '../../observability/metrics.js';
 import { matchesNodeSelector } from '../../router/selector.js';
 import { OtaCoordinator } from '../../ota/coordinator.js';
 import { runtimeDataPath } from '../../ota/datapath.js';
-import { PHASES, type OtaRecord } from '../../ota/state.js';
+import { PHASES, TERMINAL_PHASES, type OtaRecord } from '../../ota/state.js';
 import { installCommandRefusal } from '../../ota/command.js';
 import { compareVersions } from '../../ota/version-order.js';
+import { installedVersions } from '../../ota/installed-versions.js';
 import { refusal } from '../../policy/policy.js';
 import { verifyIntent } from '../../ota/statement.js';
 import { OtaError, otaReason } from '../../ota/errors.js';
@@ -101,9 +102,24 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
    * is downloaded or run. Nothing durable is written for a refusal: a new flag or key (and a
    * restart or reconcile) lets the same spec through.
    */
-  const refusalOf = (spec: FirmwareSpec, installed: string | undefined): { reason: string; message: string; retry: boolean } | undefined => {
-    if (installed !== undefined && runtime.policy.firmware.allowDowngrade !== true && (compareVersions(spec.version, installed) ?? 0) < 0) {
-      return { reason: 'DowngradeNotAllowed', message: refusal(`spec.version ${JSON.stringify(spec.version)} is older than the installed ${JSON.stringify(installed)}`, '--allow-firmware-downgrade'), retry: false };
+  const refusalOf = (spec: FirmwareSpec, resource: StoredResource<'Firmware'>, record: OtaRecord): { reason: string; message: string; retry: boolean } | undefined => {
+    // An attempt past Verifying finishes (or rolls back) whatever the policy says now: refusing it
+    // would strand a half-installed device.
+    const resuming = !TERMINAL_PHASES.includes(record.phase) && record.phase !== 'Downloading' && record.phase !== 'Verifying';
+    if (runtime.policy.firmware.allowDowngrade !== true && !resuming) {
+      const own = `${resource.namespace}.${resource.name}`;
+      const installed = installedVersions(path.join(runtime.ota!.stateDir, 'ota'), own, spec, runtime.ota!.agent?.runningVersion());
+      const newer = installed.filter((each) => (compareVersions(spec.version, each.version) ?? 0) < 0);
+      if (newer.length > 0) {
+        const newest = newer.reduce((best, each) => ((compareVersions(each.version, best.version) ?? 0) > 0 ? each : best));
+        // Another namespace's Firmware is not named: its name is not this resource's author's to see.
+        const where =
+          newest.by === 'agent' ? 'the running agent'
+          : newest.by === own ? 'this Firmware'
+          : newest.by.startsWith(`${resource.namespace}.`) ? `Firmware ${newest.by.slice(resource.namespace.length + 1)} with the same install command`
+          : 'another Firmware with the same install command';
+        return { reason: 'DowngradeNotAllowed', message: refusal(`spec.version ${JSON.stringify(spec.version)} is older than ${JSON.stringify(newest.version)}, installed on this node by ${where}`, '--allow-firmware-downgrade'), retry: false };
+      }
     }
     if (spec.target === 'command') {
       for (const [field, argv] of [['spec.install.command', spec.install?.command], ['spec.rollback.command', spec.rollback?.command]] as const) {
@@ -176,8 +192,7 @@ export function createFirmwareReconciler(runtime: Runtime): StoppableReconcile {
     const target = coordinator;
     // Already at this version: nothing will be downloaded or run, whatever the spec says.
     const done = !target.isRunning() && target.record.currentVersion === spec.version;
-    const installed = target.record.currentVersion ?? (spec.target === 'agent' ? runtime.ota.agent?.runningVersion() : undefined);
-    const refused = done ? undefined : refusalOf(spec, installed);
+    const refused = done ? undefined : refusalOf(spec, resource, target.record);
     if (refused) {
       // A download of an earlier spec stops; an install under way finishes (it cannot be cut safely).
       target.abortDownload();

@@ -10,18 +10,26 @@ import { messageOf } from '../../api/errors.js';
 import type { TransportFactory, Transport } from '../transport.js';
 import { registerTransport } from '../registry.js';
 
-/** Set once standard output failed; a closed pipe never opens again in this process. */
+/** Set once the reader went away (EPIPE): a closed pipe never opens again in this process. */
 let outputError: Error | undefined;
 const outputListeners = new Set<(error: Error) => void>();
 let watching = false;
 
+/**
+ * Only EPIPE closes the output for good. Other write errors (a full disk under `> file`) fail the
+ * batch, which stays queued and is retried like any failed send.
+ */
+function latchIfClosed(error: Error): void {
+  if ((error as NodeJS.ErrnoException).code !== 'EPIPE' || outputError) return;
+  outputError = error;
+  for (const listener of outputListeners) listener(error);
+}
+
 function watchOutput(): void {
   if (watching) return;
   watching = true;
-  process.stdout.on('error', (error: Error) => {
-    outputError ??= error;
-    for (const listener of outputListeners) listener(error);
-  });
+  // Node emits a failed write's error here too (after its callback); unheard, it ends the process.
+  process.stdout.on('error', latchIfClosed);
 }
 
 function closedOutput(error: Error): Error {
@@ -40,10 +48,16 @@ export const stdoutTransport: TransportFactory<Record<string, never>> = {
         else context.onState({ connected: true });
       },
       send(readings: Reading[]) {
-        if (outputError || process.stdout.destroyed) return Promise.reject(closedOutput(outputError ?? new Error('destroyed')));
+        if (outputError) return Promise.reject(closedOutput(outputError));
         let text = '';
         for (const reading of readings) text += JSON.stringify({ ...reading, tenant: reading.tenant ?? context.identity.tenant }) + '\n';
-        return new Promise<void>((resolve, reject) => process.stdout.write(text, (error) => (error ? reject(closedOutput(error)) : resolve())));
+        return new Promise<void>((resolve, reject) =>
+          process.stdout.write(text, (error) => {
+            if (!error) return resolve();
+            latchIfClosed(error);
+            reject(outputError ? closedOutput(error) : Object.assign(new Error(`writing to standard output failed: ${messageOf(error)}`), { code: 'OutputWriteFailed' }));
+          }),
+        );
       },
       async close() {
         outputListeners.delete(report);
