@@ -4,6 +4,8 @@
 //   payload[0] says what the frame holds:
 //     'H' + JSON {id, firstTime}       the header, first frame, written when the chunk's file starts
 //     'R' + JSON array of readings      the readings appended in one event-loop turn (or at sealing)
+//     'C' + the same readings in the compact form of reading-columns.ts, used instead of 'R'
+//           whenever every reading of the frame has the usual shape (about 5× smaller and faster)
 //     'E' + u32le count + f64le lastTime  the end: the chunk is sealed; nothing follows it
 //
 // A chunk is written as it fills: its file (`<id>.chunk.tmp`) gets the header, then one R frame per
@@ -18,12 +20,14 @@
 import { SensorletError } from '../api/errors.js';
 import type { Reading } from '../api/reading.js';
 import { crc32 } from './crc32.js';
+import { decodeReadingColumns, encodeReadingColumns, ReadingColumnsError } from './reading-columns.js';
 
 const MAGIC = Buffer.from('SLC2', 'latin1');
 const MAGIC_V1 = Buffer.from('SLC1', 'latin1');
 const FRAME_HEADER_BYTES = 8;
 const HEADER = 0x48; // 'H'
 const READINGS = 0x52; // 'R'
+const COLUMNS = 0x43; // 'C'
 const END = 0x45; // 'E'
 const END_PAYLOAD_BYTES = 1 + 4 + 8;
 /** The size of the E frame that closes every sealed chunk. */
@@ -57,12 +61,32 @@ export function encodeChunkStart(id: number, firstTime: number): Buffer {
   return out;
 }
 
-/** One R frame: the readings encoded once, straight into the frame's buffer. */
+/** A readings frame's payload: its type byte and the readings, encoded once. */
+interface ReadingsPayload {
+  kind: number;
+  columns?: Buffer;
+  json?: string;
+  bytes: number;
+}
+
+function encodeReadingsPayload(readings: readonly Reading[]): ReadingsPayload {
+  const columns = encodeReadingColumns(readings);
+  if (columns) return { kind: COLUMNS, columns, bytes: columns.length };
+  const json = JSON.stringify(readings);
+  return { kind: READINGS, json, bytes: Buffer.byteLength(json) };
+}
+
+function writeReadingsPayload(out: Buffer, at: number, payload: ReadingsPayload): void {
+  out[at] = payload.kind;
+  if (payload.columns) payload.columns.copy(out, at + 1);
+  else out.write(payload.json!, at + 1, 'utf8');
+}
+
+/** One readings frame: the readings encoded once, straight into the frame's buffer. */
 export function encodeReadingsFrame(readings: readonly Reading[]): Buffer {
-  const text = JSON.stringify(readings);
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 1 + Buffer.byteLength(text));
-  out[FRAME_HEADER_BYTES] = READINGS;
-  out.write(text, FRAME_HEADER_BYTES + 1, 'utf8');
+  const payload = encodeReadingsPayload(readings);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 1 + payload.bytes);
+  writeReadingsPayload(out, FRAME_HEADER_BYTES, payload);
   sealFrame(out, 0, out.length);
   return out;
 }
@@ -86,10 +110,9 @@ function writeEndFrame(out: Buffer, start: number, count: number, lastTime: numb
  */
 export function encodeChunk(meta: ChunkMeta, readings: readonly Reading[]): Buffer {
   const header = JSON.stringify({ id: meta.id, firstTime: meta.firstTime });
-  const text = JSON.stringify(readings);
+  const payload = encodeReadingsPayload(readings);
   const headerBytes = Buffer.byteLength(header);
-  const textBytes = Buffer.byteLength(text);
-  const out = Buffer.allocUnsafe(MAGIC.length + 2 * (FRAME_HEADER_BYTES + 1) + headerBytes + textBytes + END_FRAME_BYTES);
+  const out = Buffer.allocUnsafe(MAGIC.length + 2 * (FRAME_HEADER_BYTES + 1) + headerBytes + payload.bytes + END_FRAME_BYTES);
   MAGIC.copy(out, 0);
   let start = MAGIC.length;
   out[start + FRAME_HEADER_BYTES] = HEADER;
@@ -97,9 +120,8 @@ export function encodeChunk(meta: ChunkMeta, readings: readonly Reading[]): Buff
   let end = start + FRAME_HEADER_BYTES + 1 + headerBytes;
   sealFrame(out, start, end);
   start = end;
-  out[start + FRAME_HEADER_BYTES] = READINGS;
-  out.write(text, start + FRAME_HEADER_BYTES + 1, 'utf8');
-  end = start + FRAME_HEADER_BYTES + 1 + textBytes;
+  writeReadingsPayload(out, start + FRAME_HEADER_BYTES, payload);
+  end = start + FRAME_HEADER_BYTES + 1 + payload.bytes;
   sealFrame(out, start, end);
   writeEndFrame(out, end, meta.count, meta.lastTime);
   return out;
@@ -209,8 +231,15 @@ export function scanChunk(data: Buffer): ChunkScan {
       break;
     }
     const kind = frame.payload[0];
-    if (kind === READINGS) {
-      const readings = parseJson<Reading[]>(frame.payload.subarray(1), 'readings frame');
+    if (kind === READINGS || kind === COLUMNS) {
+      let readings: Reading[];
+      try {
+        readings = kind === COLUMNS ? decodeReadingColumns(frame.payload.subarray(1)) : parseJson<Reading[]>(frame.payload.subarray(1), 'readings frame');
+      } catch (error) {
+        // Checksummed, so written this way: corrupt from the start, not cut by a crash.
+        if (error instanceof ReadingColumnsError) throw new ChunkCorruptError(`compact readings frame: ${error.message}`);
+        throw error;
+      }
       if (!Array.isArray(readings)) {
         scan.torn = 'readings frame is not an array';
         break;

@@ -80,6 +80,8 @@ interface Chunk extends SealedChunkInfo {
   /** In memory while recently sealed, prefetched or handed out; otherwise only in the store. */
   readings?: Reading[];
   loading?: Promise<Reading[]>;
+  /** Being read ahead for the sink: already promised to delivery, so dropOldest passes over it. */
+  prefetched?: boolean;
   persisted: Promise<void>;
 }
 
@@ -258,11 +260,12 @@ export class OutboxCore implements Outbox {
 
     if (accepted > 0) {
       if (this.openChunk.length === 0) this.startOpenChunk(readings[0]);
-      const sealAt = this.sealThreshold();
+      let sealAt = this.sealThreshold();
       for (let i = 0; i < accepted; i++) {
         this.openChunk.push(readings[i]);
         if (this.openChunk.length >= sealAt) {
           this.seal();
+          sealAt = this.sealThreshold();
           if (i + 1 < accepted) this.startOpenChunk(readings[i + 1]);
         }
       }
@@ -286,7 +289,7 @@ export class OutboxCore implements Outbox {
       let remaining = unwritten;
       for (let i = 0; i < this.queue.length && remaining + incomingBytes > MAX_UNWRITTEN_BYTES; ) {
         const chunk = this.queue[i];
-        if (chunk.state !== 'queued' || !this.store.isUnwritten!(chunk.id)) {
+        if (chunk.state !== 'queued' || chunk.prefetched || !this.store.isUnwritten!(chunk.id)) {
           i++;
           continue;
         }
@@ -403,6 +406,11 @@ export class OutboxCore implements Outbox {
       this.expire();
       const chunk = this.firstQueued();
       if (!chunk) {
+        // Grown past maxReadings while the sink was behind: full enough to send now.
+        if (this.openChunk.length >= this.options.maxReadings) {
+          this.seal();
+          continue;
+        }
         await new Promise<void>((resolve) => this.waiters.push(resolve));
         continue;
       }
@@ -433,19 +441,23 @@ export class OutboxCore implements Outbox {
     return undefined;
   }
 
-  /** Starts reading the following chunk from disk so the sink does not wait for it. */
+  /**
+   * Starts reading the following chunk from disk so the sink does not wait for it: reads queue in
+   * the thread pool behind the group commit's fsyncs and renames, often for milliseconds.
+   */
   private prefetchAfter(chunk: Chunk): void {
-    // While dropOldest is shedding, the next queued chunk is the next to be dropped: reading and
-    // decoding it ahead would be work spent on readings that are likely never sent.
-    if (!this.store.evictable || (this.full && this.options.whenFull === 'dropOldest')) return;
+    if (!this.store.evictable) return;
     const index = this.queue.indexOf(chunk);
     for (let i = index + 1; i < this.queue.length; i++) {
       const candidate = this.queue[i];
       if (candidate.state !== 'queued') continue;
-      if (!candidate.readings && !candidate.loading) {
-        candidate.loading = this.store.load(candidate);
-        candidate.loading.catch(() => undefined); // takeNext sees the error and quarantines.
-      }
+      if (candidate.readings || candidate.loading) return;
+      // Promised to delivery from here on, like a chunk out for delivery: dropOldest passes over
+      // it (otherwise, while it sheds, the chunk read ahead is the next one dropped and the sink
+      // always waits for the disk).
+      candidate.prefetched = true;
+      candidate.loading = this.store.load(candidate);
+      candidate.loading.catch(() => undefined); // takeNext sees the error and quarantines.
       return;
     }
   }
@@ -492,9 +504,15 @@ export class OutboxCore implements Outbox {
     }, Math.max(0, delayMs));
   }
 
+  /**
+   * A sink with nothing queued gets the open chunk at maxReadings (batch latency as configured);
+   * while earlier chunks wait for it, the chunk grows to maxChunkReadings, since it could not be
+   * sent sooner anyway (takeNext seals it at once when the sink catches up).
+   */
   private sealThreshold(): number {
     const byteCap = Math.min(MAX_CHUNK_BYTES, this.maxBytes * MAX_CHUNK_SHARE_OF_LIMIT);
-    return Math.max(1, Math.min(this.options.maxReadings, Math.floor(byteCap / this.bytesPerReading)));
+    const readings = this.queuedChunks > 0 ? Math.max(this.options.maxReadings, this.options.maxChunkReadings ?? 0) : this.options.maxReadings;
+    return Math.max(1, Math.min(readings, Math.floor(byteCap / this.bytesPerReading)));
   }
 
   private seal(): void {
@@ -557,7 +575,7 @@ export class OutboxCore implements Outbox {
     // Under sustained overload this runs for every append: one pass, one removal, one counter save.
     for (let i = 0; i < this.queue.length && this.totalBytes() > target; ) {
       const oldest = this.queue[i];
-      if (oldest.state !== 'queued') {
+      if (oldest.state !== 'queued' || oldest.prefetched) {
         i++;
         continue;
       }

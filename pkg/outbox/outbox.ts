@@ -5,8 +5,18 @@ import type { Reading } from '../api/reading.js';
 export type WhenFull = 'dropOldest' | 'dropNewest' | 'block';
 
 export interface OutboxOptions {
-  /** Sealing rule: a chunk is sealed at maxReadings readings or maxDelayMs after its first one. */
+  /**
+   * Sealing rule: a chunk is sealed at maxReadings readings or maxDelayMs after its first one, so
+   * a sink that is waiting gets a batch as soon as it is full.
+   */
   maxReadings: number;
+  /**
+   * While earlier chunks wait for the sink, the open chunk keeps filling up to this many readings
+   * (default maxReadings): the sink could not take it sooner, and every chunk costs file
+   * operations and an index entry whether it is delivered or dropped. next() may then hand out
+   * more than maxReadings readings; the caller sends them in batches of maxReadings.
+   */
+  maxChunkReadings?: number;
   maxDelayMs: number;
   maxBytes: number;
   maxAgeMs: number;

@@ -1,6 +1,7 @@
 // One connection of a sink: an outbox and the transport that drains it. Up to MAX_IN_FLIGHT batches
 // are on the wire at once (so acknowledgements overlap with sending), but they are acknowledged to
-// the outbox strictly in order. When a send fails, every later batch in flight is abandoned, the
+// the outbox strictly in order. A chunk the outbox let grow past the Sink's batch size while the
+// sink was behind goes out as several batches, and is acknowledged once the last one is. When a send fails, every later batch in flight is abandoned, the
 // outbox rewinds to its oldest unacknowledged batch, and delivery resumes after a capped backoff:
 // the far end may see duplicates (at-least-once), never gaps.
 import type { Reading } from '../api/reading.js';
@@ -50,6 +51,8 @@ export class Lane {
     private readonly createTransport: (identity: ConnectionIdentity, onState: (state: ConnectionState) => void) => Transport,
     private readonly events: LaneEvents,
     private readonly logger: Logger,
+    /** The Sink's batch size: the most readings one send() gets. */
+    private readonly maxReadingsPerSend = Infinity,
   ) {}
 
   get tenant(): string | undefined {
@@ -121,19 +124,23 @@ export class Lane {
         continue;
       }
       const epoch = this.epoch;
-      while (this.inFlight.length >= (this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT) && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
-      if (!this.running) return;
-      if (epoch !== this.epoch || this.recovering) {
-        await this.recovering; // a failure while this batch waited for a slot: the rewind re-sends it
-        continue;
+      const size = this.maxReadingsPerSend;
+      for (let from = 0; from < batch.readings.length; from += size) {
+        while (this.inFlight.length >= (this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT) && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+        if (!this.running) return;
+        // A failure while this batch waited for a slot: the rewind re-sends the whole chunk.
+        if (epoch !== this.epoch || this.recovering) break;
+        const to = Math.min(batch.readings.length, from + size);
+        this.dispatch(batch, from === 0 && to === batch.readings.length ? batch.readings : batch.readings.slice(from, to), to === batch.readings.length);
       }
-      this.dispatch(batch);
+      if (epoch !== this.epoch || this.recovering) await this.recovering;
     }
   }
 
-  private dispatch(batch: OutboxBatch): void {
+  /** Sends `readings`, part of `batch`; the batch is acknowledged to the outbox after its `last` part. */
+  private dispatch(batch: OutboxBatch, readings: Reading[], last: boolean): void {
     const epoch = this.epoch;
-    const sent = this.sendOwnTenant(batch.readings);
+    const sent = this.sendOwnTenant(readings);
     const settled = sent.then(
       () => undefined,
       () => undefined,
@@ -155,8 +162,10 @@ export class Lane {
         return;
       }
       if (epoch !== this.epoch) return; // abandoned by a failure before it: it will be sent again
-      await this.outbox.ack(batch);
       this.retryDelay = RETRY_BASE_MS;
+      if (!last) return;
+      await this.outbox.ack(batch);
+      // Counted with the outbox's ack, so delivered + queued + dropped always adds up.
       this.events.onDelivered(batch.readings.length);
     });
   }

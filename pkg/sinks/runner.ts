@@ -29,10 +29,21 @@ export interface SinkRunnerDeps {
   onCommand?(sink: { namespace: string; name: string }, command: RemoteCommand): Promise<CommandOutcome>;
 }
 
+/**
+ * While the sink is behind, an outbox chunk grows to this many readings (when the Sink's batch is
+ * smaller) and goes out as several batches: under overload every chunk costs a file's creation,
+ * fsync, rename, index entry and deletion whether it is delivered or dropped, and those per-chunk
+ * costs took the event loop's time from delivery. Measured with 500-reading batches at 4×
+ * overload: about 1.2× the readings delivered with 2000-reading chunks.
+ */
+const CHUNK_READINGS_WHEN_BEHIND = 2000;
+
 export function outboxOptions(resource: StoredResource<'Sink'>): OutboxOptions {
   const spec = resource.object!.spec;
+  const maxReadings = spec.batch?.maxReadings ?? 500;
   return {
-    maxReadings: spec.batch?.maxReadings ?? 500,
+    maxReadings,
+    maxChunkReadings: Math.max(maxReadings, CHUNK_READINGS_WHEN_BEHIND),
     maxDelayMs: parseDuration(spec.batch?.maxDelay ?? '200ms'),
     maxBytes: parseQuantity(spec.outbox?.maxBytes ?? '256Mi'),
     maxAgeMs: parseDuration(spec.outbox?.maxAge ?? '168h'),
@@ -143,6 +154,7 @@ export class SinkRunner implements RouteTarget {
           onConnectionLost: (reason) => this.deps.metrics.connectionsLost.inc({ ...sinkLabels, reason }),
         },
         this.logger.child({ tenant: identity.tenant }),
+        options.maxReadings,
       );
       this.lanes.push(lane);
     }
