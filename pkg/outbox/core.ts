@@ -568,7 +568,8 @@ export class OutboxCore implements Outbox {
    * Drops the oldest queued chunks until the total is at most `target`; returns readings dropped.
    * Chunks out for delivery are never dropped: the transport may already hold them (mqtt.js keeps
    * unacknowledged QoS 1 publishes across a reconnect), so they would arrive and be counted as
-   * dropped too. The limit can thus be exceeded by at most the sink's in-flight window.
+   * dropped too. Nor is the chunk read ahead for the sink (prefetchAfter). The limit can thus be
+   * exceeded by at most the sink's in-flight window and that one chunk.
    */
   private dropOldestUntil(target: number): number {
     let dropped = 0;

@@ -13,12 +13,16 @@
 //   seals it. A readings frame holds the compact binary form of reading-columns.ts (shared fields
 //   once per frame, 27 bytes per reading: about a fifth of JSON, and several times cheaper to
 //   encode, which matters because every reading is encoded whether it is delivered or dropped),
-//   or a JSON array when a reading has another shape. A sealed chunk is valid only if every checksum matches, the count
-//   is right and the file ends exactly after the end frame. (Chunks of the earlier "SLC1" format,
-//   one header and one body frame, are still read.)
+//   or a JSON array when a reading has another shape. A sealed chunk is valid only if every
+//   checksum matches, the count is right and the file ends exactly after the end frame. (Chunks of
+//   the earlier "SLC1" format, one header and one body frame, are still read.)
 // * Sealing: readings are appended synchronously to the open chunk in memory. It is sealed at
 //   `maxReadings` readings, `maxDelayMs` after its first reading, at a quarter of `maxBytes` (so
-//   dropOldest can always free whole chunks), on flush() and on close().
+//   dropOldest can always free whole chunks), on flush() and on close(). While sealed chunks are
+//   still waiting for the sink, it grows up to `maxChunkReadings` instead (the Sink runner sets
+//   2000): the sink could not take it sooner, and under overload the per-chunk file operations
+//   and index writes were a large share of the event loop. When the sink asks and nothing else is
+//   queued, an open chunk of `maxReadings` or more is sealed at once.
 // * Process crashes (kill -9, the OOM killer, a native crash) lose nothing appended: a chunk's file
 //   `chunks/<id>.chunk.tmp` is filled as the chunk fills. At the end of each event-loop turn the
 //   readings appended to the open chunk during that turn are encoded once, as one frame, and
@@ -36,8 +40,8 @@
 //   after the rename without fsync: the chunk file, not the index, is the source of truth. A
 //   chunk acknowledged (or dropped) before its group commit started is never fsynced: its `.tmp`
 //   file is deleted, and the page cache rarely ever reaches the disk.
-// * Power cut: what was not fsynced may be lost: the open chunk (at most maxReadings readings or
-//   maxDelayMs of data, written but not synced) and the sealed chunks whose group commit had not
+// * Power cut: what was not fsynced may be lost: the open chunk (at most max(maxReadings,
+//   maxChunkReadings) readings or maxDelayMs of data, written but not synced) and the sealed chunks whose group commit had not
 //   finished (normally the few sealed within the last fsync's time; at most MAX_UNWRITTEN_BYTES
 //   when the disk is behind). Their `.tmp` files may then come back empty, short or with torn
 //   frames: start-up keeps every whole frame, as below. Everything committed is delivered after

@@ -98,6 +98,30 @@ for (const [name, create] of implementations) {
       await outbox.close();
     });
 
+    it('grows the open chunk up to maxChunkReadings while earlier chunks wait, and seals it when the sink asks', async () => {
+      const outbox = await openOutbox({ maxChunkReadings: 40 });
+      outbox.append(readingsFrom(1, 10));
+      assert.equal(outbox.stats().chunks, 1, 'nothing queued before: sealed at maxReadings');
+      outbox.append(readingsFrom(11, 35));
+      assert.equal(outbox.stats().chunks, 1, 'behind the queued chunk, the open one keeps filling');
+      const first = await take(outbox, 10);
+      assert.deepEqual(first.seqs, range(1, 10));
+      const onDemand = await withTimeout(outbox.next(), 1000, 'the open chunk, sealed on demand');
+      assert.deepEqual(onDemand?.readings.map((r) => r.seq), range(11, 35), 'more than maxReadings: the sink asked and it was full enough');
+      await outbox.ack(onDemand!);
+
+      outbox.append(readingsFrom(46, 10));
+      outbox.append(readingsFrom(56, 45));
+      assert.equal(outbox.stats().chunks, 2, 'the growing chunk is sealed at maxChunkReadings');
+      const { batches } = await take(outbox, 50);
+      assert.deepEqual(batches.map((b) => b.readings.length), [10, 40]);
+      const pending = outbox.next();
+      assert.equal(await isPending(pending), true, 'fewer than maxReadings left open: it waits for maxDelay or more readings');
+      await outbox.flush();
+      assert.deepEqual((await withTimeout(pending, 1000, 'flushed batch'))?.readings.map((r) => r.seq), range(96, 5));
+      await outbox.close();
+    });
+
     it('seals the open chunk maxDelay after its first reading', async () => {
       const outbox = await openOutbox({ maxDelayMs: 40 });
       const started = Date.now();

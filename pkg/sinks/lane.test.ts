@@ -84,3 +84,47 @@ test("a lane with a tenant never sends another tenant's queued readings; it coun
   assert.equal(foreign, 2);
   assert.equal(outbox.stats().readings, 0, 'the foreign readings leave the outbox: dropped, not retried');
 });
+
+test('a chunk grown past the batch size goes out in batch-sized sends, acknowledged once, and failures re-send it whole', async () => {
+  const outbox = createMemoryOutbox({ maxReadings: 10, maxChunkReadings: 40, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' });
+  const chunkSizes: number[] = [];
+  const next = outbox.next.bind(outbox);
+  outbox.next = async () => {
+    const batch = await next();
+    if (batch) chunkSizes.push(batch.readings.length);
+    return batch;
+  };
+  const delivered: number[] = [];
+  const sendSizes: number[] = [];
+  let sends = 0;
+  let acknowledged = 0;
+  const lane = new Lane(
+    { device: 'd' },
+    outbox,
+    () => {
+      const transport = flakyTransport(delivered, () => ++sends % 25 === 3);
+      const send = transport.send.bind(transport);
+      transport.send = (readings) => (sendSizes.push(readings.length), send(readings));
+      return transport;
+    },
+    { onState() {}, onDelivered: (count) => (acknowledged += count), onSendError() {}, onForeignTenant() {}, onConnectionLost() {} },
+    silentLogger(),
+    10,
+  );
+  await lane.start();
+  // All in one turn: the sink is behind from the first sealed chunk on.
+  const total = 1500;
+  for (let seq = 1; seq <= total; seq += 50) lane.append(Array.from({ length: 50 }, (_, i) => reading(seq + i)));
+  const deadline = Date.now() + 20_000;
+  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await lane.stop();
+  assert.equal(outbox.stats().readings, 0, 'everything acknowledged');
+  assert.ok(chunkSizes.some((size) => size > 10), `some chunk grew past the batch size: ${chunkSizes.join(',')}`);
+  assert.ok(chunkSizes.every((size) => size <= 40), `no chunk grew past maxChunkReadings: ${chunkSizes.join(',')}`);
+  assert.ok(sendSizes.every((size) => size <= 10), `every send within the batch size: ${sendSizes.join(',')}`);
+  const seen = new Set<number>();
+  const firsts = delivered.filter((seq) => (seen.has(seq) ? false : (seen.add(seq), true)));
+  assert.deepEqual(firsts, Array.from({ length: total }, (_, i) => i + 1));
+  assert.ok(delivered.length > total, 'some sends failed and were repeated');
+  assert.equal(acknowledged, total, 'each reading counted delivered exactly once, at its chunk’s acknowledgement');
+});

@@ -1,9 +1,10 @@
 // One connection of a sink: an outbox and the transport that drains it. Up to MAX_IN_FLIGHT batches
 // are on the wire at once (so acknowledgements overlap with sending), but they are acknowledged to
 // the outbox strictly in order. A chunk the outbox let grow past the Sink's batch size while the
-// sink was behind goes out as several batches, and is acknowledged once the last one is. When a send fails, every later batch in flight is abandoned, the
-// outbox rewinds to its oldest unacknowledged batch, and delivery resumes after a capped backoff:
-// the far end may see duplicates (at-least-once), never gaps.
+// sink was behind goes out as several sends, and is acknowledged once the last of them is. When a
+// send fails, every later send in flight is abandoned, the outbox rewinds to its oldest
+// unacknowledged batch, and delivery resumes after a capped backoff: the far end may see
+// duplicates (at-least-once), never gaps.
 import type { Reading } from '../api/reading.js';
 import { messageOf, reasonOf } from '../api/errors.js';
 import type { Outbox, OutboxBatch } from '../outbox/outbox.js';
