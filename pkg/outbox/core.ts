@@ -415,6 +415,8 @@ export class OutboxCore implements Outbox {
         continue;
       }
       chunk.state = 'handed';
+      // From here on it is out for delivery; if a rewind queues it again, it is an ordinary chunk.
+      chunk.prefetched = false;
       this.queuedChunks--;
       if (!chunk.readings) {
         try {

@@ -118,7 +118,6 @@ test('full state dir: no crash, StorageFull condition and metric, start-up on th
     // facts change all the time) meet a full disk.
     const topUp = tmpfs.fill('filler-top-up');
     await waitFor(async () => /sensorlet_state_write_errors_total\{area="status",reason="NoSpaceLeft"\} [1-9]/.test(await agent!.metrics()), { timeoutMs: 15_000, what: 'status writes refused to be counted' });
-    rmSync(topUp.file); // the rest runs on the disk as the first filler left it
     const sensor = await agent.resource('Sensor', 'full-sensor');
     assert.equal(sensor!.status.nodes[0].conditions.find((c) => c.type === 'Ready')?.status, 'True', 'sequence numbering needs no free space');
     // Restart on the still-full disk: SIGTERM exits 0, and the next start comes up.
@@ -137,6 +136,7 @@ test('full state dir: no crash, StorageFull condition and metric, start-up on th
 
     // Space returns: everything recovers by itself.
     rmSync(filler.file);
+    rmSync(topUp.file);
     await agent.waitForCondition('Sink', 'full-mqtt', 'StorageFull', 'False', 'StorageWritable', 20_000);
     await waitFor(async () => metricValue(await agent!.metrics(), 'sensorlet_outbox_storage_full', 'sink="full-mqtt"') === 0, { what: 'storage-full metric cleared' });
     // The index nedb could not rewrite at the start on the full disk is a file again.
