@@ -29,7 +29,7 @@ export class Lane {
   private transport: Transport | undefined;
   private running = false;
   private epoch = 0;
-  private readonly inFlight = new Set<Promise<unknown>>();
+  private inFlight: Promise<unknown>[] = [];
   private ackChain: Promise<void> = Promise.resolve();
   private retryDelay = RETRY_BASE_MS;
   private loop: Promise<void> | undefined;
@@ -127,7 +127,7 @@ export class Lane {
       const epoch = this.epoch;
       const size = this.maxReadingsPerSend;
       for (let from = 0; from < batch.readings.length; from += size) {
-        while (this.inFlight.size >= (this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT) && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+        while (this.inFlight.length >= (this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT) && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
         if (!this.running) return;
         // A failure while this batch waited for a slot: the rewind re-sends the whole chunk.
         if (epoch !== this.epoch || this.recovering) break;
@@ -146,9 +146,9 @@ export class Lane {
       () => undefined,
       () => undefined,
     );
-    this.inFlight.add(settled);
+    this.inFlight.push(settled);
     void settled.then(() => {
-      this.inFlight.delete(settled);
+      this.inFlight = this.inFlight.filter((item) => item !== settled);
       this.slotWaiter?.();
       this.slotWaiter = undefined;
     });
@@ -197,7 +197,7 @@ export class Lane {
     const reason = reasonOf(error, 'SendFailed');
     this.events.onSendError(reason, messageOf(error));
     this.logger.warn({ reason, err: messageOf(error), retryInMs: this.retryDelay }, 'delivery failed; rewinding the outbox');
-    await Promise.all([...this.inFlight]);
+    await Promise.all(this.inFlight);
     if (!this.running) {
       this.recovering = undefined;
       return;
