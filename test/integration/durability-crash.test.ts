@@ -139,6 +139,23 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     const agent = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: HIGH_RATE });
     // Long enough for several 1 s chunks to seal and be delivered, and to kill one mid-chunk.
     await new Promise((resolve) => setTimeout(resolve, 2300));
+    // The torn case is killed mid-chunk: soon after its next chunk's file appears, long before that
+    // chunk seals (1 s). Killed right after a seal, its newest file could be the sealed one still
+    // waiting for its commit, the open chunk's file not yet created.
+    const tornChunks = path.join(outboxDir(stateDir, 'default', TORN.name), CHUNKS_DIR);
+    const newestOpenFile = (): string | undefined => {
+      for (const file of readdirSync(tornChunks).filter((name) => name.endsWith('.chunk.tmp')).sort().reverse()) {
+        try {
+          if (!scanChunk(readFileSync(path.join(tornChunks, file))).sealed) return file;
+        } catch {
+          // committed (renamed) meanwhile
+        }
+      }
+      return undefined;
+    };
+    const openBefore = newestOpenFile();
+    await waitFor(() => newestOpenFile() !== openBefore, { timeoutMs: 5000, intervalMs: 10, what: 'the torn case to start its next chunk' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
     const metrics = await agent.metrics();
     await new Promise((resolve) => setTimeout(resolve, TURNS_MS));
     const killedAt = Date.now();
@@ -146,10 +163,9 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     const read = new Map([...CASES, TORN].map(({ name }) => [name, metricOf(metrics, 'sensorlet_readings_total', `sensor="${name}"`)]));
 
     // Tear the last frame of the torn case's open chunk file, as a crash in the middle of its write would.
-    const chunks = path.join(outboxDir(stateDir, 'default', TORN.name), CHUNKS_DIR);
-    const open = readdirSync(chunks).filter((file) => file.endsWith('.chunk.tmp')).sort().at(-1);
+    const open = readdirSync(tornChunks).filter((file) => file.endsWith('.chunk.tmp')).sort().at(-1);
     assert.ok(open, 'the torn case has an open chunk file at the kill');
-    const openFile = path.join(chunks, open);
+    const openFile = path.join(tornChunks, open);
     const scan = scanChunk(readFileSync(openFile));
     assert.ok(!scan.torn && !scan.sealed, 'the open chunk file is whole and unsealed after kill -9');
     truncateSync(openFile, scan.wholeBytes - 5);
@@ -159,7 +175,18 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     assert.ok(lostToTear.size > 0 && wholeFrames.readings.length > 0, 'whole frames before the torn one');
 
     const restarted = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: HIGH_RATE });
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Until every case has delivered what it counted before the kill and something of the new run
+    // (whose first 1 s chunks seal a second after the start): a fixed wait was too short on a slow
+    // machine. On a timeout the assertions below say what is missing.
+    const caughtUp = (name: string): boolean => {
+      const readings = subscriber.readingsOf(name);
+      if (readings.length === 0) return false;
+      const firstRunMark = readings[0].seq - readings[0].value;
+      const values = new Set(readings.filter((reading) => reading.seq - reading.value === firstRunMark).map((reading) => reading.value as number));
+      for (let value = 0; value < read.get(name)!; value++) if (!values.has(value) && !(name === TORN.name && lostToTear.has(value))) return false;
+      return readings.some((reading) => reading.seq - reading.value !== firstRunMark);
+    };
+    await waitFor(() => [...CASES, TORN].every(({ name }) => caughtUp(name)), { timeoutMs: 20_000, intervalMs: 200, what: 'every case delivered after the restart' }).catch(() => undefined);
     const after = await restarted.metrics();
     assert.equal(await restarted.stop(), 0);
     assert.equal(metricOf(after, 'sensorlet_outbox_torn_frames_total', `sink="${TORN.name}"`), 1, 'the torn frame is counted');
