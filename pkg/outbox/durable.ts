@@ -40,8 +40,9 @@
 //   after the rename without fsync: the chunk file, not the index, is the source of truth. A
 //   chunk acknowledged (or dropped) before its group commit started is never fsynced: its `.tmp`
 //   file is deleted, and the page cache rarely ever reaches the disk.
-// * Power cut: what was not fsynced may be lost: the open chunk (at most max(maxReadings,
-//   maxChunkReadings) readings or maxDelayMs of data, written but not synced) and the sealed chunks whose group commit had not
+// * Power cut: what was not fsynced may be lost: the open chunk (written but not synced: at most
+//   maxDelayMs of data, and at most maxReadings readings, or maxChunkReadings while earlier chunks
+//   wait for the sink) and the sealed chunks whose group commit had not
 //   finished (normally the few sealed within the last fsync's time; at most MAX_UNWRITTEN_BYTES
 //   when the disk is behind). Their `.tmp` files may then come back empty, short or with torn
 //   frames: start-up keeps every whole frame, as below. Everything committed is delivered after
