@@ -42,13 +42,13 @@
 //   file is deleted, and the page cache rarely ever reaches the disk.
 // * Power cut: what was not fsynced may be lost: the open chunk (written but not synced: at most
 //   maxDelayMs of data, and at most maxReadings readings, or maxChunkReadings while earlier chunks
-//   wait for the sink) and the sealed chunks whose group commit had not
-//   finished (normally the few sealed within the last fsync's time; at most MAX_UNWRITTEN_BYTES
-//   when the disk is behind). Their `.tmp` files may then come back empty, short or with torn
-//   frames: start-up keeps every whole frame, as below. Everything committed is delivered after
-//   restart. An acked chunk's file is deleted at once, in the background, whatever came before
-//   it; a chunk acked but not yet deleted is delivered again (at-least-once; consumers dedupe on
-//   (device, sensor, seq)).
+//   wait for the sink) and the sealed chunks whose group commit had not finished (normally the
+//   few sealed within the last fsync's time; at most MAX_UNWRITTEN_BYTES when the disk is
+//   behind). Their `.tmp` files may then come back empty, short or with torn frames: start-up
+//   keeps every whole frame, as below. Everything committed is delivered after restart. An acked
+//   chunk's file is deleted at once, in the background, whatever came before it; a chunk acked
+//   but not yet deleted is delivered again (at-least-once; consumers dedupe on (device, sensor,
+//   seq)).
 // * Shedding under overload (core.ts): with `whenFull: dropNewest` a full outbox says so before
 //   readings are made (room()), so the Sensor does not make, number-store or encode what would be
 //   refused: it counts them (refuse(), exactly as append() counts its refusals) and skips their

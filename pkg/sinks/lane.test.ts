@@ -1,10 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Lane } from './lane.js';
+import { Lane, type LaneEvents } from './lane.js';
 import { createMemoryOutbox } from '../outbox/memory.js';
 import { silentLogger } from '../observability/logger.js';
 import type { Reading } from '../api/reading.js';
 import type { Transport } from './transport.js';
+import type { Outbox, OutboxOptions } from '../outbox/outbox.js';
+import { assertInOrderWithoutGaps } from '../../test/support/sequences.js';
+
+const OUTBOX: OutboxOptions = { maxReadings: 10, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' };
+const NO_EVENTS: LaneEvents = { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant() {}, onConnectionLost() {} };
 
 const reading = (seq: number): Reading => ({ device: 'd', sensor: 's', namespace: 'default', seq, time: new Date().toISOString(), quality: 'good', value: seq });
 
@@ -35,39 +40,47 @@ function flakyTransport(delivered: number[], shouldFail: () => boolean): Transpo
   };
 }
 
+/** Appends seq 1..total in one event-loop turn, 50 at a time: the sink is behind from the first sealed chunk on. */
+function appendInOneTurn(lane: Lane, total: number): void {
+  for (let seq = 1; seq <= total; seq += 50) lane.append(Array.from({ length: Math.min(50, total - seq + 1) }, (_, i) => reading(seq + i)));
+}
+
+/** Waits until the outbox holds nothing (every reading acknowledged or dropped), at most `timeoutMs`. */
+async function untilEmpty(outbox: Outbox, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+/** At-least-once, in order: the first occurrences are exactly 1..total. */
+function assertEveryReadingInOrder(delivered: number[], total: number): void {
+  assertInOrderWithoutGaps(delivered.map((seq) => ({ seq })), 'delivered');
+  assert.deepEqual([delivered[0], new Set(delivered).size], [1, total], 'from the first reading on, every one');
+}
+
 test('with failing sends, every reading is delivered, first occurrences in order, and all are acknowledged', async () => {
-  const outbox = createMemoryOutbox({ maxReadings: 10, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' });
+  const outbox = createMemoryOutbox(OUTBOX);
   const delivered: number[] = [];
   let sends = 0;
-  const lane = new Lane(
-    { device: 'd' },
-    outbox,
-    () => flakyTransport(delivered, () => ++sends % 25 === 3),
-    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant() {}, onConnectionLost() {} },
-    silentLogger(),
-  );
+  const lane = new Lane({ device: 'd' }, outbox, () => flakyTransport(delivered, () => ++sends % 25 === 3), NO_EVENTS, silentLogger());
   await lane.start();
   const total = 1500;
-  for (let seq = 1; seq <= total; seq += 50) lane.append(Array.from({ length: 50 }, (_, i) => reading(seq + i)));
-  const deadline = Date.now() + 20_000;
-  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  appendInOneTurn(lane, total);
+  await untilEmpty(outbox, 20_000);
   await lane.stop();
   assert.equal(outbox.stats().readings, 0, 'everything acknowledged');
-  const seen = new Set<number>();
-  const firsts = delivered.filter((seq) => (seen.has(seq) ? false : (seen.add(seq), true)));
-  assert.deepEqual(firsts, Array.from({ length: total }, (_, i) => i + 1));
+  assertEveryReadingInOrder(delivered, total);
   assert.ok(sends >= 150, "every batch was sent, several twice after failures");
 });
 
 test("a lane with a tenant never sends another tenant's queued readings; it counts them instead", async () => {
-  const outbox = createMemoryOutbox({ maxReadings: 10, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' });
+  const outbox = createMemoryOutbox(OUTBOX);
   const sent: Reading[] = [];
   let foreign = 0;
   const lane = new Lane(
     { device: 'd', tenant: 'acme' },
     outbox,
     () => ({ start() {}, async send(readings) { sent.push(...readings); }, async close() {} }),
-    { onState() {}, onDelivered() {}, onSendError() {}, onForeignTenant: (count) => (foreign += count), onConnectionLost() {} },
+    { ...NO_EVENTS, onForeignTenant: (count) => (foreign += count) },
     silentLogger(),
   );
   await lane.start();
@@ -77,8 +90,7 @@ test("a lane with a tenant never sends another tenant's queued readings; it coun
     reading(3),
     { ...reading(4), tenant: 'globex' },
   ]);
-  const deadline = Date.now() + 5000;
-  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  await untilEmpty(outbox, 5000);
   await lane.stop();
   assert.deepEqual(sent.map((r) => r.seq), [1, 3]);
   assert.equal(foreign, 2);
@@ -86,7 +98,7 @@ test("a lane with a tenant never sends another tenant's queued readings; it coun
 });
 
 test('a chunk grown past the batch size goes out in batch-sized sends, acknowledged once, and failures re-send it whole', async () => {
-  const outbox = createMemoryOutbox({ maxReadings: 10, maxChunkReadings: 40, maxDelayMs: 5, maxBytes: 64 * 1024 * 1024, maxAgeMs: 3_600_000, whenFull: 'dropNewest' });
+  const outbox = createMemoryOutbox({ ...OUTBOX, maxChunkReadings: 40 });
   const chunkSizes: number[] = [];
   const next = outbox.next.bind(outbox);
   outbox.next = async () => {
@@ -107,24 +119,20 @@ test('a chunk grown past the batch size goes out in batch-sized sends, acknowled
       transport.send = (readings) => (sendSizes.push(readings.length), send(readings));
       return transport;
     },
-    { onState() {}, onDelivered: (count) => (acknowledged += count), onSendError() {}, onForeignTenant() {}, onConnectionLost() {} },
+    { ...NO_EVENTS, onDelivered: (count) => (acknowledged += count) },
     silentLogger(),
     10,
   );
   await lane.start();
-  // All in one turn: the sink is behind from the first sealed chunk on.
   const total = 1500;
-  for (let seq = 1; seq <= total; seq += 50) lane.append(Array.from({ length: 50 }, (_, i) => reading(seq + i)));
-  const deadline = Date.now() + 20_000;
-  while (outbox.stats().readings > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  appendInOneTurn(lane, total);
+  await untilEmpty(outbox, 20_000);
   await lane.stop();
   assert.equal(outbox.stats().readings, 0, 'everything acknowledged');
   assert.ok(chunkSizes.some((size) => size > 10), `some chunk grew past the batch size: ${chunkSizes.join(',')}`);
   assert.ok(chunkSizes.every((size) => size <= 40), `no chunk grew past maxChunkReadings: ${chunkSizes.join(',')}`);
   assert.ok(sendSizes.every((size) => size <= 10), `every send within the batch size: ${sendSizes.join(',')}`);
-  const seen = new Set<number>();
-  const firsts = delivered.filter((seq) => (seen.has(seq) ? false : (seen.add(seq), true)));
-  assert.deepEqual(firsts, Array.from({ length: total }, (_, i) => i + 1));
+  assertEveryReadingInOrder(delivered, total);
   assert.ok(delivered.length > total, 'some sends failed and were repeated');
   assert.equal(acknowledged, total, 'each reading counted delivered exactly once, at its chunk’s acknowledgement');
 });

@@ -143,8 +143,9 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     // chunk seals (1 s). Killed right after a seal, its newest file could be the sealed one still
     // waiting for its commit, the open chunk's file not yet created.
     const tornChunks = path.join(outboxDir(stateDir, 'default', TORN.name), CHUNKS_DIR);
+    const tmpFiles = () => readdirSync(tornChunks).filter((name) => name.endsWith('.chunk.tmp')).sort();
     const newestOpenFile = (): string | undefined => {
-      for (const file of readdirSync(tornChunks).filter((name) => name.endsWith('.chunk.tmp')).sort().reverse()) {
+      for (const file of tmpFiles().reverse()) {
         try {
           if (!scanChunk(readFileSync(path.join(tornChunks, file))).sealed) return file;
         } catch {
@@ -163,7 +164,7 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     const read = new Map([...CASES, TORN].map(({ name }) => [name, metricOf(metrics, 'sensorlet_readings_total', `sensor="${name}"`)]));
 
     // Tear the last frame of the torn case's open chunk file, as a crash in the middle of its write would.
-    const open = readdirSync(tornChunks).filter((file) => file.endsWith('.chunk.tmp')).sort().at(-1);
+    const open = tmpFiles().at(-1);
     assert.ok(open, 'the torn case has an open chunk file at the kill');
     const openFile = path.join(tornChunks, open);
     const scan = scanChunk(readFileSync(openFile));
@@ -174,17 +175,29 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     const lostToTear = new Set(scan.readings.slice(wholeFrames.readings.length).map((reading) => reading.value as number));
     assert.ok(lostToTear.size > 0 && wholeFrames.readings.length > 0, 'whole frames before the torn one');
 
+    /**
+     * A case's readings at the subscriber by run (the counter starts at 0 in each run and seq does
+     * not: seq - value tells the runs apart), and which readings counted before the kill the first
+     * run is missing (those of the torn frame aside).
+     */
+    const runsOf = (name: string) => {
+      const readings = subscriber.readingsOf(name);
+      const firstRunMark = readings.length > 0 ? readings[0].seq - readings[0].value : NaN;
+      const firstRun = readings.filter((reading) => reading.seq - reading.value === firstRunMark);
+      const secondRun = readings.filter((reading) => reading.seq - reading.value !== firstRunMark);
+      const values = new Set(firstRun.map((reading) => reading.value as number));
+      const missing: number[] = [];
+      for (let value = 0; value < read.get(name)!; value++) if (!values.has(value) && !(name === TORN.name && lostToTear.has(value))) missing.push(value);
+      return { firstRun, secondRun, values, missing };
+    };
+
     const restarted = await AgentProcess.start({ manifests: dir, stateDir, extraArgs: HIGH_RATE });
     // Until every case has delivered what it counted before the kill and something of the new run
     // (whose first 1 s chunks seal a second after the start): a fixed wait was too short on a slow
     // machine. On a timeout the assertions below say what is missing.
-    const caughtUp = (name: string): boolean => {
-      const readings = subscriber.readingsOf(name);
-      if (readings.length === 0) return false;
-      const firstRunMark = readings[0].seq - readings[0].value;
-      const values = new Set(readings.filter((reading) => reading.seq - reading.value === firstRunMark).map((reading) => reading.value as number));
-      for (let value = 0; value < read.get(name)!; value++) if (!values.has(value) && !(name === TORN.name && lostToTear.has(value))) return false;
-      return readings.some((reading) => reading.seq - reading.value !== firstRunMark);
+    const caughtUp = (name: string) => {
+      const { missing, secondRun } = runsOf(name);
+      return missing.length === 0 && secondRun.length > 0;
     };
     await waitFor(() => [...CASES, TORN].every(({ name }) => caughtUp(name)), { timeoutMs: 20_000, intervalMs: 200, what: 'every case delivered after the restart' }).catch(() => undefined);
     const after = await restarted.metrics();
@@ -200,14 +213,8 @@ test('kill -9 loses nothing appended a turn before it, at 100, 1k and 10k readin
     }, { timeoutMs: 10_000, intervalMs: 500, what: 'the subscriber to stop receiving' });
 
     for (const { name } of [...CASES, TORN]) {
-      const readings = subscriber.readingsOf(name);
-      // The counter starts at 0 in each run and seq does not: seq - value tells the runs apart.
-      const firstRun = readings.filter((reading) => reading.seq - reading.value === readings[0].seq - readings[0].value);
-      const secondRun = readings.filter((reading) => reading.seq - reading.value !== readings[0].seq - readings[0].value);
-      const values = new Set(firstRun.map((reading) => reading.value as number));
+      const { firstRun, secondRun, values, missing } = runsOf(name);
       const counted = read.get(name)!;
-      const missing: number[] = [];
-      for (let value = 0; value < counted; value++) if (!values.has(value) && !(name === TORN.name && lostToTear.has(value))) missing.push(value);
       const lastTime = Math.max(...firstRun.map((reading) => Date.parse(reading.time)));
       assert.deepEqual(missing.slice(0, 10), [], `${name}: ${missing.length} of the ${counted} readings counted ${TURNS_MS} ms before the kill were lost (last delivered sampled ${killedAt - lastTime} ms before the kill)`);
       if (name === TORN.name) assert.ok([...lostToTear].every((value) => !values.has(value)), 'the torn frame is not delivered');
