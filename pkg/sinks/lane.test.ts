@@ -4,7 +4,7 @@ import { Lane, type LaneEvents } from './lane.js';
 import { createMemoryOutbox } from '../outbox/memory.js';
 import { silentLogger } from '../observability/logger.js';
 import type { Reading } from '../api/reading.js';
-import type { Transport } from './transport.js';
+import type { ConnectionState, Transport } from './transport.js';
 import type { Outbox, OutboxOptions } from '../outbox/outbox.js';
 import { assertInOrderWithoutGaps } from '../../test/support/sequences.js';
 
@@ -13,16 +13,32 @@ const NO_EVENTS: LaneEvents = { onState() {}, onDelivered() {}, onSendError() {}
 
 const reading = (seq: number): Reading => ({ device: 'd', sensor: 's', namespace: 'default', seq, time: new Date().toISOString(), quality: 'good', value: seq });
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Sends in flight at once: now, and the most seen. */
+interface Concurrency {
+  now: number;
+  peak: number;
+}
+
+function counted(concurrency: Concurrency, send: Promise<void>): Promise<void> {
+  concurrency.peak = Math.max(concurrency.peak, ++concurrency.now);
+  return send.finally(() => concurrency.now--);
+}
+
 /**
  * One ordered connection, like MQTT over TCP: sends are processed in order, acknowledged after a
  * random delay, and a failure resets the connection, failing every send already queued behind it.
+ * It reports itself connected, so the lane keeps several sends in flight.
  */
-function flakyTransport(delivered: number[], shouldFail: () => boolean): Transport {
+function flakyTransport(delivered: number[], shouldFail: () => boolean, onState: (state: ConnectionState) => void, concurrency: Concurrency = { now: 0, peak: 0 }): Transport {
   let issued = 0;
   let failedThrough = 0;
   let wire: Promise<void> = Promise.resolve();
   return {
-    start() {},
+    start() {
+      onState({ connected: true });
+    },
     send(readings) {
       const number = ++issued;
       const result = wire.then(async () => {
@@ -34,7 +50,7 @@ function flakyTransport(delivered: number[], shouldFail: () => boolean): Transpo
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 3));
       });
       wire = result.catch(() => undefined);
-      return result;
+      return counted(concurrency, result);
     },
     async close() {},
   };
@@ -61,7 +77,8 @@ test('with failing sends, every reading is delivered, first occurrences in order
   const outbox = createMemoryOutbox(OUTBOX);
   const delivered: number[] = [];
   let sends = 0;
-  const lane = new Lane({ device: 'd' }, outbox, () => flakyTransport(delivered, () => ++sends % 25 === 3), NO_EVENTS, silentLogger());
+  const concurrency = { now: 0, peak: 0 };
+  const lane = new Lane({ device: 'd' }, outbox, (_identity, onState) => flakyTransport(delivered, () => ++sends % 25 === 3, onState, concurrency), NO_EVENTS, silentLogger());
   await lane.start();
   const total = 1500;
   appendInOneTurn(lane, total);
@@ -70,6 +87,49 @@ test('with failing sends, every reading is delivered, first occurrences in order
   assert.equal(outbox.stats().readings, 0, 'everything acknowledged');
   assertEveryReadingInOrder(delivered, total);
   assert.ok(sends >= 150, "every batch was sent, several twice after failures");
+  assert.ok(concurrency.peak > 1, `failures met later sends in flight (at most ${concurrency.peak} at once)`);
+});
+
+test('while the connection is down one send waits for it and the rest stays in the outbox; once it is up, the window opens', async () => {
+  const outbox = createMemoryOutbox(OUTBOX);
+  let report!: (state: ConnectionState) => void;
+  let up = false;
+  const waitingForConnection: (() => void)[] = [];
+  const concurrency = { now: 0, peak: 0 };
+  const delivered: number[] = [];
+  const lane = new Lane(
+    { device: 'd' },
+    outbox,
+    (_identity, onState) => {
+      report = onState;
+      return {
+        start() {
+          onState({ connected: false, reason: 'Connecting', message: 'connecting' });
+        },
+        send(readings) {
+          const connected = up ? Promise.resolve() : new Promise<void>((resolve) => waitingForConnection.push(resolve));
+          return counted(
+            concurrency,
+            connected.then(() => sleep(5)).then(() => void delivered.push(...readings.map((r) => r.seq))),
+          );
+        },
+        async close() {},
+      };
+    },
+    NO_EVENTS,
+    silentLogger(),
+  );
+  await lane.start();
+  appendInOneTurn(lane, 500);
+  await sleep(100);
+  assert.equal(concurrency.peak, 1, 'one send while the connection is down');
+  up = true;
+  report({ connected: true });
+  for (const connect of waitingForConnection) connect();
+  await untilEmpty(outbox, 5000);
+  await lane.stop();
+  assert.ok(concurrency.peak > 1, `several sends in flight once connected (at most ${concurrency.peak})`);
+  assertEveryReadingInOrder(delivered, 500);
 });
 
 test("a lane with a tenant never sends another tenant's queued readings; it counts them instead", async () => {
@@ -113,8 +173,8 @@ test('a chunk grown past the batch size goes out in batch-sized sends, acknowled
   const lane = new Lane(
     { device: 'd' },
     outbox,
-    () => {
-      const transport = flakyTransport(delivered, () => ++sends % 25 === 3);
+    (_identity, onState) => {
+      const transport = flakyTransport(delivered, () => ++sends % 25 === 3, onState);
       const send = transport.send.bind(transport);
       transport.send = (readings) => (sendSizes.push(readings.length), send(readings));
       return transport;

@@ -1,10 +1,10 @@
-// One connection of a sink: an outbox and the transport that drains it. Up to MAX_IN_FLIGHT batches
-// are on the wire at once (so acknowledgements overlap with sending), but they are acknowledged to
-// the outbox strictly in order. A chunk the outbox let grow past the Sink's batch size while the
-// sink was behind goes out as several sends, and is acknowledged once the last of them is. When a
-// send fails, every later send in flight is abandoned, the outbox rewinds to its oldest
-// unacknowledged batch, and delivery resumes after a capped backoff: the far end may see
-// duplicates (at-least-once), never gaps.
+// One connection of a sink: an outbox and the transport that drains it. Several sends are on the
+// wire at once while connected (the transport's maxInFlightBatches, else MAX_IN_FLIGHT), so
+// acknowledgements overlap with sending, but they are acknowledged to the outbox strictly in
+// order. A chunk the outbox let grow past the Sink's batch size while the sink was behind goes out
+// as several sends, and is acknowledged once the last of them is. When a send fails, every later
+// send in flight is abandoned, the outbox rewinds to its oldest unacknowledged batch, and delivery
+// resumes after a capped backoff: the far end may see duplicates (at-least-once), never gaps.
 import type { Reading } from '../api/reading.js';
 import { messageOf, reasonOf } from '../api/errors.js';
 import type { Outbox, OutboxBatch } from '../outbox/outbox.js';
@@ -29,7 +29,7 @@ export class Lane {
   private transport: Transport | undefined;
   private running = false;
   private epoch = 0;
-  private inFlight: Promise<unknown>[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
   private ackChain: Promise<void> = Promise.resolve();
   private retryDelay = RETRY_BASE_MS;
   private loop: Promise<void> | undefined;
@@ -92,7 +92,7 @@ export class Lane {
     this.wakeRetry?.();
     await this.outbox.flush().catch(() => undefined);
     await this.transport?.close().catch(() => undefined);
-    this.slotWaiter?.();
+    this.wakeSlotWaiter();
     await this.outbox.close();
     await this.loop?.catch(() => undefined);
   }
@@ -109,6 +109,7 @@ export class Lane {
       if (reconnected) {
         this.reconnectedSinceFailure = true;
         this.wakeRetry?.();
+        this.wakeSlotWaiter(); // the window is open again (see window())
       }
     });
     this.transport = transport;
@@ -127,7 +128,7 @@ export class Lane {
       const epoch = this.epoch;
       const size = this.maxReadingsPerSend;
       for (let from = 0; from < batch.readings.length; from += size) {
-        while (this.inFlight.length >= (this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT) && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+        while (this.inFlight.size >= this.window() && this.running) await new Promise<void>((resolve) => (this.slotWaiter = resolve));
         if (!this.running) return;
         // A failure while this batch waited for a slot: the rewind re-sends the whole chunk.
         if (epoch !== this.epoch || this.recovering) break;
@@ -138,6 +139,21 @@ export class Lane {
     }
   }
 
+  /**
+   * How many sends may be in flight. While the connection is down, one: that send finds out when
+   * it is back (or fails and rewinds), and every batch handed out beyond it would only sit in the
+   * transport, out of dropOldest's reach, instead of in the outbox.
+   */
+  private window(): number {
+    if (!this.state.connected) return 1;
+    return this.transport?.maxInFlightBatches ?? MAX_IN_FLIGHT;
+  }
+
+  private wakeSlotWaiter(): void {
+    this.slotWaiter?.();
+    this.slotWaiter = undefined;
+  }
+
   /** Sends `readings`, part of `batch`; the batch is acknowledged to the outbox after its `last` part. */
   private dispatch(batch: OutboxBatch, readings: Reading[], last: boolean): void {
     const epoch = this.epoch;
@@ -146,11 +162,10 @@ export class Lane {
       () => undefined,
       () => undefined,
     );
-    this.inFlight.push(settled);
+    this.inFlight.add(settled);
     void settled.then(() => {
-      this.inFlight = this.inFlight.filter((item) => item !== settled);
-      this.slotWaiter?.();
-      this.slotWaiter = undefined;
+      this.inFlight.delete(settled);
+      this.wakeSlotWaiter();
     });
     this.ackChain = this.ackChain.then(async () => {
       try {
@@ -197,7 +212,7 @@ export class Lane {
     const reason = reasonOf(error, 'SendFailed');
     this.events.onSendError(reason, messageOf(error));
     this.logger.warn({ reason, err: messageOf(error), retryInMs: this.retryDelay }, 'delivery failed; rewinding the outbox');
-    await Promise.all(this.inFlight);
+    await Promise.all([...this.inFlight]);
     if (!this.running) {
       this.recovering = undefined;
       return;

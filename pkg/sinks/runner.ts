@@ -14,7 +14,7 @@ import { MAX_UNWRITTEN_BYTES } from '../outbox/core.js';
 import type { RouteTarget } from '../router/router.js';
 import { Lane } from './lane.js';
 import { selectedTransport } from './registry.js';
-import type { CommandOutcome, ConnectionIdentity, ConnectionState, Credentials, RemoteCommand, Transport } from './transport.js';
+import { batchReadings, type CommandOutcome, type ConnectionIdentity, type ConnectionState, type Credentials, type RemoteCommand, type Transport } from './transport.js';
 import { redactCredentials } from '../api/redact.js';
 
 export interface SinkRunnerDeps {
@@ -41,7 +41,7 @@ const CHUNK_READINGS_WHEN_BEHIND = 2000;
 
 export function outboxOptions(resource: StoredResource<'Sink'>): OutboxOptions {
   const spec = resource.object!.spec;
-  const maxReadings = spec.batch?.maxReadings ?? 500;
+  const maxReadings = batchReadings(spec);
   return {
     maxReadings,
     maxChunkReadings: Math.max(maxReadings, CHUNK_READINGS_WHEN_BEHIND),

@@ -62,6 +62,11 @@ export interface CommandOutcome {
   expires?: string;
 }
 
+/** The most readings one send() gets: the Sink's `batch.maxReadings` (the schema's default when absent). */
+export function batchReadings(spec: SinkSpec): number {
+  return spec.batch?.maxReadings ?? 500;
+}
+
 export interface TransportContext {
   sink: { namespace: string; name: string };
   spec: SinkSpec;
