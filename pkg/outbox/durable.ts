@@ -72,7 +72,7 @@
 //       moved aside to `corrupt/`, counted (stats.corruptChunks, dropped.corrupt) and logged, and
 //       delivery continues with the next chunk. The outbox never wedges on a bad chunk.
 //   Every remaining chunk is queued again, oldest first, before any new reading.
-// * Reading back: only handed-out chunks, a few recently sealed ones and one prefetched chunk
+// * Reading back: only handed-out chunks, a few recently sealed ones and two prefetched chunks
 //   hold their readings in memory; the rest are read from disk when next() reaches them.
 // * Storage faults (ENOSPC, EROFS, EIO, ...) never escape, whether a turn's write, a file's
 //   creation or a commit fails: a chunk the disk refuses stays in memory
