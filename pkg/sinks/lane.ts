@@ -14,6 +14,7 @@ import type { ConnectionIdentity, ConnectionState, Transport } from './transport
 const MAX_IN_FLIGHT = 4;
 const RETRY_BASE_MS = 250;
 const RETRY_CAP_MS = 30_000;
+const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export interface LaneEvents {
   onState(state: ConnectionState): void;
@@ -134,6 +135,10 @@ export class Lane {
         if (epoch !== this.epoch || this.recovering) break;
         const to = Math.min(batch.readings.length, from + size);
         this.dispatch(batch, from === 0 && to === batch.readings.length ? batch.readings : batch.readings.slice(from, to), to === batch.readings.length);
+        // A send of hundreds of messages holds the event loop for milliseconds; with a window of
+        // several, sends back to back held it for tens, and the Sensors' timers (and the acks
+        // that free the window) waited behind them. One send per event-loop turn.
+        await yieldToIo();
       }
       if (epoch !== this.epoch || this.recovering) await this.recovering;
     }

@@ -31,7 +31,7 @@ spec:
 ${extra}`;
 }
 
-function mqttSink(name: string, url: string, selector: string, topic: string): string {
+function mqttSink(name: string, url: string, selector: string, topic: string, protocol = { version: 5, qos: 1 }): string {
   return `apiVersion: sensorlet.io/v1alpha1
 kind: Sink
 metadata:
@@ -40,8 +40,8 @@ spec:
   selector: ${selector}
   mqtt:
     url: ${url}
-    protocolVersion: 5
-    qos: 1
+    protocolVersion: ${protocol.version}
+    qos: ${protocol.qos}
     topic: "${topic}"
   batch: { maxReadings: 50, maxDelay: 50ms }
 `;
@@ -147,3 +147,27 @@ test('manifest edits apply within 1 s without a restart: interval, selector, del
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const version of [4, 5]) {
+  test(`QoS 2 over MQTT ${version === 5 ? '5' : '3.1.1'}: readings arrive once each, in order, and PUBCOMP releases them from the outbox`, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-manifests-'));
+    writeFileSync(path.join(dir, 'sensor.yaml'), sensor('exactly-once', '20ms', { qos: 'two' }));
+    writeFileSync(path.join(dir, 'sink.yaml'), mqttSink('qos2', broker.url, '{ matchLabels: { qos: two } }', `qos2/v${version}/{sensor}`, { version, qos: 2 }));
+    const subscriber = await Subscriber.connect(broker.url, `qos2/v${version}/#`);
+    const agent = await AgentProcess.start({ manifests: dir });
+    try {
+      await subscriber.waitForReadings((readings) => readings.length >= 100, 10_000);
+      // Every reading read so far was acknowledged with PUBCOMP: nothing stays queued for long.
+      await waitFor(async () => ((await agent.resource('Sink', 'qos2'))!.status.nodes[0].queued ?? Infinity) < 20, { timeoutMs: 5000, what: 'the outbox to drain' });
+      assert.equal(await agent.stop(), 0, `agent exit code (stderr: ${agent.stderr.slice(-1000)})`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const readings = subscriber.messages.map((message) => message.payload);
+      assertContiguous(readings, 'exactly-once');
+      assert.equal(readings[0].seq, 1);
+    } finally {
+      await agent.kill();
+      await subscriber.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

@@ -4,7 +4,7 @@
 // When the connection drops, pending sends fail and the lane re-sends from the outbox once it is
 // back; while it is down, sends are refused, so readings wait in the outbox, not in mqtt.js.
 import { createHash } from 'node:crypto';
-import mqtt, { type IClientOptions, type IDisconnectPacket, type MqttClient } from 'mqtt';
+import mqtt, { Store, type IClientOptions, type IDisconnectPacket, type MqttClient } from 'mqtt';
 import type { Reading } from '../../api/reading.js';
 import type { FieldError, SinkSpec } from '../../api/resource.js';
 import { parseDuration } from '../../api/units.js';
@@ -50,6 +50,25 @@ const SESSION_TAKEN_OVER = 0x8e;
  * 4000 kept it CPU-bound at about 35k/s, as fast as raw mqtt.js publishing everything at once.
  */
 const READINGS_IN_FLIGHT = 4000;
+
+/**
+ * mqtt.js keeps a copy of every unacknowledged QoS 1/2 message in its outgoing store, to replay on
+ * reconnect. The lane re-sends from the outbox instead (the 'close' handler makes mqtt.js forget
+ * what was in flight), so the copies were never used, yet with thousands of messages in flight they
+ * outlived V8's young generation and cost old-generation collections. This store keeps nothing:
+ * acknowledgements still find their callbacks in mqtt.js's own table of messages in flight.
+ */
+class ForgetfulStore extends Store {
+  override put(_packet: Parameters<Store['put']>[0], callback: Parameters<Store['put']>[1]): this {
+    callback?.();
+    return this;
+  }
+
+  override del(_packet: Parameters<Store['del']>[0], callback: Parameters<Store['del']>[1]): this {
+    callback?.();
+    return this;
+  }
+}
 
 /**
  * The client id when the Sink names none. A broker keeps one connection per client id and closes
@@ -216,6 +235,7 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
     clean: true,
     // Readings wait in the outbox, not in mqtt.js, while offline; QoS 1/2 in flight are kept by mqtt.js.
     queueQoSZero: false,
+    outgoingStore: new ForgetfulStore(),
     // mqtt-packet otherwise pre-builds a 2-byte Buffer for each of the 65536 packet ids: 6 MB of heap
     // that a device pays for a cache worth nanoseconds per message.
     writeCache: false,
