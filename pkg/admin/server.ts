@@ -10,6 +10,7 @@
 // event loop turn every SLICE_MS, and the work behind POST /reload yields the same way.
 import http from 'node:http';
 import { once } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { FlagError } from '../api/errors.js';
@@ -130,9 +131,6 @@ export async function checkAdminExposure(address: string, security: { authentica
   );
 }
 
-/** Lets the event loop turn (timers, other sockets) before the next slice of work. */
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 /**
  * Writes the pieces as one body, in slices of at most SLICE_MS of work, waiting for the socket to
  * drain when its buffer is full. Stops early if the client went away.
@@ -152,7 +150,7 @@ async function writeInSlices(response: http.ServerResponse, pieces: Iterable<str
     if (buffered.length >= WRITE_BYTES) await flush();
     if (performance.now() - sliceStarted >= SLICE_MS) {
       await flush();
-      await turn();
+      await nextTurn();
       sliceStarted = performance.now();
     }
   }

@@ -10,6 +10,7 @@
 // Sensors' history is megabytes); the page gets no updates meanwhile, and one catch-up update
 // after it with whatever changed since each part was written.
 import { once } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type http from 'node:http';
 import type { ResourceList } from '../admin/server.js';
 import type { ReadingHistory, Series } from './history.js';
@@ -55,8 +56,6 @@ export interface MetricSample {
   labels?: Record<string, string | number>;
   value: number;
 }
-
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class ConsoleFeed {
   private readonly clients = new Set<http.ServerResponse>();
@@ -185,7 +184,7 @@ export class ConsoleFeed {
         }
       }
       if (performance.now() - sliceStarted >= SLICE_MS) {
-        await turn();
+        await nextTurn();
         sliceStarted = performance.now();
       }
     }
@@ -247,7 +246,7 @@ export class ConsoleFeed {
       buffered += text;
       if (buffered.length < WRITE_BYTES && performance.now() - sliceStarted < SLICE_MS) return;
       await flush();
-      await turn();
+      await nextTurn();
       sliceStarted = performance.now();
     };
     let first = true;

@@ -1,6 +1,7 @@
 // Runs one Sensor: polls its driver on a drift-free schedule (or listens to a streaming driver),
 // bounds every read by spec.timeout, backs off exponentially on failure (capped), and reports
 // Ready/Degraded. A failing or hung driver only ever delays its own Sensor.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Reading, Sample } from '../api/reading.js';
 import type { StoredResource } from '../api/resource.js';
 import { SensorletError, messageOf, reasonOf } from '../api/errors.js';
@@ -57,7 +58,6 @@ const BACKOFF_CAP_MS = 60_000;
  * the event loop for whole bursts, and the sinks' sockets (acks, CONNACK) wait behind it.
  */
 const ACCEPT_SLICE = 1000;
-const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** The window over which the readings-per-second cap is counted. */
 const RATE_WINDOW_MS = 1000;
 
@@ -227,7 +227,7 @@ export class SensorRunner {
       if (samples.length <= ACCEPT_SLICE) this.accept(samples);
       else {
         for (let from = 0; from < samples.length && !this.stopped; from += ACCEPT_SLICE) {
-          if (from > 0) await yieldToIo();
+          if (from > 0) await nextTurn();
           if (!this.stopped) this.accept(samples, from, Math.min(samples.length, from + ACCEPT_SLICE));
         }
         if (this.stopped) return;

@@ -5,6 +5,7 @@
 // as several sends, and is acknowledged once the last of them is. When a send fails, every later
 // send in flight is abandoned, the outbox rewinds to its oldest unacknowledged batch, and delivery
 // resumes after a capped backoff: the far end may see duplicates (at-least-once), never gaps.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Reading } from '../api/reading.js';
 import { messageOf, reasonOf } from '../api/errors.js';
 import type { Outbox, OutboxBatch } from '../outbox/outbox.js';
@@ -14,7 +15,6 @@ import type { ConnectionIdentity, ConnectionState, Transport } from './transport
 const MAX_IN_FLIGHT = 4;
 const RETRY_BASE_MS = 250;
 const RETRY_CAP_MS = 30_000;
-const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export interface LaneEvents {
   onState(state: ConnectionState): void;
@@ -138,7 +138,7 @@ export class Lane {
         // A send of hundreds of messages holds the event loop for milliseconds; with a window of
         // several, sends back to back held it for tens, and the Sensors' timers (and the acks
         // that free the window) waited behind them. One send per event-loop turn.
-        await yieldToIo();
+        await nextTurn();
       }
       if (epoch !== this.epoch || this.recovering) await this.recovering;
     }
