@@ -106,7 +106,6 @@ function compiledFor(kind: Kind): CompiledKind {
   return entry;
 }
 
-/** Forgets compiled schemas, e.g. after a test rewrote them. */
 /**
  * Compiles every kind's schema now. ajv takes 40-140 ms of synchronous work per kind; done lazily,
  * the first resource of a kind to arrive at a running agent (the first Actuator, say) held the
@@ -116,6 +115,7 @@ export function compileAllKinds(): void {
   for (const kind of KINDS) compiledFor(kind);
 }
 
+/** Forgets compiled schemas, e.g. after a test rewrote them. */
 export function resetValidationCache(): void {
   compiled.clear();
   sharedAjv = undefined;

@@ -2,7 +2,8 @@
 // the broker acknowledged every message: PUBACK at QoS 1, PUBCOMP at QoS 2; at QoS 0 when the
 // message was written to the socket (nothing more can be known, so QoS 0 can lose readings).
 // When the connection drops, pending sends fail and the lane re-sends from the outbox once it is
-// back; while it is down, sends are refused, so readings wait in the outbox, not in mqtt.js.
+// back; while it is down, a send waits for it (the lane keeps one in flight then) and nothing is
+// handed to mqtt.js, so readings wait in the outbox.
 import { createHash } from 'node:crypto';
 import mqtt, { Store, type IClientOptions, type IDisconnectPacket, type MqttClient } from 'mqtt';
 import type { Reading } from '../../api/reading.js';
@@ -53,10 +54,10 @@ const READINGS_IN_FLIGHT = 4000;
 
 /**
  * mqtt.js keeps a copy of every unacknowledged QoS 1/2 message in its outgoing store, to replay on
- * reconnect. The lane re-sends from the outbox instead (the 'close' handler makes mqtt.js forget
- * what was in flight), so the copies were never used, yet with thousands of messages in flight they
- * outlived V8's young generation and cost old-generation collections. This store keeps nothing:
- * acknowledgements still find their callbacks in mqtt.js's own table of messages in flight.
+ * reconnect: one message per round trip after CONNACK, reporting `connect` only after it, which
+ * with thousands in flight outlasted a flapping link. The lane re-sends from the outbox instead,
+ * and the copies outlived V8's young generation. This store keeps nothing: acknowledgements still
+ * find their callbacks in mqtt.js's own table of messages in flight.
  */
 class ForgetfulStore extends Store {
   override put(_packet: Parameters<Store['put']>[0], callback: Parameters<Store['put']>[1]): this {
@@ -388,10 +389,9 @@ export function createMqttTransport(config: MqttConfig, context: TransportContex
         // Sends waiting for a connection re-check it (and fail: not connected).
         settleConnectWaiter();
         // Fail what is in flight: the lane rewinds and re-sends from its oldest unacknowledged
-        // batch on the next connection, so mqtt.js must not replay its own copies. It would replay
-        // them one message per round trip after CONNACK and only then report `connect`: with
-        // thousands in flight that outlasted a flapping link, which then never came up for the
-        // lane (and the session is clean: the broker kept nothing of them either).
+        // batch on the next connection. mqtt.js has no copies to replay (ForgetfulStore), but its
+        // table of messages in flight outlives the connection: clear it, or its entries would pile
+        // up across reconnects.
         failPending(Object.assign(new Error(`connection to ${shownUrl} lost`), { code: 'ConnectionLost' }));
         for (const messageId of Object.keys(client!.outgoing)) client!.removeOutgoingMessage(Number(messageId));
         // Capped exponential backoff: mqtt.js reads reconnectPeriod before each reconnect attempt.
