@@ -17,15 +17,20 @@
 // CommonJS dependencies call require() for Node built-ins; the banner gives the ES module a real one.
 // The commit the bundle is built from is baked in as SENSORLET_COMMIT (pkg/api/version.ts).
 //
-// It also builds the web console's assets into dist/console/ (served by pkg/console/assets.ts): the
+// It also compiles every kind's validator ahead of time into dist/schemas/validators.cjs
+// (pkg/api/validators.ts says why), with the ajv helpers that code requires bundled in.
+//
+// And it builds the web console's assets into dist/console/ (served by pkg/console/assets.ts): the
 // page, one script (the console and uPlot, minified) and one stylesheet (uPlot's and the console's).
 import { build, transform } from 'esbuild';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
+import { PRECOMPILED_VALIDATORS_FILE } from '../../pkg/api/validators.js';
 import { BUNDLE_EXTERNAL } from './external.js';
 import { sourceCommit } from './source.js';
+import { precompiledValidatorsSource } from './validators.js';
 
 const result = await build({
   entryPoints: [path.join(PACKAGE_ROOT, 'cmd/sensorlet/main.ts')],
@@ -46,6 +51,19 @@ const result = await build({
 });
 const output = Object.values(result.metafile.outputs).find((file) => file.entryPoint);
 console.log(`bundled dist/cmd/sensorlet/main.js: ${(output!.bytes / 1024).toFixed(0)} KiB from ${Object.keys(result.metafile.inputs).length} modules`);
+
+await build({
+  stdin: { contents: precompiledValidatorsSource(), resolveDir: PACKAGE_ROOT, sourcefile: 'validators.cjs', loader: 'js' },
+  outfile: PRECOMPILED_VALIDATORS_FILE,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+console.log(`precompiled the validators of every kind: ${path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE)}`);
 
 const consoleDir = path.join(PACKAGE_ROOT, 'dist/console');
 const consoleSource = path.join(PACKAGE_ROOT, 'pkg/console/web');

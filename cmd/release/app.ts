@@ -4,6 +4,7 @@
 //   package.json            name, version, license (the version is what `sensorlet --version` and OTA read)
 //   dist/cmd/sensorlet/main.js   the CLI bundle (without its source map)
 //   dist/console/           the web console's page, script and stylesheet (served on the admin port)
+//   dist/schemas/validators.cjs   every kind's validator, compiled at build time (pkg/api/validators.ts)
 //   schemas/                the resource schemas, read at start-up
 //   node_modules/           only what the bundle loads at run time (cmd/bundle/external.ts) and their
 //                           dependencies, without type declarations, source maps, docs, and without
@@ -14,6 +15,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { ASSETS_DIR } from '../../pkg/console/assets.js';
+import { PRECOMPILED_VALIDATORS_FILE } from '../../pkg/api/validators.js';
 import { RUNTIME_PACKAGES } from '../bundle/external.js';
 import { nodeRuntime } from './inputs.js';
 import { NODE_RUNTIME_VERSION, type Platform } from './platforms.js';
@@ -97,6 +99,8 @@ export function appTree(root: string, platform: Platform): Tree {
   tree.data(`${root}/package.json`, `${JSON.stringify(manifest, null, 2)}\n`);
   tree.file(`${root}/dist/cmd/sensorlet/main.js`, bundle, 0o644);
   tree.copy(`${root}/dist/console`, ASSETS_DIR, 0o644);
+  if (!existsSync(PRECOMPILED_VALIDATORS_FILE)) throw new Error(`${path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE)} is missing: run npm run build first`);
+  tree.file(`${root}/${path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE)}`, PRECOMPILED_VALIDATORS_FILE, 0o644);
   tree.copy(`${root}/schemas`, path.join(PACKAGE_ROOT, 'schemas'), 0o644);
   for (const module of runtimeModules()) {
     const source = realpathSync(path.join(PACKAGE_ROOT, module));

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseKey, type StoredResource } from '../api/resource.js';
 import { API_VERSION } from '../api/schemas.js';
-import { compileAllKinds } from '../api/validate.js';
+import { prepareAllKinds } from '../api/validate.js';
 import { ResourceStore } from '../controller/store.js';
 import { StatusStore } from '../controller/status.js';
 import { Manager } from '../controller/manager.js';
@@ -247,8 +247,8 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     const resources = runtime.store.list().length;
     reloadLogger.info({ trigger, resources, ms: Math.round(performance.now() - started) }, `reloaded (${trigger}): manifests re-read, ${resources} resource(s) resynced`);
   };
-  // Before the admin API answers: compiling a kind's schema later would hold the event loop.
-  compileAllKinds();
+  // Before the admin API answers: preparing a kind's validator later could hold the event loop.
+  prepareAllKinds();
   const admin: AdminServer = await startAdminServer(
     options.adminAddr,
     {

@@ -2,9 +2,9 @@
 // cannot express (durations and quantities parse, regexes compile, MQTT topic templates, and each
 // driver's and transport's own validate hook). Messages name the field path and say how to fix it,
 // one message per problem: ajv's raw output is translated and its cascades are dropped.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
-import { API_VERSION, KINDS, inlineRefs, isKind, loadSchema, walkSchema, type JsonSchema, type Kind } from './schemas.js';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { API_VERSION, KINDS, inlineRefs, isKind, type JsonSchema, type Kind } from './schemas.js';
+import { closedSchema, validatorFor } from './validators.js';
 import { DEFAULT_NAMESPACE, type FieldError } from './resource.js';
 import { parseDuration, parseQuantity } from './units.js';
 import { patternProblem } from './pattern.js';
@@ -44,81 +44,28 @@ interface CompiledKind {
 
 const compiled = new Map<Kind, CompiledKind>();
 
-function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, strictTypes: false, strictTuples: false, strictRequired: false });
-  const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => void;
-  addFormats(ajv);
-  // Kubernetes structural-schema annotations: meaningful to the API server, not to validation here.
-  for (const keyword of [
-    'x-kubernetes-preserve-unknown-fields',
-    'x-kubernetes-list-type',
-    'x-kubernetes-list-map-keys',
-    'x-kubernetes-map-type',
-    'x-kubernetes-int-or-string',
-    'x-kubernetes-embedded-resource',
-    'x-kubernetes-validations',
-  ]) {
-    ajv.addKeyword({ keyword, schemaType: ['boolean', 'string', 'array', 'object'] });
-  }
-  // The upper bound of a Duration field, checked with the other semantic checks (see durationErrors).
-  ajv.addKeyword({ keyword: 'maxDuration', schemaType: 'string' });
-  return ajv;
-}
-
-let sharedAjv: Ajv | undefined;
-
-/**
- * Every object that declares `properties` gets `additionalProperties: false` (unless it preserves
- * unknown fields): the API server would silently prune unknown fields, which hides typos, so here
- * they are errors.
- */
-function closeObjects(schema: JsonSchema): JsonSchema {
-  const copy = structuredClone(schema);
-  // A oneOf/anyOf/allOf branch may list only some of the object's properties; closing the branch
-  // would reject the others. The object that holds the combinator is closed instead.
-  const branches = new Set<JsonSchema>();
-  walkSchema(copy, (node) => {
-    for (const combinator of ['oneOf', 'anyOf', 'allOf']) {
-      if (Array.isArray(node[combinator])) for (const branch of node[combinator] as JsonSchema[]) branches.add(branch);
-    }
-  });
-  walkSchema(copy, (node) => {
-    if (branches.has(node)) return;
-    if (node.properties && typeof node.properties === 'object' && node.additionalProperties === undefined && node['x-kubernetes-preserve-unknown-fields'] !== true) {
-      node.additionalProperties = false;
-    }
-  });
-  return copy;
-}
-
 function compiledFor(kind: Kind): CompiledKind {
   let entry = compiled.get(kind);
   if (!entry) {
-    sharedAjv ??= createAjv();
-    const schema = closeObjects(loadSchema(kind));
+    const schema = closedSchema(kind);
     const patternNames = new Map<string, string>();
     for (const [name, definition] of Object.entries((schema.definitions as Record<string, JsonSchema>) ?? {})) {
       if (typeof definition.pattern === 'string') patternNames.set(definition.pattern, name);
     }
-    entry = { validate: sharedAjv.compile(schema), inlined: inlineRefs(schema), patternNames };
+    entry = { validate: validatorFor(kind, schema), inlined: inlineRefs(schema), patternNames };
     compiled.set(kind, entry);
   }
   return entry;
 }
 
 /**
- * Compiles every kind's schema now. ajv takes 40-140 ms of synchronous work per kind; done lazily,
- * the first resource of a kind to arrive at a running agent (the first Actuator, say) held the
- * event loop, and /healthz with it, for that long. The agent calls this while starting.
+ * Makes every kind's validator ready now (validators.ts: loaded precompiled, or compiled). Done
+ * lazily, the first resource of a kind to arrive at a running agent (the first Actuator, say) could
+ * hold the event loop, and /healthz with it, while its schema compiled. The agent calls this while
+ * starting.
  */
-export function compileAllKinds(): void {
+export function prepareAllKinds(): void {
   for (const kind of KINDS) compiledFor(kind);
-}
-
-/** Forgets compiled schemas, e.g. after a test rewrote them. */
-export function resetValidationCache(): void {
-  compiled.clear();
-  sharedAjv = undefined;
 }
 
 export function validateObject(object: Record<string, unknown>): ValidationResult {

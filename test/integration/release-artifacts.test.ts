@@ -158,6 +158,7 @@ test('the amd64 root filesystem runs sensorlet --version, then the example manif
   assert.match(readFileSync(path.join(rootfs, 'etc/group'), 'utf8'), /^dialout:x:20:sensorlet$/m);
   assert.ok(existsSync(path.join(rootfs, 'etc/ssl/certs/ca-certificates.crt')));
   assert.ok(!existsSync(path.join(rootfs, 'bin/sh')) && !existsSync(path.join(rootfs, 'usr/bin/sh')), 'no shell in the image');
+  assert.ok(existsSync(path.join(rootfs, 'usr/lib/sensorlet/dist/schemas/validators.cjs')), 'the image has the validators compiled at build time');
   // As a runtime starts it: the image's user, its supplementary group, its entrypoint, /proc mounted
   // (in a mount namespace of its own, gone with the process). No --fork: unshare, chroot and the
   // agent are one process, which the test's SIGTERM reaches.
