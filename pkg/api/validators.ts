@@ -91,7 +91,7 @@ function loadPrecompiled(): PrecompiledModule {
     try {
       precompiled = createRequire(import.meta.url)(PRECOMPILED_VALIDATORS_FILE) as PrecompiledModule;
     } catch {
-      precompiled = {}; // not built (tsc alone): every kind is compiled at run time
+      precompiled = {}; // not built (tsc alone) or unreadable: every kind is compiled at run time
     }
   }
   return precompiled;
