@@ -2,11 +2,7 @@
 // must ship in node_modules beside it.
 
 /** esbuild's `external` list. */
-export const BUNDLE_EXTERNAL = ['serialport', '@serialport/*', 'modbus-serial', '@kubernetes/client-node', 'pino-pretty', 'node-forge', 're2js'];
+export const BUNDLE_EXTERNAL = ['serialport', '@serialport/*', 'modbus-serial', '@kubernetes/client-node', 'pino-pretty', 'node-forge', 're2js', 'ajv', 'ajv-formats'];
 
-/**
- * The packages the bundle loads from node_modules at run time (their dependencies come along):
- * the external ones, and ajv with ajv-formats, whose validators are compiled at run time into code
- * that requires ajv's runtime helpers (ajv/dist/runtime/*) by name.
- */
+/** The packages the bundle loads from node_modules at run time (their dependencies come along). */
 export const RUNTIME_PACKAGES = ['serialport', 'modbus-serial', '@kubernetes/client-node', 'pino-pretty', 'node-forge', 're2js', 'ajv', 'ajv-formats'];

@@ -10,15 +10,20 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { Ajv, ValidateFunction } from 'ajv';
+import { lazyRequire } from './lazy-require.js';
 import { PACKAGE_ROOT, loadSchema, walkSchema, type JsonSchema, type Kind } from './schemas.js';
+
+// Required only to compile: an agent whose validators are all precompiled never loads ajv (about
+// 100 KB of code).
+const ajvPackage = lazyRequire<typeof import('ajv')>('ajv');
+const ajvFormats = lazyRequire<typeof import('ajv-formats')>('ajv-formats');
 
 export const PRECOMPILED_VALIDATORS_FILE = path.join(PACKAGE_ROOT, 'dist/schemas/validators.cjs');
 
 /** The same options at build time and at run time: `code.source` only keeps the generated source. */
 export function createAjv(options: { keepSource: boolean }): Ajv {
-  const ajv = new Ajv({
+  const ajv = new (ajvPackage().Ajv)({
     allErrors: true,
     useDefaults: true,
     verbose: true,
@@ -28,7 +33,7 @@ export function createAjv(options: { keepSource: boolean }): Ajv {
     strictRequired: false,
     code: { source: options.keepSource },
   });
-  const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => void;
+  const addFormats = ((ajvFormats() as unknown as { default?: unknown }).default ?? ajvFormats()) as (ajv: Ajv) => void;
   addFormats(ajv);
   // Kubernetes structural-schema annotations: meaningful to the API server, not to validation here.
   for (const keyword of [
