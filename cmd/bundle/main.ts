@@ -12,8 +12,8 @@
 // - native addons (serialport and its bindings): their .node files are found relative to the package;
 // - @kubernetes/client-node: imported only in cluster mode, so standalone mode never loads it;
 // - pino-pretty: loaded in a worker thread by pino.transport, by package name;
-// - the lazily required ones (pkg/api/lazy-require.ts: modbus-serial, node-forge, re2js, and ajv,
-//   which compiles only a schema changed since the build), so that an agent that does not use them
+// - the lazily required ones (pkg/api/lazy-require.ts: modbus-serial, node-forge, re2js, and ajv
+//   with ajv-formats, needed only to compile a schema changed since the build), so that an agent that does not use them
 //   does not parse them.
 // CommonJS dependencies call require() for Node built-ins; the banner gives the ES module a real one.
 // The commit the bundle is built from is baked in as SENSORLET_COMMIT (pkg/api/version.ts).

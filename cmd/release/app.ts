@@ -13,9 +13,10 @@
 //   sensorlet               a /bin/sh launcher: that Node, the V8 flags of `npm start`, the bundle
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
+import { createRequire } from 'node:module';
+import { KINDS, PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { ASSETS_DIR } from '../../pkg/console/assets.js';
-import { PRECOMPILED_VALIDATORS_FILE } from '../../pkg/api/validators.js';
+import { PRECOMPILED_VALIDATORS_FILE, closedSchema, validatorDigest, type PrecompiledModule } from '../../pkg/api/validators.js';
 import { RUNTIME_PACKAGES } from '../bundle/external.js';
 import { nodeRuntime } from './inputs.js';
 import { NODE_RUNTIME_VERSION, type Platform } from './platforms.js';
@@ -88,6 +89,15 @@ export function launcherScript(): string {
   ].join('\n');
 }
 
+/** A release whose precompiled validators are missing or stale would compile them at every start. */
+function checkPrecompiledValidators(): void {
+  const file = path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE);
+  if (!existsSync(PRECOMPILED_VALIDATORS_FILE)) throw new Error(`${file} is missing: run npm run build first`);
+  const built = createRequire(import.meta.url)(PRECOMPILED_VALIDATORS_FILE) as PrecompiledModule;
+  const stale = KINDS.filter((kind) => built.digests?.[kind] !== validatorDigest(closedSchema(kind)));
+  if (stale.length > 0) throw new Error(`${file} does not match schemas/ for ${stale.join(', ')}: run npm run build first`);
+}
+
 /** The agent tree for one platform, under `root` (a relative path). */
 export function appTree(root: string, platform: Platform): Tree {
   const project = projectPackage();
@@ -99,7 +109,7 @@ export function appTree(root: string, platform: Platform): Tree {
   tree.data(`${root}/package.json`, `${JSON.stringify(manifest, null, 2)}\n`);
   tree.file(`${root}/dist/cmd/sensorlet/main.js`, bundle, 0o644);
   tree.copy(`${root}/dist/console`, ASSETS_DIR, 0o644);
-  if (!existsSync(PRECOMPILED_VALIDATORS_FILE)) throw new Error(`${path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE)} is missing: run npm run build first`);
+  checkPrecompiledValidators();
   tree.file(`${root}/${path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE)}`, PRECOMPILED_VALIDATORS_FILE, 0o644);
   tree.copy(`${root}/schemas`, path.join(PACKAGE_ROOT, 'schemas'), 0o644);
   for (const module of runtimeModules()) {

@@ -248,7 +248,14 @@ async function startLocked(options: AgentOptions & { policy: OperatorPolicy }, l
     reloadLogger.info({ trigger, resources, ms: Math.round(performance.now() - started) }, `reloaded (${trigger}): manifests re-read, ${resources} resource(s) resynced`);
   };
   // Before the admin API answers: preparing a kind's validator later could hold the event loop.
-  prepareAllKinds();
+  const compiledAtRunTime = prepareAllKinds();
+  if (compiledAtRunTime.length > 0) {
+    const reasons = [...new Set(compiledAtRunTime.map((entry) => entry.compiledBecause))].join('; ');
+    logger.warn(
+      { component: 'validation', kinds: compiledAtRunTime.map((entry) => entry.kind), reason: 'ValidatorsCompiledAtRunTime' },
+      `validators compiled at run time, which costs start-up time and memory (${reasons}): run npm run build, or install a release`,
+    );
+  }
   const admin: AdminServer = await startAdminServer(
     options.adminAddr,
     {

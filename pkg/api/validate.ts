@@ -2,9 +2,9 @@
 // cannot express (durations and quantities parse, regexes compile, MQTT topic templates, and each
 // driver's and transport's own validate hook). Messages name the field path and say how to fix it,
 // one message per problem: ajv's raw output is translated and its cascades are dropped.
-import type { ErrorObject, ValidateFunction } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { API_VERSION, KINDS, inlineRefs, isKind, type JsonSchema, type Kind } from './schemas.js';
-import { closedSchema, validatorFor } from './validators.js';
+import { closedSchema, validatorFor, type Validator } from './validators.js';
 import { DEFAULT_NAMESPACE, type FieldError } from './resource.js';
 import { parseDuration, parseQuantity } from './units.js';
 import { patternProblem } from './pattern.js';
@@ -35,7 +35,9 @@ const REMOVED_FIELDS: Record<string, string> = {
 };
 
 interface CompiledKind {
-  validate: ValidateFunction;
+  validate: Validator;
+  /** Why the validator was compiled at run time instead of loaded precompiled, when it was. */
+  compiledBecause?: string;
   /** The schema with every $ref inlined, walked alongside objects for the semantic checks. */
   inlined: JsonSchema;
   /** pattern source → name of the shared definition it comes from (Duration, Quantity, DnsLabel...). */
@@ -52,7 +54,7 @@ function compiledFor(kind: Kind): CompiledKind {
     for (const [name, definition] of Object.entries((schema.definitions as Record<string, JsonSchema>) ?? {})) {
       if (typeof definition.pattern === 'string') patternNames.set(definition.pattern, name);
     }
-    entry = { validate: validatorFor(kind, schema), inlined: inlineRefs(schema), patternNames };
+    entry = { ...validatorFor(kind, schema), inlined: inlineRefs(schema), patternNames };
     compiled.set(kind, entry);
   }
   return entry;
@@ -62,10 +64,14 @@ function compiledFor(kind: Kind): CompiledKind {
  * Makes every kind's validator ready now (validators.ts: loaded precompiled, or compiled). Done
  * lazily, the first resource of a kind to arrive at a running agent (the first Actuator, say) could
  * hold the event loop, and /healthz with it, while its schema compiled. The agent calls this while
- * starting.
+ * starting. Returns the kinds compiled at run time and why: the build's precompiled validators were
+ * missing or stale, which costs start-up time and memory, so the agent says so.
  */
-export function prepareAllKinds(): void {
-  for (const kind of KINDS) compiledFor(kind);
+export function prepareAllKinds(): { kind: Kind; compiledBecause: string }[] {
+  return KINDS.flatMap((kind) => {
+    const { compiledBecause } = compiledFor(kind);
+    return compiledBecause ? [{ kind, compiledBecause }] : [];
+  });
 }
 
 export function validateObject(object: Record<string, unknown>): ValidationResult {

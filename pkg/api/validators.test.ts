@@ -26,8 +26,8 @@ async function projectManifests(): Promise<Record<string, unknown>[]> {
 
 test('the build precompiled every kind, and the agent uses those validators', () => {
   for (const kind of KINDS) {
-    assert.equal(typeof precompiled[kind], 'function', `${kind} is not in ${PRECOMPILED_VALIDATORS_FILE}`);
-    assert.equal(validatorFor(kind, closedSchema(kind)), precompiled[kind], `${kind}'s precompiled validator is not the one in use`);
+    assert.equal(typeof precompiled[kind], 'function', `${kind} is not in ${PRECOMPILED_VALIDATORS_FILE}: a stale build? run npm run build`);
+    assert.deepEqual(validatorFor(kind, closedSchema(kind)), { validate: precompiled[kind] }, `${kind}'s precompiled validator is not the one in use: a stale build? run npm run build`);
   }
 });
 
@@ -37,7 +37,7 @@ test('precompiled and run-time compiled validators agree on every manifest of th
   const validators = new Map(
     KINDS.map((kind) => {
       const schema = closedSchema(kind);
-      return [kind, { fromBuild: validatorFor(kind, schema), fromRuntime: validatorFor(kind, schema, { precompiled: false }) }];
+      return [kind, { fromBuild: validatorFor(kind, schema).validate, fromRuntime: validatorFor(kind, schema, { precompiled: false }).validate }];
     }),
   );
   const kindsSeen = new Set<string>();
@@ -63,8 +63,9 @@ test('a schema that changed since the build is compiled at run time', () => {
   const schema = closedSchema('Sensor');
   const spec = (schema.properties as Record<string, { required?: string[] }>).spec;
   spec.required = [...(spec.required ?? []), 'addedAfterTheBuild'];
-  const validate = validatorFor('Sensor', schema);
+  const { validate, compiledBecause } = validatorFor('Sensor', schema);
   assert.notEqual(validate, precompiled.Sensor);
+  assert.equal(compiledBecause, 'the build compiled it from another schema or with other options');
   const sensor = { apiVersion: 'sensorlet.io/v1alpha1', kind: 'Sensor', metadata: { name: 'a' }, spec: { interval: '1s', driver: { simulated: {} } } };
   assert.equal(precompiled.Sensor!(structuredClone(sensor)), true);
   assert.equal(validate(structuredClone(sensor)), false);

@@ -4,13 +4,14 @@
 // `npm run build` compiles every kind ahead of time into PRECOMPILED_VALIDATORS_FILE (ajv's
 // standalone code, with the ajv helpers it calls bundled in: cmd/bundle/validators.ts), which loads
 // in a few milliseconds.
-// Each precompiled validator carries the digest of the schema it was compiled from; a kind whose
-// schema no longer matches (schemas/ edited after the build) is compiled here at run time, so the
-// validator always checks the schema the agent reads.
+// Each precompiled validator carries the digest of what it was compiled from (the schema, ajv's
+// options, the keywords); a kind that no longer matches (schemas/ edited after the build), or every
+// kind when the file is missing (tsc alone), is compiled here at run time, so the validator always
+// checks the schema the agent reads; the agent then logs a warning, since that costs time and memory.
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import type { Ajv, ValidateFunction } from 'ajv';
+import type { Ajv, ErrorObject } from 'ajv';
 import { lazyRequire } from './lazy-require.js';
 import { PACKAGE_ROOT, loadSchema, walkSchema, type JsonSchema, type Kind } from './schemas.js';
 
@@ -21,34 +22,42 @@ const ajvFormats = lazyRequire<typeof import('ajv-formats')>('ajv-formats');
 
 export const PRECOMPILED_VALIDATORS_FILE = path.join(PACKAGE_ROOT, 'dist/schemas/validators.cjs');
 
-/** The same options at build time and at run time: `code.source` only keeps the generated source. */
+// How schemas are compiled, at build time and at run time alike. Both are part of each validator's
+// digest: a build with other options or keywords is not the validator this code expects.
+const AJV_OPTIONS = {
+  allErrors: true,
+  useDefaults: true,
+  verbose: true,
+  strict: true,
+  strictTypes: false,
+  strictTuples: false,
+  strictRequired: false,
+} as const;
+/**
+ * Kubernetes structural-schema annotations, meaningful to the API server, not to validation here;
+ * and maxDuration, the upper bound of a Duration field, checked with the other semantic checks
+ * (validate.ts).
+ */
+const NO_OP_KEYWORDS = [
+  'x-kubernetes-preserve-unknown-fields',
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-map-type',
+  'x-kubernetes-int-or-string',
+  'x-kubernetes-embedded-resource',
+  'x-kubernetes-validations',
+  'maxDuration',
+] as const;
+
+/** An ajv instance with the options and keywords above; `keepSource` keeps the generated code (build time). */
 export function createAjv(options: { keepSource: boolean }): Ajv {
-  const ajv = new (ajvPackage().Ajv)({
-    allErrors: true,
-    useDefaults: true,
-    verbose: true,
-    strict: true,
-    strictTypes: false,
-    strictTuples: false,
-    strictRequired: false,
-    code: { source: options.keepSource },
-  });
-  const addFormats = ((ajvFormats() as unknown as { default?: unknown }).default ?? ajvFormats()) as (ajv: Ajv) => void;
+  const ajv = new (ajvPackage().Ajv)({ ...AJV_OPTIONS, code: { source: options.keepSource } });
+  const formats = ajvFormats();
+  const addFormats = ((formats as unknown as { default?: unknown }).default ?? formats) as (ajv: Ajv) => void;
   addFormats(ajv);
-  // Kubernetes structural-schema annotations: meaningful to the API server, not to validation here.
-  for (const keyword of [
-    'x-kubernetes-preserve-unknown-fields',
-    'x-kubernetes-list-type',
-    'x-kubernetes-list-map-keys',
-    'x-kubernetes-map-type',
-    'x-kubernetes-int-or-string',
-    'x-kubernetes-embedded-resource',
-    'x-kubernetes-validations',
-  ]) {
-    ajv.addKeyword({ keyword, schemaType: ['boolean', 'string', 'array', 'object'] });
+  for (const keyword of NO_OP_KEYWORDS) {
+    ajv.addKeyword({ keyword, schemaType: keyword === 'maxDuration' ? 'string' : ['boolean', 'string', 'array', 'object'] });
   }
-  // The upper bound of a Duration field, checked with the other semantic checks (validate.ts).
-  ajv.addKeyword({ keyword: 'maxDuration', schemaType: 'string' });
   return ajv;
 }
 
@@ -81,34 +90,48 @@ export function closedSchema(kind: Kind): JsonSchema {
   return closeObjects(loadSchema(kind));
 }
 
-export function schemaDigest(schema: JsonSchema): string {
-  return createHash('sha256').update(JSON.stringify(schema)).digest('hex');
+/** What a validator is compiled from: the schema, the ajv options and the keywords. */
+export function validatorDigest(schema: JsonSchema): string {
+  return createHash('sha256').update(JSON.stringify({ schema, options: AJV_OPTIONS, keywords: NO_OP_KEYWORDS })).digest('hex');
 }
 
-/** PRECOMPILED_VALIDATORS_FILE: each kind's validator by kind name, and each kind's schema digest. */
-export type PrecompiledModule = Partial<Record<Kind, ValidateFunction>> & { digests?: Partial<Record<Kind, string>> };
+/** A validator as ajv makes it, whether precompiled or compiled here (standalone ones have no `.schema`). */
+export type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
 
-let precompiled: PrecompiledModule | undefined;
+/** PRECOMPILED_VALIDATORS_FILE: each kind's validator by kind name, and each kind's validator digest. */
+export type PrecompiledModule = Partial<Record<Kind, Validator>> & { digests?: Partial<Record<Kind, string>> };
+
+/** A kind's validator, and why it was compiled at run time when it was. */
+export interface KindValidator {
+  validate: Validator;
+  compiledBecause?: string;
+}
+
+let precompiled: { module: PrecompiledModule; problem?: string } | undefined;
 let runtimeAjv: Ajv | undefined;
 
-function loadPrecompiled(): PrecompiledModule {
+function loadPrecompiled(): { module: PrecompiledModule; problem?: string } {
   if (!precompiled) {
+    const file = path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE);
     try {
-      precompiled = createRequire(import.meta.url)(PRECOMPILED_VALIDATORS_FILE) as PrecompiledModule;
-    } catch {
-      precompiled = {}; // not built (tsc alone) or unreadable: every kind is compiled at run time
+      precompiled = { module: createRequire(import.meta.url)(PRECOMPILED_VALIDATORS_FILE) as PrecompiledModule };
+    } catch (error) {
+      const missing = (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND';
+      precompiled = { module: {}, problem: missing ? `${file} is missing` : `${file} could not be loaded: ${String((error as Error).message).split('\n')[0].slice(0, 200)}` };
     }
   }
   return precompiled;
 }
 
 /** `schema` (closedSchema(kind)) as a validator: precompiled when it matches, else compiled now. */
-export function validatorFor(kind: Kind, schema: JsonSchema, options: { precompiled: boolean } = { precompiled: true }): ValidateFunction {
+export function validatorFor(kind: Kind, schema: JsonSchema, options: { precompiled: boolean } = { precompiled: true }): KindValidator {
+  let compiledBecause = 'asked to compile';
   if (options.precompiled) {
-    const module = loadPrecompiled();
+    const { module, problem } = loadPrecompiled();
     const validate = module[kind];
-    if (validate && module.digests?.[kind] === schemaDigest(schema)) return validate;
+    if (validate && module.digests?.[kind] === validatorDigest(schema)) return { validate };
+    compiledBecause = problem ?? (validate ? 'the build compiled it from another schema or with other options' : 'it is not in the build');
   }
   runtimeAjv ??= createAjv({ keepSource: false });
-  return runtimeAjv.compile(schema);
+  return { validate: runtimeAjv.compile(schema), compiledBecause };
 }

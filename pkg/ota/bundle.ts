@@ -11,8 +11,9 @@
 // Why not tar: Node has no tar reader and the agent must not depend on one; this framing is a few
 // lines in each direction and its paths are checked before anything is written.
 // What it holds: the code of one build — `package.json` (its `version` is the build's version and
-// must equal the Firmware's `spec.version`), `dist/**` (compiled JavaScript; source maps and tests
-// are left out by packAgentBundle), `schemas/**` (read at run time). It holds no node_modules: a slot
+// must equal the Firmware's `spec.version`), `dist/**` (compiled JavaScript, the validators compiled
+// at build time and the web console's assets; source maps and tests are left out by
+// packAgentBundle), `schemas/**` (read at run time). It holds no node_modules: a slot
 // links `node_modules` to the installed copy's, so a bundle updates the code, not the dependencies.
 // An update that needs new dependencies is a package-manager update, not an OTA of the agent.
 // Required entries: package.json and dist/cmd/sensorlet/main.js. Paths are relative, use `/`,
@@ -120,7 +121,8 @@ export interface PackOptions {
 
 /**
  * Packs the build at `root` (a package root holding package.json, dist/, schemas/) into a bundle:
- * dist/cmd and dist/pkg JavaScript without tests and source maps, the schemas, and package.json.
+ * dist/cmd and dist/pkg JavaScript without tests and source maps, the precompiled validators, the
+ * web console's assets, the schemas, and package.json.
  */
 export function packAgentBundle(root: string, options: PackOptions = {}): Buffer {
   const entries = new Map<string, BundleEntry>();
@@ -136,6 +138,8 @@ export function packAgentBundle(root: string, options: PackOptions = {}): Buffer
   const code = (file: string) => file.endsWith('.js') && !file.endsWith('.test.js') && !file.includes('/testing/');
   walk('dist/cmd', code);
   walk('dist/pkg', code);
+  walk('dist/schemas', (file) => file.endsWith('.cjs'));
+  walk('dist/console', () => true);
   walk('schemas', (file) => file.endsWith('.json'));
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
   if (options.version) pkg.version = options.version;

@@ -27,11 +27,14 @@ test('bundle: round trip; refused paths, truncation, missing entries', () => {
   assert.throws(() => decodeBundle(Buffer.from('not gzip')), { code: 'SlotInvalid' });
 });
 
-test('packAgentBundle: the build at a root, stamped with a version, without tests and source maps', () => {
+test('packAgentBundle: the build at a root with its precompiled validators and console, stamped with a version, without tests and source maps', () => {
   const entries = decodeBundle(packAgentBundle(RUNNING_ROOT, { version: '7.7.7' }));
   assert.equal(JSON.parse(entries.find((entry) => entry.path === 'package.json')!.data.toString()).version, '7.7.7');
   assert.ok(entries.some((entry) => entry.path === 'dist/pkg/agent/agent.js'));
   assert.ok(entries.some((entry) => entry.path.startsWith('schemas/')));
+  for (const built of ['dist/schemas/validators.cjs', 'dist/console/index.html', 'dist/console/console.js', 'dist/console/console.css']) {
+    assert.ok(entries.some((entry) => entry.path === built), `the bundle holds ${built}`);
+  }
   assert.ok(!entries.some((entry) => entry.path.endsWith('.test.js') || entry.path.endsWith('.map') || entry.path.startsWith('dist/test/')));
 });
 

@@ -159,6 +159,8 @@ test('target: agent: the agent restarts into the new build and commits it (Succe
     await subscriber.waitForReadings((readings) => readings.length >= afterUpdate + 20, 10_000, 'readings from the new build');
     assertInOrderWithoutGaps(subscriber.readingsOf('counter'), 'counter across the self-update');
     assert.equal(runsOf(subscriber.readingsOf('counter')), 2, 'readings come from the old and the new process');
+    // The bundle carries the build's precompiled validators: the new build does not compile them.
+    assert.ok(!agent.stderr.includes('ValidatorsCompiledAtRunTime'), 'the new build warned that it compiled its validators');
     assert.equal(await agent.stop(), 0, 'SIGTERM reaches the agent through the launcher; exit 0');
   } finally {
     await agent.kill();

@@ -18,6 +18,8 @@ export interface AgentProcessOptions {
   stateDir?: string;
   deviceId?: string;
   extraArgs?: string[];
+  /** The CLI to run (default: this build's bundle). */
+  cli?: string;
   env?: NodeJS.ProcessEnv;
   /** Run the agent as this user and group (the test runs as root; file modes bind other users only). */
   user?: { uid: number; gid: number };
@@ -91,7 +93,7 @@ export class AgentProcess {
     const args = [
       ...AGENT_NODE_FLAGS,
       ...EXTRA_AGENT_NODE_FLAGS,
-      CLI, 'run',
+      options.cli ?? CLI, 'run',
       ...(options.manifests !== undefined ? ['--manifests', options.manifests] : []),
       '--state-dir', stateDir,
       '--admin-addr', `${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${port}`,
