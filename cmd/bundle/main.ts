@@ -13,8 +13,8 @@
 // - @kubernetes/client-node: imported only in cluster mode, so standalone mode never loads it;
 // - pino-pretty: loaded in a worker thread by pino.transport, by package name;
 // - the lazily required ones (pkg/api/lazy-require.ts: modbus-serial, node-forge, re2js, and ajv
-//   with ajv-formats, needed only to compile a schema changed since the build), so that an agent that does not use them
-//   does not parse them.
+//   with ajv-formats, needed only to compile a schema changed since the build), so that an agent
+//   that does not use them does not parse them.
 // CommonJS dependencies call require() for Node built-ins; the banner gives the ES module a real one.
 // The commit the bundle is built from is baked in as SENSORLET_COMMIT (pkg/api/version.ts).
 //

@@ -13,10 +13,9 @@
 //   sensorlet               a /bin/sh launcher: that Node, the V8 flags of `npm start`, the bundle
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { KINDS, PACKAGE_ROOT } from '../../pkg/api/schemas.js';
 import { ASSETS_DIR } from '../../pkg/console/assets.js';
-import { PRECOMPILED_VALIDATORS_FILE, closedSchema, validatorDigest, type PrecompiledModule } from '../../pkg/api/validators.js';
+import { PRECOMPILED_VALIDATORS_FILE, closedSchema, precompiledValidator } from '../../pkg/api/validators.js';
 import { RUNTIME_PACKAGES } from '../bundle/external.js';
 import { nodeRuntime } from './inputs.js';
 import { NODE_RUNTIME_VERSION, type Platform } from './platforms.js';
@@ -91,11 +90,10 @@ export function launcherScript(): string {
 
 /** A release whose precompiled validators are missing or stale would compile them at every start. */
 function checkPrecompiledValidators(): void {
-  const file = path.relative(PACKAGE_ROOT, PRECOMPILED_VALIDATORS_FILE);
-  if (!existsSync(PRECOMPILED_VALIDATORS_FILE)) throw new Error(`${file} is missing: run npm run build first`);
-  const built = createRequire(import.meta.url)(PRECOMPILED_VALIDATORS_FILE) as PrecompiledModule;
-  const stale = KINDS.filter((kind) => built.digests?.[kind] !== validatorDigest(closedSchema(kind)));
-  if (stale.length > 0) throw new Error(`${file} does not match schemas/ for ${stale.join(', ')}: run npm run build first`);
+  for (const kind of KINDS) {
+    const found = precompiledValidator(kind, closedSchema(kind));
+    if ('problem' in found) throw new Error(`the precompiled validator of ${kind} cannot be used (${found.problem}): run npm run build first`);
+  }
 }
 
 /** The agent tree for one platform, under `root` (a relative path). */

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { KINDS, PACKAGE_ROOT, isKind } from './schemas.js';
-import { PRECOMPILED_VALIDATORS_FILE, closedSchema, validatorFor, type PrecompiledModule } from './validators.js';
+import { PRECOMPILED_VALIDATORS_FILE, closedSchema, createAjv, validatorFor, type PrecompiledModule } from './validators.js';
 import { parseManifestText, readManifestFiles } from '../sources/manifest-parser.js';
 
 const precompiled = createRequire(import.meta.url)(PRECOMPILED_VALIDATORS_FILE) as PrecompiledModule;
@@ -34,10 +34,11 @@ test('the build precompiled every kind, and the agent uses those validators', ()
 test('precompiled and run-time compiled validators agree on every manifest of the project', async () => {
   const objects = await projectManifests();
   assert.ok(objects.length >= 80, `only ${objects.length} manifests`);
+  const ajv = createAjv({ keepSource: false });
   const validators = new Map(
     KINDS.map((kind) => {
       const schema = closedSchema(kind);
-      return [kind, { fromBuild: validatorFor(kind, schema).validate, fromRuntime: validatorFor(kind, schema, { precompiled: false }).validate }];
+      return [kind, { fromBuild: precompiled[kind]!, fromRuntime: ajv.compile(schema) }];
     }),
   );
   const kindsSeen = new Set<string>();
@@ -46,7 +47,6 @@ test('precompiled and run-time compiled validators agree on every manifest of th
     const kind = object.kind as (typeof KINDS)[number];
     kindsSeen.add(kind);
     const { fromBuild, fromRuntime } = validators.get(kind)!;
-    assert.notEqual(fromBuild, fromRuntime);
     const [copyForBuild, copyForRuntime] = [structuredClone(object), structuredClone(object)];
     const where = `${kind}/${String((object.metadata as { name?: unknown } | undefined)?.name)}`;
     assert.equal(fromBuild(copyForBuild), fromRuntime(copyForRuntime), where);

@@ -123,15 +123,18 @@ function loadPrecompiled(): { module: PrecompiledModule; problem?: string } {
   return precompiled;
 }
 
+/** The build's validator of `schema` (closedSchema(kind)), or why there is none that matches it. */
+export function precompiledValidator(kind: Kind, schema: JsonSchema): { validate: Validator } | { problem: string } {
+  const { module, problem } = loadPrecompiled();
+  const validate = module[kind];
+  if (validate && module.digests?.[kind] === validatorDigest(schema)) return { validate };
+  return { problem: problem ?? (validate ? 'the build compiled it from another schema or with other options' : 'it is not in the build') };
+}
+
 /** `schema` (closedSchema(kind)) as a validator: precompiled when it matches, else compiled now. */
-export function validatorFor(kind: Kind, schema: JsonSchema, options: { precompiled: boolean } = { precompiled: true }): KindValidator {
-  let compiledBecause = 'asked to compile';
-  if (options.precompiled) {
-    const { module, problem } = loadPrecompiled();
-    const validate = module[kind];
-    if (validate && module.digests?.[kind] === validatorDigest(schema)) return { validate };
-    compiledBecause = problem ?? (validate ? 'the build compiled it from another schema or with other options' : 'it is not in the build');
-  }
+export function validatorFor(kind: Kind, schema: JsonSchema): KindValidator {
+  const found = precompiledValidator(kind, schema);
+  if ('validate' in found) return found;
   runtimeAjv ??= createAjv({ keepSource: false });
-  return { validate: runtimeAjv.compile(schema), compiledBecause };
+  return { validate: runtimeAjv.compile(schema), compiledBecause: found.problem };
 }

@@ -8,6 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../pkg/api/schemas.js';
+import { manifestsDir } from '../bench/harness.js';
 import { AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/ports.js';
 
@@ -46,14 +47,8 @@ function builtTreeCopy(options: { validators: boolean }): string {
   return root;
 }
 
-function manifestsWith(files: Record<string, string>): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sensorlet-manifests-'));
-  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
-  return dir;
-}
-
 async function runAgent(root: string, files: Record<string, string>, check: (agent: AgentProcess) => Promise<void>): Promise<void> {
-  const manifests = manifestsWith(files);
+  const manifests = manifestsDir(files);
   const agent = await AgentProcess.start({ manifests, cli: path.join(root, 'dist/cmd/sensorlet/main.js') });
   try {
     await check(agent);
